@@ -1,0 +1,208 @@
+//! `Function`: the current configuration of a Lambda function; publishing snapshots it into a
+//! `FunctionVersion`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{Architecture, ScalingConfig};
+
+/// Desired state of a function: its configuration, whether to publish it, and the
+/// `$LATEST.PUBLISHED` scaling config.
+#[derive(CustomResource, kube::KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "lmi.dev",
+    version = "v1alpha1",
+    kind = "Function",
+    namespaced,
+    shortname = "fn",
+    category = "lmi",
+    status = "FunctionStatus",
+    doc = "A Lambda function running on a capacity provider",
+    printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
+    printcolumn(name = "Latest", type_ = "string", json_path = ".status.latestPublishedVersion"),
+    printcolumn(name = "Capacity-Provider", type_ = "string", json_path = ".spec.capacityProviderConfig.capacityProviderName"),
+    printcolumn(name = "Memory", type_ = "integer", json_path = ".spec.memorySize"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("size(self.metadata.name) <= 64").message("a function name has at most 64 characters"),
+    validation = Rule::new("self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')")
+        .message("a function name has lower-case letters, digits and '-', and starts and ends with a letter or digit"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionSpec {
+    /// Everything a published version freezes.
+    #[serde(flatten)]
+    pub configuration: FunctionConfiguration,
+    /// When true, every change of the configuration publishes a new version.
+    #[serde(default)]
+    pub publish: bool,
+    /// Scaling of `$LATEST.PUBLISHED`; carries over to every version published later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling_config: Option<ScalingConfig>,
+}
+
+/// The configuration of a function that a version freezes. Field names follow Lambda's API.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, kube::KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.memorySize % (self.capacityProviderConfig.executionEnvironmentMemoryGiBPerVCpu * 1024) == 0")
+        .message("memorySize must be a multiple of executionEnvironmentMemoryGiBPerVCpu x 1024 MiB (whole vCPUs only)"),
+    validation = Rule::new("!has(self.capacityProviderConfig.perExecutionEnvironmentMaxConcurrency) || self.capacityProviderConfig.perExecutionEnvironmentMaxConcurrency <= 64 * (self.memorySize / (self.capacityProviderConfig.executionEnvironmentMemoryGiBPerVCpu * 1024))")
+        .message("perExecutionEnvironmentMaxConcurrency may be at most 64 per vCPU (vCPUs = memorySize / (executionEnvironmentMemoryGiBPerVCpu x 1024))"),
+)]
+pub struct FunctionConfiguration {
+    /// The capacity provider and the EE's shape and concurrency.
+    pub capacity_provider_config: CapacityProviderConfig,
+    /// The function's container image.
+    pub code: FunctionCode,
+    /// Overrides of the image's entry point, command and working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_config: Option<ImageConfig>,
+    /// The handler the runtime loads (`_HANDLER`), e.g. `app.handler`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub handler: Option<String>,
+    /// The runtime family of the image (sets the default concurrency per vCPU), e.g.
+    /// `python3.13`, `nodejs22.x`, `java21`, `dotnet8`, `provided.al2023`. Unset: custom runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(
+        pattern = r"^(python3\.[0-9]+|nodejs[0-9]+\.x|java[0-9]+|dotnet[0-9]+|provided(\.al2|\.al2023)?)$"
+    ))]
+    pub runtime: Option<String>,
+    /// Memory of one EE in MiB (2048-32768). Default 2048.
+    #[serde(default = "default_memory_size")]
+    #[schemars(range(min = 2048, max = 32768))]
+    pub memory_size: i32,
+    /// Invocation timeout in seconds (1-900). Default 3.
+    #[serde(default = "default_timeout")]
+    #[schemars(range(min = 1, max = 900))]
+    pub timeout: i32,
+    /// Environment variables of the function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Environment>,
+    /// x86_64 (default) or arm64; must match the capacity provider's architecture.
+    #[serde(default)]
+    pub architecture: Architecture,
+}
+
+fn default_memory_size() -> i32 {
+    crate::rules::DEFAULT_MEMORY_MIB
+}
+
+fn default_timeout() -> i32 {
+    crate::rules::DEFAULT_TIMEOUT_SECONDS
+}
+
+/// Which capacity provider runs the function, and the shape of one EE.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, kube::KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.capacityProviderName == oldSelf.capacityProviderName")
+    .message("capacityProviderName is immutable: create a new function to move it"))]
+pub struct CapacityProviderConfig {
+    /// Name of the (cluster-scoped) CapacityProvider.
+    #[schemars(length(min = 1, max = 64))]
+    pub capacity_provider_name: String,
+    /// Invocations one EE serves at once (1-1600, at most 64 per vCPU). Default: by runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1600))]
+    pub per_execution_environment_max_concurrency: Option<i32>,
+    /// Memory per vCPU in GiB: 2 (compute), 4 (general) or 8 (memory optimized). Default 2.
+    #[serde(
+        default = "default_ratio",
+        rename = "executionEnvironmentMemoryGiBPerVCpu"
+    )]
+    #[schemars(extend("enum" = [2, 4, 8]))]
+    pub execution_environment_memory_gib_per_vcpu: i32,
+}
+
+fn default_ratio() -> i32 {
+    crate::rules::DEFAULT_MEMORY_GIB_PER_VCPU
+}
+
+/// Where the function's code comes from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionCode {
+    /// Container image with a Lambda runtime interface client.
+    #[schemars(length(min = 1, max = 1024))]
+    pub image_uri: String,
+}
+
+/// Overrides of the container image's settings.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageConfig {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 1024)))]
+    pub entry_point: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 1024)))]
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1000))]
+    pub working_directory: Option<String>,
+}
+
+/// Environment variables of the function.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, kube::KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Environment {
+    /// Variable names and values. Bounded so the apiserver can cost the CEL rules below.
+    #[serde(default)]
+    #[schemars(extend("maxProperties" = 128))]
+    #[x_kube(
+        validation = Rule::new("self.all(k, k.matches('^[a-zA-Z][a-zA-Z0-9_]*$'))")
+            .message("environment variable names start with a letter and have only letters, digits and '_'"),
+        validation = Rule::new("self.all(k, !k.startsWith('AWS_LAMBDA_') && !(k in ['_HANDLER', 'AWS_REGION', 'AWS_DEFAULT_REGION', 'AWS_EXECUTION_ENV', 'LAMBDA_TASK_ROOT', 'LAMBDA_RUNTIME_DIR']))")
+            .message("environment variable names AWS_LAMBDA_*, _HANDLER, AWS_REGION, AWS_DEFAULT_REGION, AWS_EXECUTION_ENV, LAMBDA_TASK_ROOT and LAMBDA_RUNTIME_DIR are reserved"),
+    )]
+    pub variables: BTreeMap<String, String>,
+}
+
+/// Lifecycle state of a function or version, as Lambda names it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum State {
+    #[default]
+    Pending,
+    Active,
+    Inactive,
+    Failed,
+    Deactivating,
+    Deactivated,
+    Deleting,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "Pending",
+            State::Active => "Active",
+            State::Inactive => "Inactive",
+            State::Failed => "Failed",
+            State::Deactivating => "Deactivating",
+            State::Deactivated => "Deactivated",
+            State::Deleting => "Deleting",
+        }
+    }
+}
+
+/// Observed state of a function.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<State>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The version `$LATEST.PUBLISHED` resolves to (and unqualified invokes run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_published_version: Option<String>,
+    /// SHA-256 of the configuration, to publish a version only when it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
