@@ -1,0 +1,31 @@
+//! A Lambda function on the real Rust runtime client (`lambda_runtime`, `run_concurrent`), used by
+//! the integration tests and the benchmark. The payload steers it:
+//! `{"sleepMs": N}` waits N ms, `{"fail": "message"}` returns an error; anything else is echoed.
+//!
+//! Run it behind a sidecar: `lmi-sidecar -- target/debug/examples/fixture_fn`.
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::{Value, json};
+
+async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
+    let (payload, ctx) = event.into_parts();
+    if let Some(ms) = payload.get("sleepMs").and_then(Value::as_u64) {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    if let Some(msg) = payload.get("fail").and_then(Value::as_str) {
+        return Err(msg.to_string().into());
+    }
+    Ok(json!({
+        "echo": payload,
+        "requestId": ctx.request_id,
+        "invokedFunctionArn": ctx.invoked_function_arn,
+        "deadlineMs": ctx.deadline,
+        "xrayTraceId": ctx.xray_trace_id,
+        "clientContext": ctx.client_context.map(|c| json!({"custom": c.custom, "env": c.environment})),
+    }))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::run_concurrent(service_fn(handler)).await
+}

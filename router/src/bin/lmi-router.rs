@@ -1,0 +1,33 @@
+//! `lmi-router --static FILE [--listen ADDR] [--default-namespace NS] [--region R]
+//! [--max-attempts N] [--retry-after SECONDS]`
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    lmi_router::init_tracing();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let config = match lmi_router::router::Config::from_args(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("lmi-router: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lmi-router: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(lmi_router::router::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lmi-router: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! `lmi-sidecar [-- FUNCTION COMMAND...]`: configured by environment variables (docs/data-plane.md).
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    lmi_router::init_tracing();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match args.split_first() {
+        None => None,
+        Some((dash, cmd)) if dash == "--" && !cmd.is_empty() => Some(cmd.to_vec()),
+        Some(_) => {
+            eprintln!(
+                "usage: lmi-sidecar [-- FUNCTION COMMAND...]  (settings come from the environment)"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let config = match lmi_router::sidecar::config::from_lookup(|k| std::env::var(k).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("lmi-sidecar: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lmi-sidecar: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(lmi_router::sidecar::run(config, command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lmi-sidecar: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

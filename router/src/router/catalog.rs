@@ -1,0 +1,274 @@
+//! What the router knows: functions, their versions, each version's state and ready EEs. Built from
+//! a source (static file or the cluster) and swapped in whole; resolution is pure.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::function_name::{FunctionRef, Qualifier};
+use crate::lambda_error::LambdaError;
+
+/// A source's view of the world, before it becomes a [`Catalog`]. Also the static file's format.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CatalogSpec {
+    #[serde(default)]
+    pub functions: Vec<FunctionSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FunctionSpec {
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    pub name: String,
+    #[serde(default)]
+    pub versions: Vec<VersionSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VersionSpec {
+    pub version: u32,
+    /// Lambda version state: Active, Pending, Failed, Deactivating, Deactivated, ...
+    #[serde(default = "active")]
+    pub state: String,
+    /// Function timeout; the router waits a little longer than this for an EE's answer.
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: f64,
+    /// Ready EEs, as `host:port` of their sidecar's invoke endpoint.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+}
+
+fn default_namespace() -> String {
+    "default".to_string()
+}
+fn active() -> String {
+    "Active".to_string()
+}
+fn default_timeout() -> f64 {
+    3.0
+}
+
+/// One EE as the router sees it. Shared across catalog rebuilds (by address) so its in-flight count
+/// survives them.
+#[derive(Debug)]
+pub struct Endpoint {
+    pub addr: String,
+    pub uri: http::Uri,
+    in_flight: AtomicUsize,
+}
+
+impl Endpoint {
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+    /// Count one invocation in flight until the guard drops.
+    pub fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+}
+
+pub struct InFlight(Arc<Endpoint>);
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug)]
+pub struct Version {
+    pub number: u32,
+    pub state: String,
+    pub timeout: Duration,
+    pub endpoints: Vec<Arc<Endpoint>>,
+}
+
+#[derive(Debug, Default)]
+pub struct Catalog {
+    functions: HashMap<(String, String), BTreeMap<u32, Version>>,
+}
+
+impl Catalog {
+    /// Build from a spec, reusing `previous`'s endpoints (and so their in-flight counts).
+    pub fn build(spec: &CatalogSpec, previous: &Catalog) -> Result<Catalog, String> {
+        let mut known: HashMap<&str, Arc<Endpoint>> = HashMap::new();
+        for versions in previous.functions.values() {
+            for v in versions.values() {
+                for e in &v.endpoints {
+                    known.insert(e.addr.as_str(), e.clone());
+                }
+            }
+        }
+        let mut functions: HashMap<(String, String), BTreeMap<u32, Version>> = HashMap::new();
+        for f in &spec.functions {
+            let versions = functions
+                .entry((f.namespace.clone(), f.name.clone()))
+                .or_default();
+            for v in &f.versions {
+                let mut endpoints = Vec::with_capacity(v.endpoints.len());
+                for addr in &v.endpoints {
+                    let ep = match known.get(addr.as_str()) {
+                        Some(e) => e.clone(),
+                        None => {
+                            let uri: http::Uri =
+                                format!("http://{addr}{}", crate::wire::INVOKE_PATH)
+                                    .parse()
+                                    .map_err(|_| format!("bad endpoint address {addr:?}"))?;
+                            Arc::new(Endpoint {
+                                addr: addr.clone(),
+                                uri,
+                                in_flight: AtomicUsize::new(0),
+                            })
+                        }
+                    };
+                    endpoints.push(ep);
+                }
+                if !(v.timeout_seconds > 0.0 && v.timeout_seconds <= 900.0) {
+                    return Err(format!(
+                        "{}/{} version {}: timeoutSeconds must be in (0, 900]",
+                        f.namespace, f.name, v.version
+                    ));
+                }
+                versions.insert(
+                    v.version,
+                    Version {
+                        number: v.version,
+                        state: v.state.clone(),
+                        timeout: Duration::from_secs_f64(v.timeout_seconds),
+                        endpoints,
+                    },
+                );
+            }
+        }
+        Ok(Catalog { functions })
+    }
+
+    /// Find the version an invocation runs on, or the Lambda error saying why there is none.
+    pub fn resolve(&self, f: &FunctionRef, region: &str) -> Result<&Version, LambdaError> {
+        let not_found = || {
+            LambdaError::ResourceNotFound(format!("Function not found: {}", f.invoked_arn(region)))
+        };
+        let versions = self
+            .functions
+            .get(&(f.namespace.clone(), f.name.clone()))
+            .ok_or_else(not_found)?;
+        let version = match &f.qualifier {
+            Qualifier::Version(n) => versions.get(n).ok_or_else(not_found)?,
+            // Aliases do not exist yet.
+            Qualifier::Alias(_) => return Err(not_found()),
+            // The newest Active version, so a version still being deployed does not take traffic
+            // before its EEs are up; if none is Active, report the newest one's state.
+            Qualifier::LatestPublished => versions
+                .values()
+                .rev()
+                .find(|v| v.state == "Active")
+                .or_else(|| versions.values().next_back())
+                .ok_or_else(not_found)?,
+        };
+        if version.state != "Active" {
+            return Err(LambdaError::ResourceNotReady(format!(
+                "The operation cannot be performed at this time. The function is currently in \
+                 the following state: {}",
+                version.state
+            )));
+        }
+        if version.endpoints.is_empty() {
+            return Err(LambdaError::ResourceNotReady(
+                "The operation cannot be performed at this time. The function version has no \
+                 ready execution environment."
+                    .to_string(),
+            ));
+        }
+        Ok(version)
+    }
+
+    pub fn function_count(&self) -> usize {
+        self.functions.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::function_name::parse;
+
+    fn spec() -> CatalogSpec {
+        serde_yaml::from_str(
+            r#"
+functions:
+  - name: hello
+    versions:
+      - {version: 1, endpoints: ["127.0.0.1:1", "127.0.0.1:2"]}
+      - {version: 2, state: Pending}
+      - {version: 3, state: Active, endpoints: []}
+  - namespace: team-a
+    name: other
+    versions:
+      - {version: 1, state: Failed}
+"#,
+        )
+        .expect("yaml")
+    }
+
+    fn resolve(c: &Catalog, name: &str) -> Result<u32, LambdaError> {
+        let f = parse(name, None, "default")?;
+        c.resolve(&f, "us-east-1").map(|v| v.number)
+    }
+
+    #[test]
+    fn resolves_versions_and_latest_published() {
+        let c = Catalog::build(&spec(), &Catalog::default()).expect("build");
+        assert_eq!(resolve(&c, "hello:1"), Ok(1));
+        // Latest published = newest Active (3), which has no ready EE.
+        assert!(matches!(
+            resolve(&c, "hello"),
+            Err(LambdaError::ResourceNotReady(_))
+        ));
+        assert!(
+            matches!(resolve(&c, "hello:2"), Err(LambdaError::ResourceNotReady(m)) if m.contains("Pending"))
+        );
+        assert!(matches!(
+            resolve(&c, "hello:9"),
+            Err(LambdaError::ResourceNotFound(_))
+        ));
+        assert!(matches!(
+            resolve(&c, "hello:live"),
+            Err(LambdaError::ResourceNotFound(_))
+        ));
+        assert!(
+            matches!(resolve(&c, "nope"), Err(LambdaError::ResourceNotFound(m)) if m.ends_with(":function:nope"))
+        );
+        assert!(
+            matches!(resolve(&c, "team-a/other"), Err(LambdaError::ResourceNotReady(m)) if m.contains("Failed"))
+        );
+    }
+
+    #[test]
+    fn rebuild_keeps_in_flight_counts() {
+        let a = Catalog::build(&spec(), &Catalog::default()).expect("build");
+        let f = parse("hello:1", None, "default").expect("parse");
+        let ep = a.resolve(&f, "r").expect("resolve").endpoints[0].clone();
+        let _guard = ep.begin();
+        let b = Catalog::build(&spec(), &a).expect("rebuild");
+        assert_eq!(
+            b.resolve(&f, "r").expect("resolve").endpoints[0].in_flight(),
+            1
+        );
+    }
+
+    #[test]
+    fn rejects_bad_spec() {
+        let bad: CatalogSpec = serde_yaml::from_str(
+            "functions: [{name: x, versions: [{version: 1, timeoutSeconds: 0}]}]",
+        )
+        .expect("yaml");
+        assert!(Catalog::build(&bad, &Catalog::default()).is_err());
+        assert!(serde_yaml::from_str::<CatalogSpec>("functions: [{name: x, typo: 1}]").is_err());
+    }
+}

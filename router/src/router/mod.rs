@@ -1,0 +1,164 @@
+//! `lmi-router`: the Lambda Invoke API front door. See docs/data-plane.md.
+
+pub mod api;
+pub mod catalog;
+pub mod metrics;
+pub mod static_file;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::{Error, http_server};
+use catalog::{Catalog, CatalogSpec};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen_addr: SocketAddr,
+    /// Namespace for function names that do not carry one.
+    pub default_namespace: String,
+    /// Region shown in ARNs.
+    pub region: String,
+    /// EEs tried per invocation before answering 429.
+    pub max_attempts: usize,
+    pub retry_after_secs: u32,
+    pub static_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            default_namespace: "default".to_string(),
+            region: "us-east-1".to_string(),
+            max_attempts: 3,
+            retry_after_secs: 1,
+            static_file: None,
+        }
+    }
+}
+
+impl Config {
+    /// Parse `--flag value` arguments.
+    pub fn from_args(args: &[String]) -> Result<Config, Error> {
+        let mut c = Config::default();
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let mut value = || {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| Error::Config(format!("{flag} needs a value")))
+            };
+            match flag.as_str() {
+                "--listen" => {
+                    let v = value()?;
+                    c.listen_addr = v
+                        .parse()
+                        .map_err(|_| Error::Config(format!("--listen {v}: not host:port")))?;
+                }
+                "--default-namespace" => c.default_namespace = value()?,
+                "--region" => c.region = value()?,
+                "--max-attempts" => {
+                    let v = value()?;
+                    c.max_attempts =
+                        v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                            Error::Config(format!("--max-attempts {v}: need >= 1"))
+                        })?;
+                }
+                "--retry-after" => {
+                    let v = value()?;
+                    c.retry_after_secs = v
+                        .parse()
+                        .map_err(|_| Error::Config(format!("--retry-after {v}: not seconds")))?;
+                }
+                "--static" => c.static_file = Some(PathBuf::from(value()?)),
+                other => return Err(Error::Config(format!("unknown flag {other}"))),
+            }
+        }
+        Ok(c)
+    }
+}
+
+pub struct Router {
+    pub config: Config,
+    catalog: RwLock<Arc<Catalog>>,
+    pub client: Client<HttpConnector, Full<Bytes>>,
+    pub metrics: metrics::Metrics,
+}
+
+/// How long an idle pooled connection to a sidecar is kept: shorter than the sidecar's own idle
+/// timeout, so the router never sends on a connection the sidecar is closing.
+const POOL_IDLE: Duration = Duration::from_secs(20);
+
+impl Router {
+    pub fn new(config: Config) -> Result<Router, Error> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_timer(TokioTimer::new())
+            .pool_max_idle_per_host(1024)
+            .build(connector);
+        Ok(Router {
+            config,
+            catalog: RwLock::new(Arc::new(Catalog::default())),
+            client,
+            metrics: metrics::Metrics::new()?,
+        })
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Replace the catalog (keeping EE in-flight counts).
+    pub fn install(&self, spec: &CatalogSpec) -> Result<(), String> {
+        let next = Arc::new(Catalog::build(spec, &self.catalog())?);
+        self.metrics.functions.set(next.function_count() as i64);
+        match self.catalog.write() {
+            Ok(mut c) => *c = next,
+            Err(p) => *p.into_inner() = next,
+        }
+        Ok(())
+    }
+}
+
+/// Run until SIGTERM/SIGINT.
+pub async fn run(config: Config) -> Result<(), Error> {
+    let router = Arc::new(Router::new(config)?);
+    match router.config.static_file.clone() {
+        Some(path) => static_file::watch(router.clone(), path).await?,
+        None => {
+            return Err(Error::Config(
+                "no catalog source: pass --static FILE".to_string(),
+            ));
+        }
+    }
+    let listener = http_server::bind(router.config.listen_addr).await?;
+    tracing::info!(listen = %listener.local_addr()?, "router started");
+    let r = router.clone();
+    let server = tokio::spawn(http_server::serve(
+        listener,
+        Some(Duration::from_secs(30)),
+        move |req| api::handle(r.clone(), req),
+    ));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+    server.abort();
+    tracing::info!("router stopped");
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! Sidecar settings, from the environment (the operator sets them on the pod; the downward API
+//! supplies the function container's limits).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::Error;
+use crate::admission::Thresholds;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the runtime reaches the Runtime API (`AWS_LAMBDA_RUNTIME_API`). Loopback only: the
+    /// function container shares the pod's network namespace.
+    pub runtime_api_addr: SocketAddr,
+    /// Where the router sends invocations, and where metrics, readiness and utilization are served.
+    pub listen_addr: SocketAddr,
+    pub max_concurrency: usize,
+    pub function_timeout: Duration,
+    pub init_timeout: Duration,
+    /// CPU limit of the function container in cores; `None` = unknown (no CPU admission check).
+    pub cpu_limit_cores: Option<f64>,
+    /// Memory limit of the function container; `None` = unknown (no memory admission check).
+    pub memory_limit_bytes: Option<u64>,
+    pub thresholds: Thresholds,
+    pub sample_interval: Duration,
+    /// Used for `Lambda-Runtime-Invoked-Function-Arn` when the router did not send one.
+    pub default_function_arn: String,
+}
+
+/// Read settings through `get` (so tests need not touch the process environment).
+pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, Error> {
+    let parse_addr = |key: &str, default: &str| -> Result<SocketAddr, Error> {
+        let v = get(key).unwrap_or_else(|| default.to_string());
+        v.parse()
+            .map_err(|_| Error::Config(format!("{key}={v} is not an address (host:port)")))
+    };
+    let parse_num = |key: &str| -> Result<Option<f64>, Error> {
+        get(key)
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite() && *x >= 0.0)
+                    .ok_or_else(|| Error::Config(format!("{key}={v} is not a non-negative number")))
+            })
+            .transpose()
+    };
+    let max_concurrency = parse_num("AWS_LAMBDA_MAX_CONCURRENCY")?.unwrap_or(8.0) as usize;
+    if !(1..=1600).contains(&max_concurrency) {
+        return Err(Error::Config(
+            "AWS_LAMBDA_MAX_CONCURRENCY must be 1 to 1600".to_string(),
+        ));
+    }
+    let timeout_s = parse_num("LMI_FUNCTION_TIMEOUT_SECONDS")?.unwrap_or(3.0);
+    if !(0.001..=900.0).contains(&timeout_s) {
+        return Err(Error::Config(
+            "LMI_FUNCTION_TIMEOUT_SECONDS must be at most 900".to_string(),
+        ));
+    }
+    let function_timeout = Duration::from_secs_f64(timeout_s);
+    // Lambda: init timeout is max(130 s, function timeout). Overridable for tests.
+    let init_timeout = match parse_num("LMI_INIT_TIMEOUT_SECONDS")? {
+        Some(s) => Duration::from_secs_f64(s),
+        None => function_timeout.max(Duration::from_secs(130)),
+    };
+    let cpu_limit_cores = parse_num("LMI_CPU_LIMIT_MILLICORES")?
+        .filter(|m| *m > 0.0)
+        .map(|m| m / 1000.0);
+    let memory_limit_bytes = match parse_num("LMI_MEMORY_LIMIT_BYTES")?.filter(|b| *b > 0.0) {
+        Some(b) => Some(b as u64),
+        None => parse_num("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")?
+            .filter(|m| *m > 0.0)
+            .map(|mib| (mib * 1024.0 * 1024.0) as u64),
+    };
+    let defaults = Thresholds::default();
+    let thresholds = Thresholds {
+        cpu: parse_num("LMI_CPU_PRESSURE")?.unwrap_or(defaults.cpu),
+        memory: parse_num("LMI_MEMORY_PRESSURE")?.unwrap_or(defaults.memory),
+    };
+    let sample_ms = parse_num("LMI_SAMPLE_INTERVAL_MS")?
+        .unwrap_or(1000.0)
+        .max(10.0);
+    let name = get("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "function".to_string());
+    let region = get("AWS_REGION").unwrap_or_else(|| "us-east-1".to_string());
+    let namespace = get("LMI_NAMESPACE").unwrap_or_else(|| "default".to_string());
+    Ok(Config {
+        runtime_api_addr: parse_addr("LMI_RUNTIME_API_ADDR", "127.0.0.1:9001")?,
+        listen_addr: parse_addr("LMI_LISTEN_ADDR", "0.0.0.0:9000")?,
+        max_concurrency,
+        function_timeout,
+        init_timeout,
+        cpu_limit_cores,
+        memory_limit_bytes,
+        thresholds,
+        sample_interval: Duration::from_millis(sample_ms as u64),
+        default_function_arn: format!("arn:aws:lambda:{region}:{namespace}:function:{name}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, Error> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cfg(&[]).expect("config");
+        assert_eq!(c.max_concurrency, 8);
+        assert_eq!(c.function_timeout, Duration::from_secs(3));
+        assert_eq!(c.init_timeout, Duration::from_secs(130));
+        assert_eq!(c.cpu_limit_cores, None);
+        assert_eq!(c.runtime_api_addr.to_string(), "127.0.0.1:9001");
+    }
+
+    #[test]
+    fn limits_from_downward_api_and_init_timeout_rule() {
+        let c = cfg(&[
+            ("LMI_CPU_LIMIT_MILLICORES", "2000"),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "2048"),
+            ("LMI_FUNCTION_TIMEOUT_SECONDS", "300"),
+        ])
+        .expect("config");
+        assert_eq!(c.cpu_limit_cores, Some(2.0));
+        assert_eq!(c.memory_limit_bytes, Some(2048 * 1024 * 1024));
+        assert_eq!(c.init_timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        assert!(cfg(&[("AWS_LAMBDA_MAX_CONCURRENCY", "0")]).is_err());
+        assert!(cfg(&[("AWS_LAMBDA_MAX_CONCURRENCY", "x")]).is_err());
+        assert!(cfg(&[("LMI_FUNCTION_TIMEOUT_SECONDS", "901")]).is_err());
+        assert!(cfg(&[("LMI_LISTEN_ADDR", "nope")]).is_err());
+    }
+}

@@ -1,0 +1,203 @@
+//! The sidecar's endpoint on the pod address: invocations from the router, plus readiness, metrics
+//! and the utilization the autoscaler reads.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, StatusCode};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use super::runtime_api::{BodyError, read_limited};
+use super::state::{Invocation, Outcome, State};
+use crate::admission::Refusal;
+use crate::http_server::{Body, full};
+use crate::{ids, lambda_error, wire};
+
+pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+    match (req.method(), req.uri().path()) {
+        (&Method::POST, wire::INVOKE_PATH) => invoke(&state, req).await,
+        (&Method::GET, "/metrics") => {
+            let mut r = Response::new(full(state.metrics.render()));
+            r.headers_mut().insert(
+                "content-type",
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            r
+        }
+        (&Method::GET, "/utilization") => json_response(StatusCode::OK, utilization(&state)),
+        (&Method::GET, "/readyz") => {
+            let status = if state.ready() {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            json_response(
+                status,
+                json!({"ready": state.ready(), "draining": state.draining(), "lifecycle": state.lifecycle()}),
+            )
+        }
+        (&Method::GET, "/healthz") => json_response(StatusCode::OK, json!({"status": "ok"})),
+        _ => json_response(StatusCode::NOT_FOUND, json!({"message": "not found"})),
+    }
+}
+
+/// What the autoscaler samples (and what a person can curl).
+pub fn utilization(state: &State) -> serde_json::Value {
+    let u = state.usage();
+    json!({
+        "inFlight": state.in_flight(),
+        "maxConcurrency": state.config.max_concurrency,
+        "cpuUtilization": u.cpu_utilization,
+        "cpuCores": u.cpu_cores,
+        "cpuLimitCores": state.config.cpu_limit_cores,
+        "memoryUtilization": u.memory_utilization,
+        "memoryBytes": u.memory_bytes,
+        "memoryLimitBytes": state.config.memory_limit_bytes,
+        "ready": state.ready(),
+        "draining": state.draining(),
+        "lifecycle": state.lifecycle(),
+        "runtimePolling": state.polling.load(Ordering::Relaxed),
+        "invocations": state.invocations.load(Ordering::Relaxed),
+    })
+}
+
+async fn invoke(state: &State, req: Request<Incoming>) -> Response<Body> {
+    let slot = match state.admit() {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            // Read (and drop) the body so the router's pooled connection stays usable.
+            let _ = read_limited(
+                req.into_body(),
+                wire::MAX_SYNC_PAYLOAD + 1,
+                Duration::from_secs(10),
+            )
+            .await;
+            return refused(refusal);
+        }
+    };
+    let started = Instant::now();
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let request_id = header(wire::REQUEST_ID).unwrap_or_else(ids::request_id);
+    let function_arn = header(wire::INVOKED_FUNCTION_ARN)
+        .unwrap_or_else(|| state.config.default_function_arn.clone());
+    let trace_id = header(wire::TRACE_ID).unwrap_or_else(ids::trace_id);
+    let client_context = header(wire::CLIENT_CONTEXT);
+    let cognito_identity = header(wire::COGNITO_IDENTITY);
+    let body = match read_limited(
+        req.into_body(),
+        wire::MAX_SYNC_PAYLOAD,
+        Duration::from_secs(30),
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => {
+            let e = lambda_error::LambdaError::RequestTooLarge;
+            return json_bytes(StatusCode::PAYLOAD_TOO_LARGE, e.body());
+        }
+        Err(BodyError::Other(m)) => {
+            return json_response(StatusCode::BAD_REQUEST, json!({"message": m}));
+        }
+    };
+    let timeout = state.config.function_timeout;
+    let (reply, answer) = oneshot::channel();
+    let queued = state.enqueue(Invocation {
+        request_id: request_id.clone(),
+        deadline_ms: ids::epoch_ms() + timeout.as_millis() as u64,
+        function_arn,
+        trace_id,
+        client_context,
+        cognito_identity,
+        body,
+        reply,
+    });
+    if !queued {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"message": "shutting down"}),
+        );
+    }
+    state.invocations.fetch_add(1, Ordering::Relaxed);
+    let (outcome, resp) = match tokio::time::timeout(timeout, answer).await {
+        Ok(Ok(Outcome::Response(b))) => ("success", result(b, false)),
+        Ok(Ok(Outcome::Error { error_type, body })) => (
+            "error",
+            result(
+                Bytes::from(lambda_error::function_error_payload(
+                    error_type.as_deref(),
+                    &body,
+                )),
+                true,
+            ),
+        ),
+        Ok(Err(_)) => (
+            "error",
+            json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"message": "invocation lost"}),
+            ),
+        ),
+        Err(_) => {
+            // The runtime may still answer; forget the id so that answer is dropped, and free the
+            // slot (by returning) so the EE takes new work.
+            state.forget(&request_id);
+            let body = lambda_error::timeout_payload(&request_id, timeout.as_millis() as u64);
+            ("timeout", result(Bytes::from(body), true))
+        }
+    };
+    state
+        .metrics
+        .invocations
+        .with_label_values(&[outcome])
+        .inc();
+    state
+        .metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+    drop(slot);
+    resp
+}
+
+fn result(body: Bytes, function_error: bool) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    let h = r.headers_mut();
+    h.insert("content-type", HeaderValue::from_static("application/json"));
+    if function_error {
+        // Every error a runtime reports through the Runtime API, and every timeout, is "Unhandled"
+        // on Lambda ("Handled" is only produced by the legacy Node.js callback style).
+        h.insert(wire::FUNCTION_ERROR, HeaderValue::from_static("Unhandled"));
+    }
+    r
+}
+
+fn refused(r: Refusal) -> Response<Body> {
+    let mut resp = json_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        json!({"message": "refused", "reason": r.as_str()}),
+    );
+    resp.headers_mut()
+        .insert(wire::REFUSAL_REASON, HeaderValue::from_static(r.as_str()));
+    resp
+}
+
+fn json_response(status: StatusCode, v: serde_json::Value) -> Response<Body> {
+    json_bytes(status, v.to_string().into_bytes())
+}
+
+fn json_bytes(status: StatusCode, b: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(full(b));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    r
+}

@@ -1,0 +1,271 @@
+//! The sidecar's shared state: lifecycle, admitted invocations waiting for the runtime, and those
+//! the runtime is working on.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use super::config::Config;
+use super::metrics::Metrics;
+use crate::admission::{self, Inputs, Refusal};
+use crate::usage::Usage;
+
+/// What the runtime answered for one invocation.
+#[derive(Debug)]
+pub enum Outcome {
+    Response(Bytes),
+    Error {
+        error_type: Option<String>,
+        body: Bytes,
+    },
+}
+
+/// An admitted invocation on its way to the runtime.
+#[derive(Debug)]
+pub struct Invocation {
+    pub request_id: String,
+    pub deadline_ms: u64,
+    pub function_arn: String,
+    pub trace_id: String,
+    pub client_context: Option<String>,
+    pub cognito_identity: Option<String>,
+    pub body: Bytes,
+    pub reply: oneshot::Sender<Outcome>,
+}
+
+/// Where the runtime is in its life, as readiness and the utilization endpoint report it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "state", rename_all = "camelCase")]
+pub enum Lifecycle {
+    Initializing,
+    Ready,
+    /// Init error, init timeout, or the runtime process exited. `reasonCode` uses the Lambda
+    /// version state reason codes (FunctionError.RuntimeInitError, FunctionError.InitTimeout).
+    #[serde(rename_all = "camelCase")]
+    Failed {
+        reason_code: String,
+        error_type: String,
+        error_message: String,
+    },
+}
+
+pub struct State {
+    pub config: Config,
+    pub metrics: Metrics,
+    pub started: Instant,
+    in_flight: AtomicUsize,
+    idle: Notify,
+    draining: AtomicBool,
+    lifecycle: Mutex<Lifecycle>,
+    queue_tx: mpsc::UnboundedSender<Invocation>,
+    /// `/next` calls take turns on the receiver; tokio's mutex is fair, so they are served in the
+    /// order they arrived.
+    pub queue_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Invocation>>,
+    delivered: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    usage: Mutex<Usage>,
+    /// Open `/next` long-polls right now (diagnostic: the runtime's real concurrency).
+    pub polling: AtomicUsize,
+    pub invocations: AtomicU64,
+}
+
+/// Holds one concurrency slot; frees it (and wakes a drain) when dropped, whatever the outcome.
+pub struct Slot<'a> {
+    state: &'a State,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let left = self.state.in_flight.fetch_sub(1, Ordering::AcqRel) - 1;
+        self.state.metrics.in_flight.set(left as i64);
+        if left == 0 {
+            self.state.idle.notify_waiters();
+        }
+    }
+}
+
+impl State {
+    pub fn new(config: Config, metrics: Metrics) -> Self {
+        let (queue_tx, queue_rx) = mpsc::unbounded_channel();
+        metrics.limit.set(config.max_concurrency as i64);
+        Self {
+            config,
+            metrics,
+            started: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+            draining: AtomicBool::new(false),
+            lifecycle: Mutex::new(Lifecycle::Initializing),
+            queue_tx,
+            queue_rx: tokio::sync::Mutex::new(queue_rx),
+            delivered: Mutex::new(HashMap::new()),
+            usage: Mutex::new(Usage::default()),
+            polling: AtomicUsize::new(0),
+            invocations: AtomicU64::new(0),
+        }
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    pub fn lifecycle(&self) -> Lifecycle {
+        self.lifecycle
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or(Lifecycle::Initializing)
+    }
+
+    pub fn ready(&self) -> bool {
+        !self.draining() && self.lifecycle() == Lifecycle::Ready
+    }
+
+    fn set_lifecycle(&self, next: Lifecycle) {
+        if let Ok(mut l) = self.lifecycle.lock() {
+            *l = next;
+        }
+        self.metrics.ready.set(i64::from(self.ready()));
+    }
+
+    /// The runtime asked for work: it is initialized.
+    pub fn mark_ready(&self) {
+        if self.lifecycle() != Lifecycle::Ready {
+            tracing::info!(after = ?self.started.elapsed(), "runtime initialized");
+            self.set_lifecycle(Lifecycle::Ready);
+        }
+    }
+
+    pub fn mark_failed(&self, reason_code: &str, error_type: &str, error_message: &str) {
+        tracing::warn!(reason_code, error_type, error_message, "runtime failed");
+        self.set_lifecycle(Lifecycle::Failed {
+            reason_code: reason_code.to_string(),
+            error_type: error_type.to_string(),
+            error_message: error_message.to_string(),
+        });
+    }
+
+    /// Init timeout: still initializing after the deadline.
+    pub fn check_init_timeout(&self) {
+        if self.lifecycle() == Lifecycle::Initializing {
+            self.mark_failed(
+                "FunctionError.InitTimeout",
+                "Runtime.InitTimeout",
+                &format!(
+                    "The runtime did not ask for work within {:.0} s",
+                    self.config.init_timeout.as_secs_f64()
+                ),
+            );
+        }
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+        self.metrics.ready.set(0);
+    }
+
+    /// Wait until nothing is in flight.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.in_flight() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    pub fn usage(&self) -> Usage {
+        self.usage.lock().map(|u| *u).unwrap_or_default()
+    }
+
+    pub fn set_usage(&self, u: Usage) {
+        if let Ok(mut g) = self.usage.lock() {
+            *g = u;
+        }
+        self.metrics.cpu_utilization.set(u.cpu_utilization);
+        self.metrics.memory_utilization.set(u.memory_utilization);
+        self.metrics.memory_bytes.set(u.memory_bytes as f64);
+    }
+
+    /// Admit (taking a slot) or refuse. The decision and the slot are taken atomically, so a burst
+    /// never overshoots the concurrency limit.
+    pub fn admit(&self) -> Result<Slot<'_>, Refusal> {
+        let usage = self.usage();
+        let ready = self.lifecycle() == Lifecycle::Ready;
+        let draining = self.draining();
+        let mut refusal = None;
+        let taken = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                let inputs = Inputs {
+                    ready,
+                    draining,
+                    in_flight: n,
+                    max_concurrency: self.config.max_concurrency,
+                    cpu_utilization: self.config.cpu_limit_cores.map(|_| usage.cpu_utilization),
+                    memory_utilization: self
+                        .config
+                        .memory_limit_bytes
+                        .map(|_| usage.memory_utilization),
+                };
+                match admission::decide(&inputs, &self.config.thresholds) {
+                    Ok(()) => Some(n + 1),
+                    Err(r) => {
+                        refusal = Some(r);
+                        None
+                    }
+                }
+            });
+        match taken {
+            Ok(n) => {
+                self.metrics.in_flight.set(n as i64 + 1);
+                Ok(Slot { state: self })
+            }
+            Err(_) => {
+                let r = refusal.unwrap_or(Refusal::NotReady);
+                self.metrics.refusals.with_label_values(&[r.as_str()]).inc();
+                Err(r)
+            }
+        }
+    }
+
+    /// Queue an admitted invocation for the next `/next`.
+    pub fn enqueue(&self, inv: Invocation) -> bool {
+        self.queue_tx.send(inv).is_ok()
+    }
+
+    pub fn deliver(&self, request_id: String, reply: oneshot::Sender<Outcome>) {
+        if let Ok(mut d) = self.delivered.lock() {
+            d.insert(request_id, reply);
+        }
+    }
+
+    /// The runtime answered: hand the answer to the waiting caller. `false` if the id is unknown
+    /// (never issued, answered already, or timed out: a late answer is dropped).
+    pub fn complete(&self, request_id: &str, outcome: Outcome) -> bool {
+        let reply = self
+            .delivered
+            .lock()
+            .ok()
+            .and_then(|mut d| d.remove(request_id));
+        match reply {
+            Some(tx) => tx.send(outcome).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Forget an invocation that timed out, so its late answer is dropped.
+    pub fn forget(&self, request_id: &str) {
+        if let Ok(mut d) = self.delivered.lock() {
+            d.remove(request_id);
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! Names shared by the router and the sidecar on the router -> sidecar hop.
+//!
+//! The router forwards an invocation as `POST /invoke` with the Runtime API header names (the sidecar
+//! copies them to the runtime), and the sidecar answers either with the function's result (status 200,
+//! optional `X-Amz-Function-Error`) or with a refusal (status 429 and [`REFUSAL_REASON`]).
+
+/// Path of the sidecar's invoke endpoint.
+pub const INVOKE_PATH: &str = "/invoke";
+/// Header carrying the refusal reason (`Concurrency`, `CPU`, `Memory`, `Disk`, `Draining`, `NotReady`).
+pub const REFUSAL_REASON: &str = "lmi-refusal-reason";
+/// Header of the function error kind on a function result (`Unhandled`), as Lambda names it.
+pub const FUNCTION_ERROR: &str = "x-amz-function-error";
+
+pub const REQUEST_ID: &str = "lambda-runtime-aws-request-id";
+pub const DEADLINE_MS: &str = "lambda-runtime-deadline-ms";
+pub const INVOKED_FUNCTION_ARN: &str = "lambda-runtime-invoked-function-arn";
+pub const TRACE_ID: &str = "lambda-runtime-trace-id";
+pub const CLIENT_CONTEXT: &str = "lambda-runtime-client-context";
+pub const COGNITO_IDENTITY: &str = "lambda-runtime-cognito-identity";
+pub const FUNCTION_ERROR_TYPE: &str = "lambda-runtime-function-error-type";
+
+/// Largest synchronous request and response payload Lambda accepts (6 MB).
+pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
