@@ -17,6 +17,8 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
     }
     Ok(json!({
         "echo": payload,
+        // Which EE served it: the tests start each sidecar with its own EE_NAME.
+        "ee": std::env::var("EE_NAME").unwrap_or_default(),
         "requestId": ctx.request_id,
         "invokedFunctionArn": ctx.invoked_function_arn,
         "deadlineMs": ctx.deadline,

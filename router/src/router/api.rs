@@ -22,6 +22,8 @@ const PREFIX: &str = "/2015-03-31/functions/";
 const SUFFIX: &str = "/invocations";
 /// Bound on how long a caller may take to send the payload.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How much of an oversize payload is read and dropped before giving up on the connection.
+const DISCARD_LIMIT: usize = 64 * 1024 * 1024;
 /// Lambda's limit on `X-Amz-Client-Context` (base64 text).
 const MAX_CLIENT_CONTEXT: usize = 3583;
 
@@ -127,9 +129,9 @@ async fn invoke_inner(
             "Invalid InvocationType: {invocation_type}"
         )));
     }
-    // Refuse an announced oversize payload before reading a byte of it.
+    // An announced payload beyond what we would even read through: answer at once.
     let announced = header(&headers, "content-length").and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > wire::MAX_SYNC_PAYLOAD as u64) {
+    if announced.is_some_and(|n| n > DISCARD_LIMIT as u64) {
         return Err(LambdaError::RequestTooLarge);
     }
     let payload = read_payload(req.into_body()).await?;
@@ -284,20 +286,34 @@ async fn forward(
     )))
 }
 
-async fn read_payload(body: Incoming) -> Result<Bytes, LambdaError> {
-    match tokio::time::timeout(
-        BODY_TIMEOUT,
-        Limited::new(body, wire::MAX_SYNC_PAYLOAD).collect(),
-    )
-    .await
-    {
-        Ok(Ok(c)) => Ok(c.to_bytes()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(LambdaError::RequestTooLarge)
+/// Read the payload, at most 6 MB, within [`BODY_TIMEOUT`]. An oversize payload is read on and
+/// thrown away (up to [`DISCARD_LIMIT`]) before the 413 goes out: clients such as urllib3 only see
+/// an early answer if the server lets them finish sending; otherwise they get a broken pipe.
+async fn read_payload(mut body: Incoming) -> Result<Bytes, LambdaError> {
+    let read = async {
+        let mut buf = bytes::BytesMut::new();
+        let mut total = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                LambdaError::InvalidRequestContent(format!("cannot read the payload: {e}"))
+            })?;
+            if let Ok(data) = frame.into_data() {
+                total += data.len();
+                if total > DISCARD_LIMIT {
+                    break;
+                }
+                if total <= wire::MAX_SYNC_PAYLOAD {
+                    buf.extend_from_slice(&data);
+                }
+            }
         }
-        Ok(Err(e)) => Err(LambdaError::InvalidRequestContent(format!(
-            "cannot read the payload: {e}"
-        ))),
+        if total > wire::MAX_SYNC_PAYLOAD {
+            return Err(LambdaError::RequestTooLarge);
+        }
+        Ok(buf.freeze())
+    };
+    match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Ok(r) => r,
         Err(_) => Err(LambdaError::InvalidRequestContent(
             "timed out reading the payload".to_string(),
         )),

@@ -1,0 +1,269 @@
+//! Test harness: start real sidecars, runtimes and routers as local processes, and talk HTTP to
+//! them with a tiny blocking client (no mocks; the only fakes are the addresses).
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A built example binary (cargo test builds the examples of the package before running tests).
+pub fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/debug/deps/<test> -> target/debug/examples/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("examples");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run the tests with `cargo test -p lmi-router` (which builds examples) or \
+         `cargo build -p lmi-router --examples` first",
+        p.display()
+    );
+    p
+}
+
+/// A child process stopped with SIGTERM (so a sidecar drains and stops its runtime) on drop.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn log_file(name: &str) -> std::fs::File {
+    let dir = std::env::temp_dir().join("lmi-router-tests");
+    std::fs::create_dir_all(&dir).expect("log dir");
+    std::fs::File::create(dir.join(format!("{name}.log"))).expect("log file")
+}
+
+pub struct Ee {
+    pub proc: Proc,
+    pub port: u16,
+}
+
+/// Start a sidecar that runs `cmd` as the function.
+pub fn start_ee(
+    name: &str,
+    max_concurrency: usize,
+    timeout_s: f64,
+    cmd: &[&str],
+    cwd: Option<&Path>,
+    env: &[(&str, &str)],
+) -> Ee {
+    let port = free_port();
+    let rapi = free_port();
+    let log = log_file(name);
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lmi-sidecar"));
+    c.arg("--")
+        .args(cmd)
+        .env("LMI_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("LMI_RUNTIME_API_ADDR", format!("127.0.0.1:{rapi}"))
+        .env("AWS_LAMBDA_MAX_CONCURRENCY", max_concurrency.to_string())
+        .env("LMI_FUNCTION_TIMEOUT_SECONDS", timeout_s.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "hello")
+        .env("EE_NAME", name)
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log);
+    if let Some(d) = cwd {
+        c.current_dir(d);
+    }
+    let child = c.spawn().expect("start lmi-sidecar");
+    let ee = Ee {
+        proc: Proc {
+            child,
+            name: name.to_string(),
+        },
+        port,
+    };
+    wait_for(port, "/readyz", Duration::from_secs(60));
+    ee
+}
+
+pub struct RouterProc {
+    pub proc: Proc,
+    pub port: u16,
+    pub catalog: PathBuf,
+}
+
+/// Start a router on a static catalog listing `endpoints` as version 1 of `default/hello`.
+pub fn start_router(name: &str, endpoints: &[u16], timeout_s: f64) -> RouterProc {
+    let port = free_port();
+    let dir = std::env::temp_dir().join("lmi-router-tests");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let catalog = dir.join(format!("{name}-{port}.yaml"));
+    let eps: Vec<String> = endpoints
+        .iter()
+        .map(|p| format!("\"127.0.0.1:{p}\""))
+        .collect();
+    std::fs::write(
+        &catalog,
+        format!(
+            "functions:\n  - name: hello\n    versions:\n      - {{version: 1, timeoutSeconds: {timeout_s}, endpoints: [{}]}}\n      - {{version: 2, state: Pending}}\n",
+            eps.join(", ")
+        ),
+    )
+    .expect("catalog");
+    let log = log_file(name);
+    let child = Command::new(env!("CARGO_BIN_EXE_lmi-router"))
+        .args(["--static", &catalog.display().to_string()])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start lmi-router");
+    let r = RouterProc {
+        proc: Proc {
+            child,
+            name: name.to_string(),
+        },
+        port,
+        catalog,
+    };
+    wait_for(port, "/healthz", Duration::from_secs(30));
+    r
+}
+
+fn wait_for(port: u16, path: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if http("GET", port, path, &[], b"").is_ok_and(|r| r.status == 200) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "127.0.0.1:{port}{path} not ready"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`).
+pub fn http(
+    method: &str,
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Resp> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    // A server may answer (e.g. 413) and close before taking the whole body: still read the answer.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no header end"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("bad status line"))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Ok(Resp {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    })
+}
+
+pub fn invoke(router_port: u16, name: &str, payload: &str) -> Resp {
+    http(
+        "POST",
+        router_port,
+        &format!("/2015-03-31/functions/{name}/invocations"),
+        &[],
+        payload.as_bytes(),
+    )
+    .expect("invoke")
+}
+
+/// A sidecar's /utilization document.
+pub fn utilization(ee_port: u16) -> serde_json::Value {
+    http("GET", ee_port, "/utilization", &[], b"")
+        .expect("utilization")
+        .json()
+}
+
+/// The value of one sample in a Prometheus text page (0 if absent).
+pub fn metric(port: u16, sample: &str) -> f64 {
+    let page = http("GET", port, "/metrics", &[], b"").expect("metrics");
+    String::from_utf8_lossy(&page.body)
+        .lines()
+        .find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+pub fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
