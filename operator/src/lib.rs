@@ -1,2 +1,19 @@
-//! The LMI control plane (see issue "Operator"). Nothing here yet: binaries come with their issue.
+//! The LMI control plane: reconciles CapacityProviders, Functions and FunctionVersions into
+//! EC2NodeClasses, NodeClaims and execution-environment pods.
+//!
+//! Planning (`plan`) is pure and unit-tested; `observe` builds its input from the reflector
+//! stores; the controllers apply its output and write status.
 #![forbid(unsafe_code)]
+
+pub mod conditions;
+pub mod context;
+pub mod controllers;
+pub mod error;
+pub mod http;
+pub mod karpenter;
+pub mod leader;
+pub mod metrics;
+pub mod observe;
+pub mod plan;
+pub mod quantity;
+pub mod settings;

@@ -1,0 +1,87 @@
+//! What every reconcile shares: the client, the reflector stores, metrics, the event recorder and
+//! the settings.
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use kube::{Resource, ResourceExt};
+use lmi_crds::{Function, FunctionVersion};
+
+use crate::karpenter::{EC2NodeClass, NodeClaim};
+use crate::metrics::Metrics;
+use crate::settings::Settings;
+
+/// The field manager of every server-side apply and patch.
+pub const FIELD_MANAGER: &str = "lmi-operator";
+
+/// In-memory views of the cluster, kept current by one watch per kind.
+#[derive(Clone)]
+pub struct Stores {
+    pub functions: Store<Function>,
+    pub versions: Store<FunctionVersion>,
+    /// EE pods only (label `app.kubernetes.io/managed-by=lmi-operator`).
+    pub pods: Store<Pod>,
+    pub nodes: Store<Node>,
+    pub claims: Store<NodeClaim>,
+    pub node_classes: Store<EC2NodeClass>,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub stores: Stores,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+    pub settings: Settings,
+}
+
+impl Stores {
+    /// Waits until every store holds its first full list, so that a plan made after a restart
+    /// sees every EE and NodeClaim that already exists.
+    pub async fn ready(&self) -> Result<(), kube::runtime::reflector::store::WriterDropped> {
+        self.functions.wait_until_ready().await?;
+        self.versions.wait_until_ready().await?;
+        self.pods.wait_until_ready().await?;
+        self.nodes.wait_until_ready().await?;
+        self.claims.wait_until_ready().await?;
+        self.node_classes.wait_until_ready().await
+    }
+}
+
+impl Context {
+    pub fn new(client: Client, stores: Stores, metrics: Metrics, settings: Settings) -> Self {
+        let reporter = Reporter {
+            controller: "lmi-operator".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        let recorder = Recorder::new(client.clone(), reporter);
+        Self {
+            client,
+            stores,
+            metrics,
+            recorder,
+            settings,
+        }
+    }
+
+    /// Publishes an Event on `object`; a failure to record is logged, never fatal.
+    pub async fn event<K>(&self, object: &K, warning: bool, reason: &str, note: String)
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_string(),
+            note: Some(note),
+            action: "Reconcile".to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(object = %object.name_any(), reason, error = %e, "cannot record event");
+        }
+    }
+}

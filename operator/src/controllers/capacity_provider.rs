@@ -1,0 +1,519 @@
+//! The capacity provider controller: one planner per capacity provider places the EEs of every
+//! version attached to it, launches and removes its NodeClaims, and writes the status of the
+//! provider and of its versions. One writer per provider means placement never races itself.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::{Resource, ResourceExt};
+use lmi_crds::capacity_provider::{CapacityProviderState, ProvisioningMode};
+use lmi_crds::common::CAPACITY_PROVIDER_LABEL;
+use lmi_crds::function_version::FunctionVersionStatus;
+use lmi_crds::{CapacityProvider, CapacityProviderStatus, FunctionVersion, State};
+use serde_json::json;
+
+use crate::conditions;
+use crate::context::{Context, FIELD_MANAGER};
+use crate::error::{Error, Result};
+use crate::karpenter::{EC2NodeClass, NodeClaim};
+use crate::observe::{EMPTY_SINCE_ANNOTATION, Observed, attached_versions, key, observe};
+use crate::plan::capacity::VersionPlan;
+use crate::plan::ee_pod::ee_pod;
+use crate::plan::karpenter_objects::{node_claim, node_class};
+use crate::plan::version_state::{VersionState, version_state};
+use crate::plan::{CapacityPlan, plan_capacity};
+
+pub const FINALIZER: &str = "lmi.dev/capacity-provider";
+const CONTROLLER: &str = "capacityprovider";
+
+pub async fn reconcile(cp: Arc<CapacityProvider>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    ctx.metrics
+        .reconciles
+        .with_label_values(&[CONTROLLER])
+        .inc();
+    let api: Api<CapacityProvider> = Api::all(ctx.client.clone());
+    let result = finalizer(&api, FINALIZER, cp, |event| async {
+        match event {
+            FinalizerEvent::Apply(cp) => apply(&cp, &ctx).await,
+            FinalizerEvent::Cleanup(cp) => cleanup(&cp, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    });
+    ctx.metrics
+        .reconcile_seconds
+        .with_label_values(&[CONTROLLER])
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+pub fn error_policy(cp: Arc<CapacityProvider>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&[CONTROLLER])
+        .inc();
+    match error {
+        Error::DeletionBlocked { .. } => {
+            tracing::info!(capacity_provider = %cp.name_any(), %error, "deletion waits")
+        }
+        _ => tracing::warn!(capacity_provider = %cp.name_any(), %error, "reconcile failed"),
+    }
+    Action::requeue(Duration::from_secs(5))
+}
+
+fn now() -> i64 {
+    k8s_openapi::jiff::Timestamp::now().as_second()
+}
+
+/// Observe -> plan -> apply -> status.
+async fn apply(cp: &CapacityProvider, ctx: &Context) -> Result<Action> {
+    ctx.stores
+        .ready()
+        .await
+        .map_err(|e| Error::Finalizer(format!("watch ended: {e}")))?;
+    let karpenter = cp.spec.provisioning.mode == ProvisioningMode::Karpenter;
+    if karpenter {
+        let class = node_class(cp, &ctx.settings.cluster_name, &ctx.settings.ami_alias);
+        let api: Api<EC2NodeClass> = Api::all(ctx.client.clone());
+        api.patch(
+            &cp.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&class),
+        )
+        .await?;
+    }
+    let cooldown = i64::try_from(ctx.settings.empty_claim_cooldown.as_secs()).unwrap_or(i64::MAX);
+    let observed = observe(cp, &ctx.stores, now(), cooldown);
+    let plan = plan_capacity(&observed.snapshot);
+    apply_plan(cp, ctx, &observed, &plan).await?;
+    write_version_statuses(ctx, &observed, &plan).await?;
+    write_status(cp, ctx, &observed, &plan).await?;
+
+    let next = if plan.mark_claims.iter().any(|(_, since)| since.is_some())
+        || observed
+            .snapshot
+            .claims
+            .iter()
+            .any(|c| c.empty_since.is_some())
+    {
+        ctx.settings
+            .empty_claim_cooldown
+            .min(ctx.settings.resync)
+            .max(Duration::from_secs(1))
+    } else {
+        ctx.settings.resync
+    };
+    Ok(Action::requeue(next))
+}
+
+/// Creates and deletes EEs and NodeClaims. Creates use deterministic names, so a restart in the
+/// middle of this leaves no duplicates (an existing name is success).
+async fn apply_plan(
+    cp: &CapacityProvider,
+    ctx: &Context,
+    observed: &Observed,
+    plan: &CapacityPlan,
+) -> Result<()> {
+    let claims: Api<NodeClaim> = Api::all(ctx.client.clone());
+    for claim in &plan.create_claims {
+        ignore_conflict(
+            claims
+                .create(&PostParams::default(), &node_claim(cp, claim))
+                .await,
+        )?;
+        tracing::info!(capacity_provider = %cp.name_any(), claim = %claim.name, instance_type = %claim.instance_type, zone = %claim.zone, "launching instance");
+        ctx.event(
+            cp,
+            false,
+            "LaunchingInstance",
+            format!(
+                "NodeClaim {} for a {} in {}",
+                claim.name, claim.instance_type, claim.zone
+            ),
+        )
+        .await;
+    }
+    for new in &plan.create_ees {
+        let Some(version) = observed.versions.get(&new.version_key) else {
+            continue;
+        };
+        let Some(view) = observed
+            .snapshot
+            .versions
+            .iter()
+            .find(|v| v.key == new.version_key)
+        else {
+            continue;
+        };
+        let pod = ee_pod(
+            version,
+            &view.shape,
+            &cp.name_any(),
+            &new.name,
+            &new.node,
+            &ctx.settings.ee,
+        );
+        let pods: Api<Pod> =
+            Api::namespaced(ctx.client.clone(), &version.namespace().unwrap_or_default());
+        ignore_conflict(pods.create(&PostParams::default(), &pod).await)?;
+        tracing::info!(ee = %new.name, node = %new.node, "started execution environment");
+    }
+    for (namespace, name) in &plan.delete_ees {
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+        ignore_not_found(
+            pods.delete(name, &DeleteParams::default())
+                .await
+                .map(|_| ()),
+        )?;
+        tracing::info!(ee = %name, "stopping execution environment");
+    }
+    for (name, since) in &plan.mark_claims {
+        let value = since.map(|s| s.to_string());
+        let patch = json!({"metadata": {"annotations": {EMPTY_SINCE_ANNOTATION: value}}});
+        ignore_not_found(
+            claims
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map(|_| ()),
+        )?;
+    }
+    for name in &plan.delete_claims {
+        ignore_not_found(
+            claims
+                .delete(name, &DeleteParams::default())
+                .await
+                .map(|_| ()),
+        )?;
+        tracing::info!(capacity_provider = %cp.name_any(), claim = %name, "removing empty instance");
+        ctx.event(
+            cp,
+            false,
+            "RemovingInstance",
+            format!("NodeClaim {name} held no execution environment"),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+fn ignore_conflict<T>(result: kube::Result<T>) -> Result<()> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn ignore_not_found(result: kube::Result<()>) -> Result<()> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes each version's state, and an Event when it changes.
+async fn write_version_statuses(
+    ctx: &Context,
+    observed: &Observed,
+    plan: &CapacityPlan,
+) -> Result<()> {
+    for (version_key, version) in &observed.versions {
+        let Some(view) = observed
+            .snapshot
+            .versions
+            .iter()
+            .find(|v| &v.key == version_key)
+        else {
+            continue;
+        };
+        let outcome = plan.versions.get(version_key).cloned().unwrap_or_default();
+        let state = version_state(view.previous_state, &view.bounds, &outcome);
+        write_version_status(ctx, version, &state, Some(&outcome)).await?;
+        let labels = [
+            version.namespace().unwrap_or_default(),
+            version.spec.function_name.clone(),
+            version.spec.version.to_string(),
+        ];
+        let labels = [labels[0].as_str(), labels[1].as_str(), labels[2].as_str()];
+        ctx.metrics
+            .execution_environments
+            .with_label_values(&labels)
+            .set(i64::from(outcome.live));
+        ctx.metrics
+            .execution_environments_ready
+            .with_label_values(&labels)
+            .set(i64::from(outcome.ready));
+    }
+    for invalid in &observed.invalid {
+        let state = VersionState {
+            state: State::Failed,
+            reason_code: Some("InvalidConfiguration"),
+            reason: Some(invalid.error.to_string()),
+        };
+        write_version_status(ctx, &invalid.version, &state, None).await?;
+    }
+    Ok(())
+}
+
+async fn write_version_status(
+    ctx: &Context,
+    version: &FunctionVersion,
+    state: &VersionState,
+    outcome: Option<&VersionPlan>,
+) -> Result<()> {
+    let current = version.status.clone().unwrap_or_default();
+    let generation = version.metadata.generation;
+    let mut conditions = current.conditions.clone();
+    let (ready_reason, ready_message) = match state.state {
+        State::Active => (
+            "Active",
+            "the minimum of execution environments is ready".to_string(),
+        ),
+        other => (
+            state.reason_code.unwrap_or(other.as_str()),
+            state
+                .reason
+                .clone()
+                .unwrap_or_else(|| other.as_str().to_string()),
+        ),
+    };
+    let ready_reason = ready_reason.replace('.', "");
+    conditions::set(
+        &mut conditions,
+        "Ready",
+        state.state == State::Active,
+        &ready_reason,
+        ready_message,
+        generation,
+    );
+    let status = FunctionVersionStatus {
+        state: Some(state.state),
+        state_reason_code: state.reason_code.map(str::to_string),
+        state_reason: state.reason.clone(),
+        observed_generation: generation,
+        desired_execution_environments: outcome
+            .map(|o| i32::try_from(o.desired).unwrap_or(i32::MAX)),
+        ready_execution_environments: outcome.map(|o| i32::try_from(o.ready).unwrap_or(i32::MAX)),
+        conditions,
+    };
+    let unchanged = current.state == status.state
+        && current.state_reason_code == status.state_reason_code
+        && current.state_reason == status.state_reason
+        && current.observed_generation == status.observed_generation
+        && current.desired_execution_environments == status.desired_execution_environments
+        && current.ready_execution_environments == status.ready_execution_environments
+        && conditions::same(&current.conditions, &status.conditions);
+    if unchanged {
+        return Ok(());
+    }
+    let api: Api<FunctionVersion> =
+        Api::namespaced(ctx.client.clone(), &version.namespace().unwrap_or_default());
+    api.patch_status(
+        &version.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": status})),
+    )
+    .await?;
+    if current.state != status.state || current.state_reason_code != status.state_reason_code {
+        let warning = matches!(state.state, State::Failed) || state.reason_code.is_some();
+        let reason = state
+            .reason_code
+            .unwrap_or(state.state.as_str())
+            .replace('.', "");
+        let note = match &state.reason {
+            Some(why) => format!("{}: {why}", state.state.as_str()),
+            None => state.state.as_str().to_string(),
+        };
+        ctx.event(version, warning, &reason, note).await;
+    }
+    Ok(())
+}
+
+/// Writes the capacity provider's status.
+async fn write_status(
+    cp: &CapacityProvider,
+    ctx: &Context,
+    observed: &Observed,
+    plan: &CapacityPlan,
+) -> Result<()> {
+    let current = cp.status.clone().unwrap_or_default();
+    let generation = cp.metadata.generation;
+    let mut conditions = current.conditions.clone();
+    let state = if observed.zones_known {
+        conditions::set(
+            &mut conditions,
+            "Ready",
+            true,
+            "Active",
+            "capacity can be placed",
+            generation,
+        );
+        CapacityProviderState::Active
+    } else {
+        conditions::set(
+            &mut conditions,
+            "Ready",
+            false,
+            "WaitingForSubnets",
+            format!(
+                "Karpenter has not resolved the subnets' zones yet (EC2NodeClass {} status.subnets)",
+                cp.name_any()
+            ),
+            generation,
+        );
+        CapacityProviderState::Pending
+    };
+    conditions.retain(|c| c.type_ != "DeletionBlocked");
+    let mut attached: Vec<String> = observed
+        .versions
+        .values()
+        .map(|v| {
+            format!(
+                "{}/{}:{}",
+                v.namespace().unwrap_or_default(),
+                v.spec.function_name,
+                v.spec.version
+            )
+        })
+        .collect();
+    attached.sort();
+    let limit = cp.spec.scaling_config.max_v_cpu_count;
+    let status = CapacityProviderStatus {
+        state: Some(state),
+        observed_generation: generation,
+        v_cpu_allocated: Some(i32::try_from(plan.vcpu_allocated).unwrap_or(i32::MAX)),
+        v_cpu_limit: Some(limit),
+        instance_count: Some(i32::try_from(plan.instance_count).unwrap_or(i32::MAX)),
+        attached_function_versions: attached,
+        conditions,
+    };
+    let name = cp.name_any();
+    ctx.metrics
+        .vcpu_allocated
+        .with_label_values(&[name.as_str()])
+        .set(i64::from(plan.vcpu_allocated));
+    ctx.metrics
+        .vcpu_limit
+        .with_label_values(&[name.as_str()])
+        .set(i64::from(limit));
+    ctx.metrics
+        .instances
+        .with_label_values(&[name.as_str()])
+        .set(i64::from(plan.instance_count));
+    patch_status_if_changed(cp, ctx, &current, status).await
+}
+
+async fn patch_status_if_changed(
+    cp: &CapacityProvider,
+    ctx: &Context,
+    current: &CapacityProviderStatus,
+    status: CapacityProviderStatus,
+) -> Result<()> {
+    let unchanged = current.state == status.state
+        && current.observed_generation == status.observed_generation
+        && current.v_cpu_allocated == status.v_cpu_allocated
+        && current.v_cpu_limit == status.v_cpu_limit
+        && current.instance_count == status.instance_count
+        && current.attached_function_versions == status.attached_function_versions
+        && conditions::same(&current.conditions, &status.conditions);
+    if unchanged {
+        return Ok(());
+    }
+    let api: Api<CapacityProvider> = Api::all(ctx.client.clone());
+    api.patch_status(
+        &cp.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": status})),
+    )
+    .await?;
+    if current.state != status.state {
+        let state = format!("{:?}", status.state.unwrap_or_default());
+        let note = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        ctx.event(cp, false, &state, note).await;
+    }
+    Ok(())
+}
+
+/// Deletion: refused while function versions are attached; then the provider's NodeClaims and
+/// EC2NodeClass go with it.
+async fn cleanup(cp: &CapacityProvider, ctx: &Context) -> Result<Action> {
+    let name = cp.name_any();
+    let attached = attached_versions(&ctx.stores, &name);
+    if !attached.is_empty() {
+        let mut list: Vec<String> = attached
+            .iter()
+            .map(|v| key(v.namespace().as_deref(), &v.name_any()))
+            .collect();
+        list.truncate(10);
+        let reason = format!(
+            "{} function versions are attached ({}); delete their functions first",
+            attached.len(),
+            list.join(", ")
+        );
+        let current = cp.status.clone().unwrap_or_default();
+        let mut status = current.clone();
+        status.state = Some(CapacityProviderState::Deleting);
+        conditions::set(
+            &mut status.conditions,
+            "DeletionBlocked",
+            true,
+            "VersionsAttached",
+            reason.clone(),
+            cp.metadata.generation,
+        );
+        if !conditions::same(&current.conditions, &status.conditions) {
+            ctx.event(cp, true, "DeletionBlocked", reason.clone()).await;
+        }
+        patch_status_if_changed(cp, ctx, &current, status).await?;
+        return Err(Error::DeletionBlocked { name, reason });
+    }
+    let claims: Api<NodeClaim> = Api::all(ctx.client.clone());
+    let selector = ListParams::default().labels(&format!("{CAPACITY_PROVIDER_LABEL}={name}"));
+    claims
+        .delete_collection(&DeleteParams::default(), &selector)
+        .await?;
+    let classes: Api<EC2NodeClass> = Api::all(ctx.client.clone());
+    if cp.spec.provisioning.mode == ProvisioningMode::Karpenter {
+        ignore_not_found(
+            classes
+                .delete(&name, &DeleteParams::default())
+                .await
+                .map(|_| ()),
+        )?;
+    }
+    ctx.event(
+        cp,
+        false,
+        "Deleted",
+        "no function versions attached; instances released".to_string(),
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+/// Map from a label value to the capacity provider it names.
+pub fn by_label<K: Resource>(
+    object: &K,
+) -> Option<kube::runtime::reflector::ObjectRef<CapacityProvider>> {
+    object
+        .meta()
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(CAPACITY_PROVIDER_LABEL))
+        .map(|name| kube::runtime::reflector::ObjectRef::new(name))
+}

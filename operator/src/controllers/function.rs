@@ -1,0 +1,255 @@
+//! The function controller: checks a function against its capacity provider and, with
+//! `publish: true`, turns each new configuration into the next FunctionVersion.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use lmi_crds::capacity_provider::ProvisioningMode;
+use lmi_crds::catalog::Catalog;
+use lmi_crds::common::FUNCTION_LABEL;
+use lmi_crds::rules::{self, scaling_for_new_version};
+use lmi_crds::{
+    CapacityProvider, Function, FunctionStatus, FunctionVersion, FunctionVersionSpec, State,
+};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::conditions;
+use crate::context::Context;
+use crate::error::{Error, Result};
+
+/// Annotation on a FunctionVersion: the SHA-256 of the configuration it froze.
+pub const CONFIG_SHA_ANNOTATION: &str = "lmi.dev/config-sha256";
+const CONTROLLER: &str = "function";
+
+pub async fn reconcile(function: Arc<Function>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    ctx.metrics
+        .reconciles
+        .with_label_values(&[CONTROLLER])
+        .inc();
+    let result = reconcile_inner(&function, &ctx).await;
+    ctx.metrics
+        .reconcile_seconds
+        .with_label_values(&[CONTROLLER])
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+pub fn error_policy(function: Arc<Function>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&[CONTROLLER])
+        .inc();
+    tracing::warn!(function = %function.name_any(), %error, "reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// SHA-256 (hex) of a function's configuration: serde writes struct fields in declaration order
+/// and maps sorted, so equal configurations hash equally.
+pub fn config_sha256(function: &Function) -> Result<String> {
+    let bytes = serde_json::to_vec(&function.spec.configuration)?;
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// What is wrong with a function given its capacity provider (None: nothing).
+pub fn validate(
+    function: &Function,
+    cp: Option<&CapacityProvider>,
+) -> Option<(&'static str, String)> {
+    let config = &function.spec.configuration;
+    let cp_name = &config.capacity_provider_config.capacity_provider_name;
+    let Some(cp) = cp else {
+        return Some((
+            "CapacityProviderNotFound",
+            format!("capacity provider {cp_name} does not exist"),
+        ));
+    };
+    let shape = match rules::ee_shape(config) {
+        Ok(shape) => shape,
+        Err(e) => return Some(("InvalidConfiguration", e.to_string())),
+    };
+    let cp_arch = cp.spec.instance_requirements.architecture();
+    if cp_arch != config.architecture {
+        return Some((
+            "ArchitectureMismatch",
+            format!(
+                "the function is {} but capacity provider {cp_name} runs {}",
+                config.architecture.as_str(),
+                cp_arch.as_str()
+            ),
+        ));
+    }
+    if cp.spec.provisioning.mode == ProvisioningMode::Karpenter
+        && let Err(e) = Catalog::builtin().select(&cp.spec.instance_requirements, &shape)
+    {
+        return Some((
+            "NoInstanceTypeFits",
+            format!("capacity provider {cp_name}: {e}"),
+        ));
+    }
+    None
+}
+
+async fn reconcile_inner(function: &Function, ctx: &Context) -> Result<Action> {
+    let namespace = function.namespace().unwrap_or_default();
+    let name = function.name_any();
+    let cp_name = &function
+        .spec
+        .configuration
+        .capacity_provider_config
+        .capacity_provider_name;
+    let cps: Api<CapacityProvider> = Api::all(ctx.client.clone());
+    let cp = cps.get_opt(cp_name).await?;
+
+    let versions: Vec<Arc<FunctionVersion>> = ctx
+        .stores
+        .versions
+        .state()
+        .into_iter()
+        .filter(|v| {
+            v.namespace().as_deref() == Some(namespace.as_str()) && v.spec.function_name == name
+        })
+        .collect();
+    let highest = versions.iter().map(|v| v.spec.version).max();
+    let problem = validate(function, cp.as_ref());
+    let sha = config_sha256(function)?;
+
+    let mut latest = highest;
+    if problem.is_none() && function.spec.publish {
+        // As Lambda: publish only when the configuration differs from the latest version's.
+        let already = versions
+            .iter()
+            .max_by_key(|v| v.spec.version)
+            .is_some_and(|v| v.annotations().get(CONFIG_SHA_ANNOTATION) == Some(&sha));
+        if !already {
+            let previous = function
+                .status
+                .as_ref()
+                .and_then(|s| s.latest_published_version.as_deref())
+                .and_then(|v| v.parse::<i32>().ok());
+            let next = highest.max(previous).unwrap_or(0) + 1;
+            publish(function, ctx, next, &sha).await?;
+            latest = Some(next);
+        }
+    }
+
+    let current = function.status.clone().unwrap_or_default();
+    let generation = function.metadata.generation;
+    let mut conditions = current.conditions.clone();
+    let state = match &problem {
+        Some((reason, message)) => {
+            conditions::set(
+                &mut conditions,
+                "Ready",
+                false,
+                reason,
+                message.clone(),
+                generation,
+            );
+            if *reason == "CapacityProviderNotFound" {
+                State::Pending
+            } else {
+                State::Failed
+            }
+        }
+        None => {
+            conditions::set(
+                &mut conditions,
+                "Ready",
+                true,
+                "Valid",
+                "the configuration fits its capacity provider",
+                generation,
+            );
+            State::Active
+        }
+    };
+    let status = FunctionStatus {
+        state: Some(state),
+        observed_generation: generation,
+        latest_published_version: latest.map(|v| v.to_string()),
+        config_sha256: Some(sha),
+        conditions,
+    };
+    let unchanged = current.state == status.state
+        && current.observed_generation == status.observed_generation
+        && current.latest_published_version == status.latest_published_version
+        && current.config_sha256 == status.config_sha256
+        && conditions::same(&current.conditions, &status.conditions);
+    if !unchanged {
+        let api: Api<Function> = Api::namespaced(ctx.client.clone(), &namespace);
+        api.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": status})),
+        )
+        .await?;
+        let old_problem = current
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready" && c.status == "False")
+            .map(|c| c.message.clone());
+        if let Some((reason, message)) = &problem
+            && old_problem.as_deref() != Some(message.as_str())
+        {
+            ctx.event(function, true, reason, message.clone()).await;
+        }
+    }
+    // A missing capacity provider may appear later; look again now and then besides the watch.
+    Ok(Action::requeue(if problem.is_some() {
+        Duration::from_secs(30)
+    } else {
+        Duration::from_secs(300)
+    }))
+}
+
+/// Creates version `number` of `function`, an immutable snapshot of its configuration. The name
+/// is deterministic, so a second attempt after a restart finds the first.
+async fn publish(function: &Function, ctx: &Context, number: i32, sha: &str) -> Result<()> {
+    let namespace = function.namespace().unwrap_or_default();
+    let name = function.name_any();
+    let version = FunctionVersion {
+        metadata: ObjectMeta {
+            name: Some(FunctionVersion::object_name(&name, number)),
+            namespace: Some(namespace.clone()),
+            labels: Some(BTreeMap::from([(FUNCTION_LABEL.to_string(), name.clone())])),
+            annotations: Some(BTreeMap::from([(
+                CONFIG_SHA_ANNOTATION.to_string(),
+                sha.to_string(),
+            )])),
+            owner_references: function.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        spec: FunctionVersionSpec {
+            function_name: name.clone(),
+            version: number,
+            configuration: function.spec.configuration.clone(),
+            scaling_config: scaling_for_new_version(function.spec.scaling_config.as_ref()),
+        },
+        status: None,
+    };
+    let api: Api<FunctionVersion> = Api::namespaced(ctx.client.clone(), &namespace);
+    match api.create(&PostParams::default(), &version).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(function = %name, version = number, "published");
+    ctx.event(
+        function,
+        false,
+        "Published",
+        format!("published version {number}"),
+    )
+    .await;
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! The controllers and how they are wired to their watches.
+
+pub mod capacity_provider;
+pub mod function;
+pub mod run;

@@ -1,0 +1,192 @@
+//! Starts one watch per kind (reflectors whose stores the planner reads) and the two controllers.
+
+use std::sync::Arc;
+
+use futures::{StreamExt, future};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::Api;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use lmi_crds::{CapacityProvider, Function, FunctionVersion};
+
+use crate::context::{Context, Stores};
+use crate::controllers::{capacity_provider, function};
+use crate::karpenter::{EC2NodeClass, NodeClaim};
+use crate::metrics::Metrics;
+use crate::plan::ee_pod::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::settings::Settings;
+
+/// A reflected watch: its store, and the stream that keeps the store current.
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, config))
+        .default_backoff()
+        .touched_objects();
+    (reader, stream)
+}
+
+/// Runs the controllers until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Metrics,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (functions, function_stream) = reflect(
+        Api::<Function>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let (versions, version_stream) = reflect(
+        Api::<FunctionVersion>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let (pods, pod_stream) = reflect(
+        Api::<Pod>::all(client.clone()),
+        watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
+    );
+    let (nodes, node_stream) =
+        reflect(Api::<Node>::all(client.clone()), watcher::Config::default());
+    let (claims, claim_stream) = reflect(
+        Api::<NodeClaim>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let (node_classes, class_stream) = reflect(
+        Api::<EC2NodeClass>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let stores = Stores {
+        functions,
+        versions,
+        pods,
+        nodes,
+        claims,
+        node_classes,
+    };
+    let ctx = Arc::new(Context::new(client.clone(), stores, metrics, settings));
+
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    };
+
+    let cp_controller = Controller::new(
+        Api::<CapacityProvider>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let cp_store = cp_controller.store();
+    let static_providers =
+        move |store: &Store<CapacityProvider>| -> Vec<ObjectRef<CapacityProvider>> {
+            store
+                .state()
+                .iter()
+                .filter(|cp| {
+                    cp.spec.provisioning.mode
+                        == lmi_crds::capacity_provider::ProvisioningMode::Static
+                })
+                .map(|cp| ObjectRef::from_obj(cp.as_ref()))
+                .collect()
+        };
+    let cp_store_for_nodes = cp_store.clone();
+    let cp_controller = cp_controller
+        .watches_stream(version_stream, |v: FunctionVersion| {
+            Some(ObjectRef::new(
+                &v.spec
+                    .configuration
+                    .capacity_provider_config
+                    .capacity_provider_name,
+            ))
+        })
+        .watches_stream(function_stream, |f: Function| {
+            Some(ObjectRef::new(
+                &f.spec
+                    .configuration
+                    .capacity_provider_config
+                    .capacity_provider_name,
+            ))
+        })
+        .watches_stream(pod_stream, |p: Pod| capacity_provider::by_label(&p))
+        .watches_stream(claim_stream, |c: NodeClaim| capacity_provider::by_label(&c))
+        .watches_stream(class_stream, |c: EC2NodeClass| {
+            Some(ObjectRef::new(&c.name_any()))
+        })
+        .watches_stream(node_stream, move |n: Node| {
+            // Karpenter nodes name their provider; a Static provider's nodes are found by its
+            // selector, so any node change replans the Static providers.
+            let mut refs: Vec<_> = capacity_provider::by_label(&n).into_iter().collect();
+            refs.extend(static_providers(&cp_store_for_nodes));
+            refs
+        })
+        .graceful_shutdown_on(signal(shutdown_rx.clone()))
+        .run(
+            capacity_provider::reconcile,
+            capacity_provider::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|result| {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "capacity provider controller");
+            }
+            future::ready(())
+        });
+
+    let fn_controller = Controller::new(
+        Api::<Function>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let fn_store = fn_controller.store();
+    let fn_controller = fn_controller
+        .owns(
+            Api::<FunctionVersion>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .watches(
+            Api::<CapacityProvider>::all(client.clone()),
+            watcher::Config::default(),
+            move |cp| {
+                let name = cp.name_any();
+                fn_store
+                    .state()
+                    .iter()
+                    .filter(|f| {
+                        f.spec
+                            .configuration
+                            .capacity_provider_config
+                            .capacity_provider_name
+                            == name
+                    })
+                    .map(|f| ObjectRef::from_obj(f.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(signal(shutdown_rx))
+        .run(function::reconcile, function::error_policy, ctx)
+        .for_each(|result| {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "function controller");
+            }
+            future::ready(())
+        });
+
+    let stopper = async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing reconciles in flight");
+        let _ = shutdown_tx.send(true);
+    };
+    tokio::join!(cp_controller, fn_controller, stopper);
+}

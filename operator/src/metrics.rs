@@ -1,0 +1,108 @@
+//! Prometheus metrics of the operator (prefix `lmi_operator_`, and `lmi_` for the Lambda-like
+//! gauges).
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+use crate::error::Result;
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub reconciles: IntCounterVec,
+    pub reconcile_errors: IntCounterVec,
+    pub reconcile_seconds: HistogramVec,
+    pub execution_environments: IntGaugeVec,
+    pub execution_environments_ready: IntGaugeVec,
+    pub vcpu_allocated: IntGaugeVec,
+    pub vcpu_limit: IntGaugeVec,
+    pub instances: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self> {
+        let registry = Registry::new();
+        let reconciles = IntCounterVec::new(
+            Opts::new("lmi_operator_reconciles_total", "Reconciles by controller"),
+            &["controller"],
+        )?;
+        let reconcile_errors = IntCounterVec::new(
+            Opts::new(
+                "lmi_operator_reconcile_errors_total",
+                "Failed reconciles by controller",
+            ),
+            &["controller"],
+        )?;
+        let reconcile_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "lmi_operator_reconcile_duration_seconds",
+                "Reconcile duration by controller",
+            )
+            .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
+            &["controller"],
+        )?;
+        let execution_environments = IntGaugeVec::new(
+            Opts::new(
+                "lmi_execution_environments",
+                "Execution environments of a function version",
+            ),
+            &["namespace", "function", "version"],
+        )?;
+        let execution_environments_ready = IntGaugeVec::new(
+            Opts::new(
+                "lmi_execution_environments_ready",
+                "Ready execution environments of a function version",
+            ),
+            &["namespace", "function", "version"],
+        )?;
+        let vcpu_allocated = IntGaugeVec::new(
+            Opts::new(
+                "lmi_capacity_provider_vcpu_allocated",
+                "vCPUs of a capacity provider's instances",
+            ),
+            &["capacity_provider"],
+        )?;
+        let vcpu_limit = IntGaugeVec::new(
+            Opts::new(
+                "lmi_capacity_provider_vcpu_limit",
+                "maxVCpuCount of a capacity provider",
+            ),
+            &["capacity_provider"],
+        )?;
+        let instances = IntGaugeVec::new(
+            Opts::new(
+                "lmi_capacity_provider_instances",
+                "Instances of a capacity provider",
+            ),
+            &["capacity_provider"],
+        )?;
+        registry.register(Box::new(reconciles.clone()))?;
+        registry.register(Box::new(reconcile_errors.clone()))?;
+        registry.register(Box::new(reconcile_seconds.clone()))?;
+        registry.register(Box::new(execution_environments.clone()))?;
+        registry.register(Box::new(execution_environments_ready.clone()))?;
+        registry.register(Box::new(vcpu_allocated.clone()))?;
+        registry.register(Box::new(vcpu_limit.clone()))?;
+        registry.register(Box::new(instances.clone()))?;
+        Ok(Self {
+            registry,
+            reconciles,
+            reconcile_errors,
+            reconcile_seconds,
+            execution_environments,
+            execution_environments_ready,
+            vcpu_allocated,
+            vcpu_limit,
+            instances,
+        })
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let encoder = prometheus::TextEncoder::new();
+        if let Err(e) = encoder.encode_utf8(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}

@@ -1,0 +1,357 @@
+//! Builds the planner's snapshot of one capacity provider from the reflector stores.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::ResourceExt;
+use lmi_crds::capacity_provider::ProvisioningMode;
+use lmi_crds::common::CAPACITY_PROVIDER_LABEL;
+use lmi_crds::rules::{self, EeShape, RuleError, effective_scaling_config, init_timeout_seconds};
+use lmi_crds::{CapacityProvider, FunctionVersion};
+
+use crate::context::Stores;
+use crate::karpenter::{INSTANCE_TYPE_LABEL, ZONE_LABEL};
+use crate::plan::snapshot::InitFailure;
+use crate::plan::{ClaimView, EeView, NodeView, Provisioner, Snapshot, VersionView};
+use crate::quantity;
+
+/// Annotation on a NodeClaim: unix seconds since which it holds no EE.
+pub const EMPTY_SINCE_ANNOTATION: &str = "lmi.dev/empty-since";
+
+/// `namespace/name` of an object.
+pub fn key(namespace: Option<&str>, name: &str) -> String {
+    format!("{}/{name}", namespace.unwrap_or_default())
+}
+
+/// A version attached to the provider whose configuration breaks a rule (kept out of planning).
+pub struct InvalidVersion {
+    pub version: Arc<FunctionVersion>,
+    pub error: RuleError,
+}
+
+pub struct Observed {
+    pub snapshot: Snapshot,
+    /// The versions planned, by key.
+    pub versions: BTreeMap<String, Arc<FunctionVersion>>,
+    pub invalid: Vec<InvalidVersion>,
+    /// Karpenter mode: whether Karpenter has resolved the subnets' zones yet.
+    pub zones_known: bool,
+}
+
+/// The versions whose configuration names capacity provider `name`.
+pub fn attached_versions(stores: &Stores, name: &str) -> Vec<Arc<FunctionVersion>> {
+    let mut versions: Vec<_> = stores
+        .versions
+        .state()
+        .into_iter()
+        .filter(|v| {
+            v.spec
+                .configuration
+                .capacity_provider_config
+                .capacity_provider_name
+                == name
+        })
+        .collect();
+    versions.sort_by_key(|v| key(v.namespace().as_deref(), &v.name_any()));
+    versions
+}
+
+pub fn observe(
+    cp: &CapacityProvider,
+    stores: &Stores,
+    now: i64,
+    cooldown_seconds: i64,
+) -> Observed {
+    let cp_name = cp.name_any();
+    let karpenter = cp.spec.provisioning.mode == ProvisioningMode::Karpenter;
+
+    let nodes: Vec<NodeView> = stores
+        .nodes
+        .state()
+        .iter()
+        .filter(|n| {
+            if karpenter {
+                n.labels().get(CAPACITY_PROVIDER_LABEL) == Some(&cp_name)
+            } else {
+                let selector = cp
+                    .spec
+                    .provisioning
+                    .node_selector
+                    .clone()
+                    .unwrap_or_default();
+                !selector.is_empty() && selector.iter().all(|(k, v)| n.labels().get(k) == Some(v))
+            }
+        })
+        .map(|n| node_view(n))
+        .collect();
+
+    let claims: Vec<ClaimView> = if karpenter {
+        stores
+            .claims
+            .state()
+            .iter()
+            .filter(|c| c.labels().get(CAPACITY_PROVIDER_LABEL) == Some(&cp_name))
+            .map(|c| ClaimView {
+                name: c.name_any(),
+                instance_type: c
+                    .requirement(INSTANCE_TYPE_LABEL)
+                    .unwrap_or_default()
+                    .to_string(),
+                zone: c.requirement(ZONE_LABEL).unwrap_or_default().to_string(),
+                node_name: c.status.as_ref().and_then(|s| s.node_name.clone()),
+                empty_since: c
+                    .annotations()
+                    .get(EMPTY_SINCE_ANNOTATION)
+                    .and_then(|v| v.parse().ok()),
+                deleting: c.metadata.deletion_timestamp.is_some(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+
+    let (zones, zones_known) = if karpenter {
+        let class = stores
+            .node_classes
+            .state()
+            .into_iter()
+            .find(|c| c.name_any() == cp_name);
+        let mut zones: Vec<String> = class
+            .and_then(|c| c.status.clone())
+            .map(|s| s.subnets.into_iter().map(|s| s.zone).collect())
+            .unwrap_or_default();
+        zones.sort();
+        zones.dedup();
+        let known = !zones.is_empty();
+        (zones, known)
+    } else {
+        (Vec::new(), true)
+    };
+
+    let mut versions = BTreeMap::new();
+    let mut invalid = Vec::new();
+    let mut version_views = Vec::new();
+    for version in attached_versions(stores, &cp_name) {
+        if version.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let shape = match rules::ee_shape(&version.spec.configuration) {
+            Ok(shape) => shape,
+            Err(error) => {
+                invalid.push(InvalidVersion { version, error });
+                continue;
+            }
+        };
+        let namespace = version.namespace();
+        let function = stores
+            .functions
+            .state()
+            .into_iter()
+            .find(|f| f.namespace() == namespace && f.name_any() == version.spec.function_name);
+        let latest = function
+            .as_ref()
+            .and_then(|f| f.status.as_ref())
+            .and_then(|s| s.latest_published_version.as_deref())
+            .and_then(|v| v.parse::<i32>().ok());
+        let bounds = effective_scaling_config(
+            version.spec.scaling_config.as_ref(),
+            function
+                .as_ref()
+                .and_then(|f| f.spec.scaling_config.as_ref()),
+            latest == Some(version.spec.version),
+        );
+        let version_key = key(namespace.as_deref(), &version.name_any());
+        version_views.push(VersionView {
+            key: version_key.clone(),
+            pod_prefix: format!("{}-ee-", version.name_any()),
+            shape,
+            bounds,
+            wish: None,
+            previous_state: version.status.as_ref().and_then(|s| s.state),
+        });
+        versions.insert(version_key, version);
+    }
+
+    let shapes: BTreeMap<&str, &EeShape> = version_views
+        .iter()
+        .map(|v| (v.key.as_str(), &v.shape))
+        .collect();
+    let timeouts: BTreeMap<String, i32> = versions
+        .iter()
+        .map(|(k, v)| (k.clone(), v.spec.configuration.timeout))
+        .collect();
+    let ees: Vec<EeView> = stores
+        .pods
+        .state()
+        .iter()
+        .filter(|p| p.labels().get(CAPACITY_PROVIDER_LABEL) == Some(&cp_name))
+        .map(|p| ee_view(p, &shapes, &timeouts, now))
+        .collect();
+
+    Observed {
+        snapshot: Snapshot {
+            capacity_provider: cp_name,
+            provisioner: if karpenter {
+                Provisioner::Karpenter {
+                    zones,
+                    max_vcpu: u32::try_from(cp.spec.scaling_config.max_v_cpu_count).unwrap_or(0),
+                    requirements: cp.spec.instance_requirements.clone(),
+                }
+            } else {
+                Provisioner::Static
+            },
+            nodes,
+            claims,
+            ees,
+            versions: version_views,
+            now,
+            empty_claim_cooldown_seconds: cooldown_seconds,
+        },
+        versions,
+        invalid,
+        zones_known,
+    }
+}
+
+fn node_view(node: &Node) -> NodeView {
+    let allocatable = node
+        .status
+        .as_ref()
+        .and_then(|s| s.allocatable.clone())
+        .unwrap_or_default();
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let cordoned = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.unschedulable)
+        .unwrap_or(false);
+    NodeView {
+        name: node.name_any(),
+        zone: node
+            .labels()
+            .get(ZONE_LABEL)
+            .cloned()
+            .unwrap_or_else(|| "unknown".to_string()),
+        cpu_millis: allocatable
+            .get("cpu")
+            .and_then(|q| quantity::cpu_millis(&q.0))
+            .unwrap_or(0),
+        memory_mib: allocatable
+            .get("memory")
+            .and_then(|q| quantity::memory_mib(&q.0))
+            .unwrap_or(0),
+        schedulable: ready && !cordoned && node.metadata.deletion_timestamp.is_none(),
+    }
+}
+
+/// CPU (millicores) and memory (MiB) a pod requests, summed over its containers.
+fn pod_requests(pod: &Pod) -> (u64, u64) {
+    let Some(spec) = &pod.spec else { return (0, 0) };
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .filter_map(|c| c.resources.as_ref().and_then(|r| r.requests.as_ref()))
+        .fold((0, 0), |(cpu, memory), requests| {
+            (
+                cpu + requests
+                    .get("cpu")
+                    .and_then(|q| quantity::cpu_millis(&q.0))
+                    .unwrap_or(0),
+                memory
+                    + requests
+                        .get("memory")
+                        .and_then(|q| quantity::memory_mib(&q.0))
+                        .unwrap_or(0),
+            )
+        })
+}
+
+fn ee_view(
+    pod: &Pod,
+    shapes: &BTreeMap<&str, &EeShape>,
+    timeouts: &BTreeMap<String, i32>,
+    now: i64,
+) -> EeView {
+    let owner = pod
+        .owner_references()
+        .iter()
+        .find(|o| o.kind == "FunctionVersion")
+        .map(|o| o.name.clone())
+        .unwrap_or_default();
+    let version_key = key(pod.namespace().as_deref(), &owner);
+    let (cpu_millis, memory_mib) = match shapes.get(version_key.as_str()) {
+        Some(shape) => {
+            let (cpu, memory) = lmi_crds::catalog::ee_pod_resources(shape);
+            (u64::from(cpu), memory)
+        }
+        None => pod_requests(pod),
+    };
+    let status = pod.status.as_ref();
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+    let init_failure = if ready {
+        None
+    } else {
+        init_failure(pod, timeouts.get(&version_key).copied().unwrap_or(3), now)
+    };
+    EeView {
+        namespace: pod.namespace().unwrap_or_default(),
+        name: pod.name_any(),
+        version_key,
+        node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+        cpu_millis,
+        memory_mib,
+        ready,
+        terminating: pod.metadata.deletion_timestamp.is_some(),
+        finished: phase == "Failed" || phase == "Succeeded",
+        init_failure,
+    }
+}
+
+/// An EE that never became ready: its function container keeps exiting (the runtime failed to
+/// initialize), or it has not asked for work within the init timeout.
+fn init_failure(pod: &Pod, timeout: i32, now: i64) -> Option<InitFailure> {
+    let status = pod.status.as_ref()?;
+    let function = status
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == "function");
+    if let Some(function) = function {
+        let terminated = function
+            .state
+            .as_ref()
+            .and_then(|s| s.terminated.clone())
+            .or_else(|| {
+                function
+                    .last_state
+                    .as_ref()
+                    .and_then(|s| s.terminated.clone())
+            });
+        if let Some(t) = terminated.filter(|t| t.exit_code != 0 && function.restart_count >= 1) {
+            let message = t.message.filter(|m| !m.is_empty()).unwrap_or_else(|| {
+                format!(
+                    "the runtime exited with code {} before it was ready",
+                    t.exit_code
+                )
+            });
+            return Some(InitFailure {
+                reason_code: "FunctionError.RuntimeInitError",
+                message,
+            });
+        }
+    }
+    let started = status.start_time.as_ref()?.0.as_second();
+    let limit = i64::from(init_timeout_seconds(timeout));
+    (now - started > limit).then(|| InitFailure {
+        reason_code: "FunctionError.InitTimeout",
+        message: format!("the runtime did not ask for work within {limit} s"),
+    })
+}

@@ -1,0 +1,503 @@
+//! The capacity plan of one capacity provider: how many EEs each version should have, where new
+//! ones go, which go away, and which NodeClaims to launch or remove.
+//!
+//! Placement fills the nodes the provider has before launching new ones (most allocated node
+//! first), spreads each version's EEs over zones, and counts NodeClaims still launching as
+//! capacity, so that a second reconcile while instances boot launches nothing more.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use lmi_crds::catalog::{Catalog, ee_pod_resources};
+use lmi_crds::rules::EeShape;
+
+use super::snapshot::{InitFailure, Provisioner, Snapshot, VersionView};
+
+/// A new EE pod, bound to `node`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEe {
+    pub version_key: String,
+    pub name: String,
+    pub node: String,
+}
+
+/// A NodeClaim to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewClaim {
+    pub name: String,
+    pub instance_type: String,
+    pub zone: String,
+    pub vcpu: u32,
+}
+
+/// Why some of a version's EEs have nowhere to go yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Waiting {
+    /// Instances are launching for them.
+    Launching,
+    /// More instances would pass the capacity provider's `maxVCpuCount`.
+    VcpuLimitExceeded { limit: u32 },
+    /// No node has room and none can be launched (Static mode, or no instance type fits).
+    InsufficientCapacity(String),
+}
+
+/// The outcome for one version.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VersionPlan {
+    pub desired: u32,
+    /// EEs that exist and are not going away.
+    pub live: u32,
+    pub ready: u32,
+    /// EEs that could not be bound to a node in this plan.
+    pub unplaced: u32,
+    pub waiting: Option<Waiting>,
+    pub init_failure: Option<InitFailure>,
+}
+
+/// Everything that should change.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CapacityPlan {
+    pub create_ees: Vec<NewEe>,
+    /// EE pods to delete, as (namespace, name).
+    pub delete_ees: Vec<(String, String)>,
+    pub create_claims: Vec<NewClaim>,
+    pub delete_claims: Vec<String>,
+    /// NodeClaims whose empty-since mark changes: set to the time, or cleared.
+    pub mark_claims: Vec<(String, Option<i64>)>,
+    pub versions: BTreeMap<String, VersionPlan>,
+    pub vcpu_allocated: u32,
+    pub instance_count: u32,
+}
+
+/// Room on a node, or on a NodeClaim that is still launching.
+#[derive(Debug, Clone)]
+struct Slot {
+    /// Node name (real) or NodeClaim name (launching).
+    name: String,
+    zone: String,
+    free_cpu: i64,
+    free_memory: i64,
+    real: bool,
+    /// EEs of this plan that wait for this launching claim.
+    planned: u32,
+}
+
+impl Slot {
+    fn fits(&self, cpu: i64, memory: i64) -> bool {
+        self.free_cpu >= cpu && self.free_memory >= memory
+    }
+}
+
+fn resources(shape: &EeShape) -> (i64, i64) {
+    let (cpu, memory) = ee_pod_resources(shape);
+    (i64::from(cpu), i64::try_from(memory).unwrap_or(i64::MAX))
+}
+
+/// Plans one capacity provider.
+pub fn plan_capacity(snapshot: &Snapshot) -> CapacityPlan {
+    let catalog = Catalog::builtin();
+    let mut plan = CapacityPlan::default();
+    let mut slots = build_slots(snapshot, catalog);
+    let mut ees_per_node: BTreeMap<&str, u32> = BTreeMap::new();
+    for ee in snapshot.ees.iter().filter(|e| !e.finished) {
+        if let Some(node) = &ee.node {
+            *ees_per_node.entry(node.as_str()).or_default() += 1;
+        }
+    }
+    let mut vcpu_allocated: u32 = match &snapshot.provisioner {
+        Provisioner::Karpenter { .. } => snapshot
+            .claims
+            .iter()
+            .filter(|c| !c.deleting)
+            .filter_map(|c| catalog.get(&c.instance_type))
+            .map(|t| t.vcpu)
+            .sum(),
+        Provisioner::Static => snapshot
+            .nodes
+            .iter()
+            .map(|n| u32::try_from(n.cpu_millis.div_ceil(1000)).unwrap_or(u32::MAX))
+            .sum(),
+    };
+    let mut claim_names: BTreeSet<String> =
+        snapshot.claims.iter().map(|c| c.name.clone()).collect();
+
+    let mut versions: Vec<&VersionView> = snapshot.versions.iter().collect();
+    versions.sort_by(|a, b| a.key.cmp(&b.key));
+    for version in versions {
+        let outcome = plan_version(
+            snapshot,
+            version,
+            &mut slots,
+            &ees_per_node,
+            &mut vcpu_allocated,
+            &mut claim_names,
+            &mut plan,
+        );
+        plan.versions.insert(version.key.clone(), outcome);
+    }
+
+    plan_claim_cleanup(snapshot, &slots, &ees_per_node, &mut plan);
+    plan.vcpu_allocated = vcpu_allocated;
+    plan.instance_count = match &snapshot.provisioner {
+        Provisioner::Karpenter { .. } => {
+            let kept = snapshot
+                .claims
+                .iter()
+                .filter(|c| !c.deleting && !plan.delete_claims.contains(&c.name));
+            u32::try_from(kept.count() + plan.create_claims.len()).unwrap_or(u32::MAX)
+        }
+        Provisioner::Static => u32::try_from(snapshot.nodes.len()).unwrap_or(u32::MAX),
+    };
+    plan
+}
+
+/// Room on every schedulable node, and on every NodeClaim whose node is not up yet.
+fn build_slots(snapshot: &Snapshot, catalog: &Catalog) -> Vec<Slot> {
+    let mut slots: Vec<Slot> = snapshot
+        .nodes
+        .iter()
+        .filter(|n| n.schedulable)
+        .map(|n| Slot {
+            name: n.name.clone(),
+            zone: n.zone.clone(),
+            free_cpu: i64::try_from(n.cpu_millis).unwrap_or(i64::MAX),
+            free_memory: i64::try_from(n.memory_mib).unwrap_or(i64::MAX),
+            real: true,
+            planned: 0,
+        })
+        .collect();
+    // Every EE that has not ended holds its resources, terminating ones included.
+    for ee in snapshot.ees.iter().filter(|e| !e.finished) {
+        if let Some(slot) = ee
+            .node
+            .as_ref()
+            .and_then(|n| slots.iter_mut().find(|s| &s.name == n))
+        {
+            slot.free_cpu -= i64::try_from(ee.cpu_millis).unwrap_or(i64::MAX);
+            slot.free_memory -= i64::try_from(ee.memory_mib).unwrap_or(i64::MAX);
+        }
+    }
+    if matches!(snapshot.provisioner, Provisioner::Karpenter { .. }) {
+        let schedulable: BTreeSet<&str> = snapshot
+            .nodes
+            .iter()
+            .filter(|n| n.schedulable)
+            .map(|n| n.name.as_str())
+            .collect();
+        for claim in snapshot.claims.iter().filter(|c| !c.deleting) {
+            let up = claim
+                .node_name
+                .as_deref()
+                .is_some_and(|n| schedulable.contains(n));
+            if up {
+                continue;
+            }
+            if let Some(t) = catalog.get(&claim.instance_type) {
+                let (cpu, memory) = t.allocatable();
+                slots.push(Slot {
+                    name: claim.name.clone(),
+                    zone: claim.zone.clone(),
+                    free_cpu: i64::from(cpu),
+                    free_memory: i64::try_from(memory).unwrap_or(i64::MAX),
+                    real: false,
+                    planned: 0,
+                });
+            }
+        }
+    }
+    slots
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_version(
+    snapshot: &Snapshot,
+    version: &VersionView,
+    slots: &mut Vec<Slot>,
+    ees_per_node: &BTreeMap<&str, u32>,
+    vcpu_allocated: &mut u32,
+    claim_names: &mut BTreeSet<String>,
+    plan: &mut CapacityPlan,
+) -> VersionPlan {
+    let mut outcome = VersionPlan::default();
+    let mine: Vec<_> = snapshot
+        .ees
+        .iter()
+        .filter(|e| e.version_key == version.key)
+        .collect();
+    // Ended pods are replaced; pods whose runtime failed to start are kept as evidence (and
+    // counted) until the version is scaled down or deactivated.
+    for ee in mine.iter().filter(|e| e.finished && !e.terminating) {
+        plan.delete_ees
+            .push((ee.namespace.clone(), ee.name.clone()));
+    }
+    outcome.init_failure = mine.iter().find_map(|e| e.init_failure.clone());
+    let mut live: Vec<_> = mine
+        .iter()
+        .filter(|e| !e.terminating && !e.finished)
+        .copied()
+        .collect();
+    outcome.desired = if version.bounds.is_deactivated() {
+        0
+    } else {
+        version
+            .bounds
+            .clamp(version.wish.unwrap_or(version.bounds.min))
+    };
+    let desired = usize::try_from(outcome.desired).unwrap_or(usize::MAX);
+
+    if live.len() > desired {
+        // Remove EEs that are not serving first, then those on the emptiest nodes (so whole
+        // instances free up), newest name last.
+        live.sort_by(|a, b| {
+            let load = |e: &&super::snapshot::EeView| {
+                e.node
+                    .as_deref()
+                    .and_then(|n| ees_per_node.get(n))
+                    .copied()
+                    .unwrap_or(0)
+            };
+            a.ready
+                .cmp(&b.ready)
+                .then(load(a).cmp(&load(b)))
+                .then(b.name.cmp(&a.name))
+        });
+        let surplus = live.len() - desired;
+        for ee in live.drain(..surplus) {
+            plan.delete_ees
+                .push((ee.namespace.clone(), ee.name.clone()));
+        }
+    }
+    outcome.live = u32::try_from(live.len()).unwrap_or(u32::MAX);
+    outcome.ready = u32::try_from(live.iter().filter(|e| e.ready).count()).unwrap_or(u32::MAX);
+
+    let need = desired.saturating_sub(live.len());
+    if need == 0 {
+        return outcome;
+    }
+
+    // Zone of each existing EE, to spread the new ones.
+    let zone_of_node: BTreeMap<&str, &str> = snapshot
+        .nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.zone.as_str()))
+        .collect();
+    let mut zone_counts: BTreeMap<String, u32> = BTreeMap::new();
+    let mut zones: BTreeSet<String> = slots.iter().map(|s| s.zone.clone()).collect();
+    if let Provisioner::Karpenter {
+        zones: subnet_zones,
+        ..
+    } = &snapshot.provisioner
+    {
+        zones.extend(subnet_zones.iter().cloned());
+    }
+    for zone in &zones {
+        zone_counts.insert(zone.clone(), 0);
+    }
+    for ee in &live {
+        if let Some(zone) = ee.node.as_deref().and_then(|n| zone_of_node.get(n)) {
+            *zone_counts.entry((*zone).to_string()).or_default() += 1;
+        }
+    }
+    let used: BTreeSet<String> = mine.iter().map(|e| e.name.clone()).collect();
+    let mut ordinals = (0u32..)
+        .map(|i| format!("{}{i}", version.pod_prefix))
+        .filter(|n| !used.contains(n));
+    let (cpu, memory) = resources(&version.shape);
+
+    for placed_so_far in 0..need {
+        let mut order: Vec<(u32, String)> =
+            zone_counts.iter().map(|(z, c)| (*c, z.clone())).collect();
+        order.sort();
+        let Some((_, preferred)) = order.first().cloned() else {
+            outcome.unplaced += 1;
+            outcome.waiting = Some(Waiting::InsufficientCapacity(
+                "the capacity provider has no nodes and no zones to launch into".to_string(),
+            ));
+            continue;
+        };
+        // Until the version's first EEs cover as many zones as its minimum allows, Karpenter mode
+        // keeps the spread strict (it can launch in the preferred zone). After that, and always
+        // in Static mode, room anywhere is taken first (least used zones first).
+        let covered = zone_counts.values().filter(|c| **c > 0).count();
+        let spread_target = zone_counts
+            .len()
+            .min(usize::try_from(version.bounds.min).unwrap_or(usize::MAX));
+        let strict = matches!(snapshot.provisioner, Provisioner::Karpenter { .. })
+            && covered < spread_target;
+        let candidates: Vec<String> = if strict {
+            vec![preferred.clone()]
+        } else {
+            order.iter().map(|(_, z)| z.clone()).collect()
+        };
+        let mut chosen = candidates
+            .iter()
+            .find_map(|zone| best_slot(slots, zone, cpu, memory));
+        if chosen.is_none() {
+            if let Provisioner::Karpenter {
+                max_vcpu,
+                requirements,
+                ..
+            } = &snapshot.provisioner
+            {
+                let remaining_here = (need - placed_so_far).div_ceil(zone_counts.len().max(1));
+                match launch(
+                    snapshot,
+                    version,
+                    requirements,
+                    *max_vcpu,
+                    &preferred,
+                    remaining_here,
+                    vcpu_allocated,
+                    claim_names,
+                ) {
+                    Ok(claim) => {
+                        let t = Catalog::builtin().get(&claim.instance_type);
+                        let (free_cpu, free_memory) = t.map_or((0, 0), |t| t.allocatable());
+                        slots.push(Slot {
+                            name: claim.name.clone(),
+                            zone: claim.zone.clone(),
+                            free_cpu: i64::from(free_cpu),
+                            free_memory: i64::try_from(free_memory).unwrap_or(i64::MAX),
+                            real: false,
+                            planned: 0,
+                        });
+                        plan.create_claims.push(claim);
+                        chosen = Some(slots.len() - 1);
+                    }
+                    Err(waiting) => outcome.waiting = Some(waiting),
+                }
+            } else {
+                outcome.waiting = Some(Waiting::InsufficientCapacity(format!(
+                    "no node of the capacity provider has {cpu}m CPU and {memory} MiB free"
+                )));
+            }
+        }
+        let Some(index) = chosen else {
+            outcome.unplaced += 1;
+            *zone_counts.entry(preferred).or_default() += 1;
+            continue;
+        };
+        let slot = &mut slots[index];
+        slot.free_cpu -= cpu;
+        slot.free_memory -= memory;
+        *zone_counts.entry(slot.zone.clone()).or_default() += 1;
+        if slot.real {
+            if let Some(name) = ordinals.next() {
+                plan.create_ees.push(NewEe {
+                    version_key: version.key.clone(),
+                    name,
+                    node: slot.name.clone(),
+                });
+                outcome.live += 1;
+            }
+        } else {
+            slot.planned += 1;
+            outcome.unplaced += 1;
+            if outcome.waiting.is_none() {
+                outcome.waiting = Some(Waiting::Launching);
+            }
+        }
+    }
+    outcome
+}
+
+/// The fullest slot in `zone` that still fits an EE: real nodes before launching ones.
+fn best_slot(slots: &[Slot], zone: &str, cpu: i64, memory: i64) -> Option<usize> {
+    slots
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.zone == zone && s.fits(cpu, memory))
+        .min_by(|(_, a), (_, b)| {
+            b.real
+                .cmp(&a.real)
+                .then(a.free_cpu.cmp(&b.free_cpu))
+                .then(a.name.cmp(&b.name))
+        })
+        .map(|(i, _)| i)
+}
+
+/// Chooses the instance type for `waiting` EEs of `version` in `zone`: the cheapest per EE it
+/// would actually hold, within the vCPU ceiling.
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    snapshot: &Snapshot,
+    version: &VersionView,
+    requirements: &lmi_crds::capacity_provider::InstanceRequirements,
+    max_vcpu: u32,
+    zone: &str,
+    waiting: usize,
+    vcpu_allocated: &mut u32,
+    claim_names: &mut BTreeSet<String>,
+) -> Result<NewClaim, Waiting> {
+    let candidates = Catalog::builtin()
+        .select(requirements, &version.shape)
+        .map_err(|e| Waiting::InsufficientCapacity(e.to_string()))?;
+    let room = max_vcpu.saturating_sub(*vcpu_allocated);
+    let waiting = u32::try_from(waiting.max(1)).unwrap_or(u32::MAX);
+    let best = candidates
+        .iter()
+        .filter(|c| c.instance_type.vcpu <= room)
+        .min_by(|a, b| {
+            let cost = |c: &lmi_crds::catalog::Candidate<'_>| {
+                c.instance_type.price_per_hour / f64::from(c.ees_per_instance.min(waiting))
+            };
+            cost(a)
+                .partial_cmp(&cost(b))
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(a.instance_type.vcpu.cmp(&b.instance_type.vcpu))
+        })
+        .ok_or(Waiting::VcpuLimitExceeded { limit: max_vcpu })?;
+    let prefix = format!("{}-{zone}-", snapshot.capacity_provider);
+    let name = (0u32..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|n| !claim_names.contains(n))
+        .unwrap_or_else(|| format!("{prefix}x"));
+    claim_names.insert(name.clone());
+    *vcpu_allocated += best.instance_type.vcpu;
+    Ok(NewClaim {
+        name,
+        instance_type: best.instance_type.name.clone(),
+        zone: zone.to_string(),
+        vcpu: best.instance_type.vcpu,
+    })
+}
+
+/// Marks NodeClaims that hold no EE, and removes them once empty for the cool-down.
+fn plan_claim_cleanup(
+    snapshot: &Snapshot,
+    slots: &[Slot],
+    ees_per_node: &BTreeMap<&str, u32>,
+    plan: &mut CapacityPlan,
+) {
+    for claim in snapshot.claims.iter().filter(|c| !c.deleting) {
+        let on_node = claim
+            .node_name
+            .as_deref()
+            .and_then(|n| ees_per_node.get(n))
+            .copied()
+            .unwrap_or(0);
+        let new_here = claim
+            .node_name
+            .as_deref()
+            .is_some_and(|n| plan.create_ees.iter().any(|e| e.node == n));
+        let waited_for = slots
+            .iter()
+            .any(|s| !s.real && s.name == claim.name && s.planned > 0);
+        let occupied = on_node > 0 || new_here || waited_for;
+        match (occupied, claim.empty_since) {
+            (true, Some(_)) => plan.mark_claims.push((claim.name.clone(), None)),
+            (false, None) => plan
+                .mark_claims
+                .push((claim.name.clone(), Some(snapshot.now))),
+            (false, Some(since))
+                if snapshot.now - since >= snapshot.empty_claim_cooldown_seconds =>
+            {
+                plan.delete_claims.push(claim.name.clone());
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "capacity_tests.rs"]
+mod tests;

@@ -1,0 +1,437 @@
+//! Unit tests of the capacity plan.
+
+use lmi_crds::capacity_provider::InstanceRequirements;
+use lmi_crds::rules::{Category, EeShape, ScalingBounds};
+use lmi_crds::{Architecture, State};
+
+use crate::plan::capacity::{Waiting, plan_capacity};
+use crate::plan::snapshot::{ClaimView, EeView, NodeView, Provisioner, Snapshot, VersionView};
+use crate::plan::version_state::version_state;
+
+const ZONES: [&str; 3] = ["us-east-1a", "us-east-1b", "us-east-1c"];
+
+fn shape_1vcpu() -> EeShape {
+    EeShape {
+        vcpus: 1,
+        memory_mib: 2048,
+        category: Category::Compute,
+        max_concurrency: 8,
+    }
+}
+
+fn version(key: &str, min: u32, max: Option<u32>) -> VersionView {
+    let name = key.split('/').nth(1).unwrap();
+    VersionView {
+        key: key.to_string(),
+        pod_prefix: format!("{name}-ee-"),
+        shape: shape_1vcpu(),
+        bounds: ScalingBounds { min, max },
+        wish: None,
+        previous_state: None,
+    }
+}
+
+fn karpenter(max_vcpu: u32, allowed: &[&str]) -> Provisioner {
+    Provisioner::Karpenter {
+        zones: ZONES.iter().map(|z| z.to_string()).collect(),
+        max_vcpu,
+        requirements: InstanceRequirements {
+            architectures: vec![Architecture::Arm64],
+            allowed_instance_types: allowed.iter().map(|s| s.to_string()).collect(),
+            excluded_instance_types: vec![],
+        },
+    }
+}
+
+fn snapshot(provisioner: Provisioner, versions: Vec<VersionView>) -> Snapshot {
+    Snapshot {
+        capacity_provider: "cp".into(),
+        provisioner,
+        nodes: vec![],
+        claims: vec![],
+        ees: vec![],
+        versions,
+        now: 1000,
+        empty_claim_cooldown_seconds: 60,
+    }
+}
+
+/// Turns planned claims into registered, schedulable nodes (what Karpenter would do).
+fn launch_all(s: &mut Snapshot, claims: &[crate::plan::NewClaim]) {
+    for c in claims {
+        let t = lmi_crds::catalog::Catalog::builtin()
+            .get(&c.instance_type)
+            .unwrap();
+        let (cpu, memory) = t.allocatable();
+        s.claims.push(ClaimView {
+            name: c.name.clone(),
+            instance_type: c.instance_type.clone(),
+            zone: c.zone.clone(),
+            node_name: Some(format!("node-{}", c.name)),
+            empty_since: None,
+            deleting: false,
+        });
+        s.nodes.push(NodeView {
+            name: format!("node-{}", c.name),
+            zone: c.zone.clone(),
+            cpu_millis: u64::from(cpu),
+            memory_mib: memory,
+            schedulable: true,
+        });
+    }
+}
+
+fn run_ees(s: &mut Snapshot, plan: &crate::plan::CapacityPlan, ready: bool) {
+    for e in &plan.create_ees {
+        s.ees.push(EeView {
+            namespace: "ns".into(),
+            name: e.name.clone(),
+            version_key: e.version_key.clone(),
+            node: Some(e.node.clone()),
+            cpu_millis: 1050,
+            memory_mib: 2112,
+            ready,
+            terminating: false,
+            finished: false,
+            init_failure: None,
+        });
+    }
+}
+
+#[test]
+fn a_fresh_provider_launches_one_instance_per_zone_for_min_three() {
+    let s = snapshot(karpenter(400, &[]), vec![version("ns/hello-v1", 3, None)]);
+    let plan = plan_capacity(&s);
+    assert!(plan.create_ees.is_empty(), "no node exists yet");
+    let mut zones: Vec<_> = plan.create_claims.iter().map(|c| c.zone.as_str()).collect();
+    zones.sort();
+    assert_eq!(zones, ZONES);
+    assert!(
+        plan.create_claims
+            .iter()
+            .all(|c| c.instance_type.starts_with('c')),
+        "ratio 2 means category c"
+    );
+    let v = &plan.versions["ns/hello-v1"];
+    assert_eq!((v.desired, v.live, v.unplaced), (3, 0, 3));
+    assert_eq!(v.waiting, Some(Waiting::Launching));
+    assert_eq!(
+        version_state(None, &ScalingBounds { min: 3, max: None }, v).state,
+        State::Pending
+    );
+}
+
+#[test]
+fn replanning_while_instances_launch_launches_nothing_more() {
+    let mut s = snapshot(karpenter(400, &[]), vec![version("ns/hello-v1", 3, None)]);
+    let first = plan_capacity(&s);
+    for c in &first.create_claims {
+        s.claims.push(ClaimView {
+            name: c.name.clone(),
+            instance_type: c.instance_type.clone(),
+            zone: c.zone.clone(),
+            node_name: None,
+            empty_since: None,
+            deleting: false,
+        });
+    }
+    let second = plan_capacity(&s);
+    assert!(
+        second.create_claims.is_empty(),
+        "{:?}",
+        second.create_claims
+    );
+    assert!(
+        second.mark_claims.is_empty(),
+        "claims awaited by EEs are not empty"
+    );
+}
+
+#[test]
+fn launched_nodes_get_one_ee_per_zone_and_the_version_turns_active() {
+    let mut s = snapshot(karpenter(400, &[]), vec![version("ns/hello-v1", 3, None)]);
+    let plan = plan_capacity(&s);
+    launch_all(&mut s, &plan.create_claims);
+    let plan = plan_capacity(&s);
+    assert!(plan.create_claims.is_empty());
+    assert_eq!(plan.create_ees.len(), 3);
+    let mut nodes: Vec<_> = plan.create_ees.iter().map(|e| e.node.clone()).collect();
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(nodes.len(), 3, "one EE per zone's node");
+    let mut names: Vec<_> = plan.create_ees.iter().map(|e| e.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["hello-v1-ee-0", "hello-v1-ee-1", "hello-v1-ee-2"]);
+    run_ees(&mut s, &plan, true);
+    let plan = plan_capacity(&s);
+    assert!(
+        plan.create_ees.is_empty() && plan.delete_ees.is_empty() && plan.create_claims.is_empty()
+    );
+    let v = &plan.versions["ns/hello-v1"];
+    assert_eq!(
+        version_state(
+            Some(State::Pending),
+            &ScalingBounds { min: 3, max: None },
+            v
+        )
+        .state,
+        State::Active
+    );
+}
+
+#[test]
+fn a_second_version_fills_existing_nodes_before_launching() {
+    // xlarge instances hold 3 EEs of 1 vCPU each, so the first version leaves room for 2 more.
+    let mut s = snapshot(
+        karpenter(400, &["c7g.xlarge"]),
+        vec![version("ns/a-v1", 3, None)],
+    );
+    let plan = plan_capacity(&s);
+    assert_eq!(plan.create_claims.len(), 3);
+    launch_all(&mut s, &plan.create_claims);
+    let plan = plan_capacity(&s);
+    run_ees(&mut s, &plan, true);
+    s.versions.push(version("ns/b-v1", 3, None));
+    let plan = plan_capacity(&s);
+    assert!(
+        plan.create_claims.is_empty(),
+        "existing nodes have room: {:?}",
+        plan.create_claims
+    );
+    assert_eq!(
+        plan.create_ees
+            .iter()
+            .filter(|e| e.version_key == "ns/b-v1")
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn the_vcpu_ceiling_stops_launches_and_says_so() {
+    // Each EE needs its own 2-vCPU instance; a ceiling of 4 allows two.
+    let s = snapshot(
+        karpenter(4, &["c7g.large"]),
+        vec![version("ns/hello-v1", 3, None)],
+    );
+    let plan = plan_capacity(&s);
+    assert_eq!(plan.create_claims.len(), 2);
+    assert_eq!(plan.vcpu_allocated, 4);
+    let v = &plan.versions["ns/hello-v1"];
+    assert_eq!(v.waiting, Some(Waiting::VcpuLimitExceeded { limit: 4 }));
+    let state = version_state(None, &ScalingBounds { min: 3, max: None }, v);
+    assert_eq!(
+        (state.state, state.reason_code),
+        (State::Pending, Some("VcpuLimitExceeded"))
+    );
+}
+
+#[test]
+fn raising_min_adds_ees_and_lowering_removes_the_idle_first() {
+    let mut s = snapshot(
+        karpenter(400, &["c7g.2xlarge"]),
+        vec![version("ns/v-v1", 3, None)],
+    );
+    let plan = plan_capacity(&s);
+    launch_all(&mut s, &plan.create_claims);
+    let plan = plan_capacity(&s);
+    run_ees(&mut s, &plan, true);
+    // Past one EE per zone, scale-up fills the existing instances.
+    s.versions[0].bounds = ScalingBounds { min: 5, max: None };
+    let plan = plan_capacity(&s);
+    assert_eq!(plan.create_ees.len(), 2);
+    assert!(
+        plan.create_claims.is_empty(),
+        "2xlarge nodes have room for more"
+    );
+    run_ees(&mut s, &plan, false);
+    s.versions[0].bounds = ScalingBounds {
+        min: 4,
+        max: Some(4),
+    };
+    let plan = plan_capacity(&s);
+    assert_eq!(plan.delete_ees.len(), 1);
+    let deleted = &plan.delete_ees[0].1;
+    assert!(
+        !s.ees.iter().find(|e| &e.name == deleted).unwrap().ready,
+        "an idle (not ready) EE goes first"
+    );
+}
+
+#[test]
+fn the_first_ees_spread_over_zones_even_when_one_node_has_room() {
+    let mut s = snapshot(
+        karpenter(400, &["c7g.2xlarge"]),
+        vec![version("ns/v-v1", 1, None)],
+    );
+    let plan = plan_capacity(&s);
+    launch_all(&mut s, &plan.create_claims);
+    let plan = plan_capacity(&s);
+    run_ees(&mut s, &plan, true);
+    s.versions[0].bounds = ScalingBounds { min: 3, max: None };
+    let plan = plan_capacity(&s);
+    assert_eq!(
+        plan.create_claims.len(),
+        2,
+        "two more zones get an instance"
+    );
+    assert!(plan.create_ees.is_empty());
+}
+
+#[test]
+fn deactivation_removes_every_ee_then_the_empty_instances_after_the_cooldown() {
+    let mut s = snapshot(karpenter(400, &[]), vec![version("ns/v-v1", 3, None)]);
+    let plan = plan_capacity(&s);
+    launch_all(&mut s, &plan.create_claims);
+    let plan = plan_capacity(&s);
+    run_ees(&mut s, &plan, true);
+    s.versions[0].bounds = ScalingBounds {
+        min: 0,
+        max: Some(0),
+    };
+    let plan = plan_capacity(&s);
+    assert_eq!(plan.delete_ees.len(), 3);
+    let v = &plan.versions["ns/v-v1"];
+    assert_eq!(v.desired, 0);
+    assert_eq!(
+        version_state(Some(State::Active), &s.versions[0].bounds, v).state,
+        State::Deactivated
+    );
+    // The pods are gone: the claims are empty, marked now, removed once the cool-down passed.
+    s.ees.clear();
+    let plan = plan_capacity(&s);
+    assert_eq!(plan.mark_claims.len(), 3);
+    assert!(
+        plan.mark_claims
+            .iter()
+            .all(|(_, since)| *since == Some(1000))
+    );
+    assert!(plan.delete_claims.is_empty());
+    for c in &mut s.claims {
+        c.empty_since = Some(1000);
+    }
+    s.now = 1059;
+    assert!(plan_capacity(&s).delete_claims.is_empty());
+    s.now = 1060;
+    assert_eq!(plan_capacity(&s).delete_claims.len(), 3);
+    assert_eq!(plan_capacity(&s).instance_count, 0);
+}
+
+#[test]
+fn terminating_ees_are_deactivating_until_gone() {
+    let mut s = snapshot(Provisioner::Static, vec![version("ns/v-v1", 0, Some(0))]);
+    s.nodes.push(NodeView {
+        name: "n".into(),
+        zone: "z".into(),
+        cpu_millis: 4000,
+        memory_mib: 8000,
+        schedulable: true,
+    });
+    s.ees.push(EeView {
+        namespace: "ns".into(),
+        name: "v-v1-ee-0".into(),
+        version_key: "ns/v-v1".into(),
+        node: Some("n".into()),
+        cpu_millis: 1050,
+        memory_mib: 2112,
+        ready: true,
+        terminating: false,
+        finished: false,
+        init_failure: None,
+    });
+    let plan = plan_capacity(&s);
+    let v = &plan.versions["ns/v-v1"];
+    // The one EE is planned away, so nothing live remains in the plan's view.
+    assert_eq!(plan.delete_ees.len(), 1);
+    assert_eq!(
+        version_state(Some(State::Active), &s.versions[0].bounds, v).state,
+        State::Deactivated
+    );
+    s.ees[0].terminating = true;
+    let v = &plan_capacity(&s).versions["ns/v-v1"];
+    assert_eq!(v.live, 0);
+}
+
+#[test]
+fn static_providers_use_any_zone_with_room_and_report_when_full() {
+    let mut s = snapshot(Provisioner::Static, vec![version("ns/v-v1", 3, None)]);
+    // One node with room for two EEs.
+    s.nodes.push(NodeView {
+        name: "n1".into(),
+        zone: "a".into(),
+        cpu_millis: 2200,
+        memory_mib: 8000,
+        schedulable: true,
+    });
+    s.nodes.push(NodeView {
+        name: "n2".into(),
+        zone: "b".into(),
+        cpu_millis: 4000,
+        memory_mib: 8000,
+        schedulable: false,
+    });
+    let plan = plan_capacity(&s);
+    assert_eq!(plan.create_ees.len(), 2);
+    assert!(plan.create_claims.is_empty());
+    let v = &plan.versions["ns/v-v1"];
+    assert_eq!(v.unplaced, 1);
+    let state = version_state(None, &s.versions[0].bounds, v);
+    assert_eq!(
+        (state.state, state.reason_code),
+        (State::Pending, Some("InsufficientCapacity"))
+    );
+}
+
+#[test]
+fn ended_ees_are_replaced_and_init_failures_fail_a_new_version() {
+    let mut s = snapshot(Provisioner::Static, vec![version("ns/v-v1", 1, None)]);
+    s.nodes.push(NodeView {
+        name: "n".into(),
+        zone: "a".into(),
+        cpu_millis: 4000,
+        memory_mib: 8000,
+        schedulable: true,
+    });
+    s.ees.push(EeView {
+        namespace: "ns".into(),
+        name: "v-v1-ee-0".into(),
+        version_key: "ns/v-v1".into(),
+        node: Some("n".into()),
+        cpu_millis: 1050,
+        memory_mib: 2112,
+        ready: false,
+        terminating: false,
+        finished: true,
+        init_failure: None,
+    });
+    let plan = plan_capacity(&s);
+    assert_eq!(
+        plan.delete_ees,
+        vec![("ns".to_string(), "v-v1-ee-0".to_string())]
+    );
+    assert_eq!(plan.create_ees.len(), 1);
+    assert_eq!(
+        plan.create_ees[0].name, "v-v1-ee-1",
+        "a fresh name, never the one still terminating"
+    );
+
+    s.ees[0].finished = false;
+    s.ees[0].init_failure = Some(crate::plan::snapshot::InitFailure {
+        reason_code: "FunctionError.RuntimeInitError",
+        message: "boom".into(),
+    });
+    let plan = plan_capacity(&s);
+    assert!(
+        plan.create_ees.is_empty(),
+        "a failing EE is kept, not replaced in a loop"
+    );
+    let state = version_state(
+        Some(State::Pending),
+        &s.versions[0].bounds,
+        &plan.versions["ns/v-v1"],
+    );
+    assert_eq!(
+        (state.state, state.reason_code),
+        (State::Failed, Some("FunctionError.RuntimeInitError"))
+    );
+}

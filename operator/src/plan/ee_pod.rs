@@ -1,0 +1,372 @@
+//! The pod of one execution environment: the function container, the sidecar as a native
+//! sidecar, Guaranteed QoS, restricted Pod Security, bound to the node placement chose.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, ObjectFieldSelector, Pod, PodSecurityContext, PodSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecurityContext, Toleration, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use lmi_crds::FunctionVersion;
+use lmi_crds::catalog::{SIDECAR_CPU_MILLIS, SIDECAR_MEMORY_MIB};
+use lmi_crds::common::{CAPACITY_PROVIDER_LABEL, FUNCTION_LABEL, VERSION_LABEL};
+use lmi_crds::rules::{EeShape, init_timeout_seconds};
+
+/// Where the sidecar serves the router, its probes and metrics (`LMI_LISTEN_ADDR`).
+pub const SIDECAR_PORT: i32 = 9000;
+/// The Runtime API address the function's runtime calls (`AWS_LAMBDA_RUNTIME_API`).
+pub const RUNTIME_API: &str = "127.0.0.1:9001";
+/// Label that tells EE pods from other pods.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "lmi-operator";
+/// UID and GID the function runs as (Lambda runs functions as an unprivileged user too).
+const RUN_AS_USER: i64 = 993;
+/// Lambda gives every function a writable /tmp of 512 MiB; the root file system is read-only.
+const TMP_SIZE: &str = "512Mi";
+
+/// Settings of the operator that shape every EE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EeSettings {
+    pub sidecar_image: String,
+    pub region: String,
+    pub image_pull_policy: Option<String>,
+}
+
+/// Builds the pod `name` of `version`, bound to `node`.
+pub fn ee_pod(
+    version: &FunctionVersion,
+    shape: &EeShape,
+    capacity_provider: &str,
+    name: &str,
+    node: &str,
+    settings: &EeSettings,
+) -> Pod {
+    let spec = &version.spec;
+    let config = &spec.configuration;
+    let version_name = version.metadata.name.clone().unwrap_or_default();
+    let labels = BTreeMap::from([
+        (FUNCTION_LABEL.to_string(), spec.function_name.clone()),
+        (VERSION_LABEL.to_string(), spec.version.to_string()),
+        (
+            CAPACITY_PROVIDER_LABEL.to_string(),
+            capacity_provider.to_string(),
+        ),
+        (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+    ]);
+    let owner = OwnerReference {
+        api_version: "lmi.dev/v1alpha1".to_string(),
+        kind: "FunctionVersion".to_string(),
+        name: version_name,
+        uid: version.metadata.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    };
+
+    let function_memory = format!("{}Mi", shape.memory_mib);
+    let lambda_env = [
+        ("AWS_LAMBDA_RUNTIME_API", RUNTIME_API.to_string()),
+        (
+            "AWS_LAMBDA_MAX_CONCURRENCY",
+            shape.max_concurrency.to_string(),
+        ),
+        ("AWS_LAMBDA_FUNCTION_NAME", spec.function_name.clone()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", spec.version.to_string()),
+        (
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+            shape.memory_mib.to_string(),
+        ),
+        (
+            "AWS_LAMBDA_INITIALIZATION_TYPE",
+            "lambda-managed-instances".to_string(),
+        ),
+        ("AWS_REGION", settings.region.clone()),
+        ("AWS_DEFAULT_REGION", settings.region.clone()),
+    ];
+    let mut function_env: Vec<EnvVar> = lambda_env.iter().map(|(k, v)| env(k, v)).collect();
+    if let Some(handler) = &config.handler {
+        function_env.push(env("_HANDLER", handler));
+    }
+    if let Some(variables) = config.environment.as_ref().map(|e| &e.variables) {
+        function_env.extend(variables.iter().map(|(k, v)| env(k, v)));
+    }
+    let image_config = config.image_config.clone().unwrap_or_default();
+    let function = Container {
+        name: "function".to_string(),
+        image: Some(config.code.image_uri.clone()),
+        image_pull_policy: settings.image_pull_policy.clone(),
+        command: (!image_config.entry_point.is_empty()).then(|| image_config.entry_point.clone()),
+        args: (!image_config.command.is_empty()).then(|| image_config.command.clone()),
+        working_dir: image_config.working_directory.clone(),
+        env: Some(function_env),
+        resources: Some(guaranteed(&format!("{}", shape.vcpus), &function_memory)),
+        security_context: Some(restricted(true)),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "tmp".to_string(),
+            mount_path: "/tmp".to_string(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+
+    let timeout = config.timeout.max(1);
+    let sidecar_env = vec![
+        env(
+            "AWS_LAMBDA_MAX_CONCURRENCY",
+            &shape.max_concurrency.to_string(),
+        ),
+        env("AWS_LAMBDA_FUNCTION_NAME", &spec.function_name),
+        env("AWS_LAMBDA_FUNCTION_VERSION", &spec.version.to_string()),
+        env(
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+            &shape.memory_mib.to_string(),
+        ),
+        env("LMI_FUNCTION_TIMEOUT_SECONDS", &timeout.to_string()),
+        env(
+            "LMI_INIT_TIMEOUT_SECONDS",
+            &init_timeout_seconds(timeout).to_string(),
+        ),
+        env(
+            "LMI_CPU_LIMIT_MILLICORES",
+            &(shape.vcpus * 1000).to_string(),
+        ),
+        env(
+            "LMI_MEMORY_LIMIT_BYTES",
+            &(u64::from(shape.memory_mib) * 1024 * 1024).to_string(),
+        ),
+        env("LMI_LISTEN_ADDR", &format!("0.0.0.0:{SIDECAR_PORT}")),
+        env("LMI_RUNTIME_API_ADDR", RUNTIME_API),
+        EnvVar {
+            name: "LMI_NAMESPACE".to_string(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.namespace".to_string(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ];
+    let sidecar = Container {
+        name: "sidecar".to_string(),
+        image: Some(settings.sidecar_image.clone()),
+        image_pull_policy: settings.image_pull_policy.clone(),
+        // A native sidecar: starts before the function and outlives it, so it can drain.
+        restart_policy: Some("Always".to_string()),
+        env: Some(sidecar_env),
+        ports: Some(vec![ContainerPort {
+            name: Some("invoke".to_string()),
+            container_port: SIDECAR_PORT,
+            ..Default::default()
+        }]),
+        resources: Some(guaranteed(
+            &format!("{SIDECAR_CPU_MILLIS}m"),
+            &format!("{SIDECAR_MEMORY_MIB}Mi"),
+        )),
+        // Ready once the runtime has asked for work, and not while draining.
+        readiness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/readyz".to_string()),
+                port: IntOrString::Int(SIDECAR_PORT),
+                ..Default::default()
+            }),
+            period_seconds: Some(1),
+            failure_threshold: Some(1),
+            ..Default::default()
+        }),
+        liveness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/healthz".to_string()),
+                port: IntOrString::Int(SIDECAR_PORT),
+                ..Default::default()
+            }),
+            period_seconds: Some(10),
+            ..Default::default()
+        }),
+        security_context: Some(restricted(true)),
+        ..Default::default()
+    };
+
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: version.metadata.namespace.clone(),
+            labels: Some(labels),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            node_name: Some(node.to_string()),
+            init_containers: Some(vec![sidecar]),
+            containers: vec![function],
+            // The sidecar measures the function's CPU and memory under /proc.
+            share_process_namespace: Some(true),
+            restart_policy: Some("Always".to_string()),
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            // In-flight invocations may run for the whole function timeout while draining.
+            termination_grace_period_seconds: Some(i64::from(timeout) + 10),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(RUN_AS_USER),
+                run_as_group: Some(RUN_AS_USER),
+                fs_group: Some(RUN_AS_USER),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".to_string(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            tolerations: Some(vec![Toleration {
+                key: Some(CAPACITY_PROVIDER_LABEL.to_string()),
+                operator: Some("Equal".to_string()),
+                value: Some(capacity_provider.to_string()),
+                effect: Some("NoSchedule".to_string()),
+                ..Default::default()
+            }]),
+            volumes: Some(vec![Volume {
+                name: "tmp".to_string(),
+                empty_dir: Some(EmptyDirVolumeSource {
+                    size_limit: Some(Quantity(TMP_SIZE.to_string())),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+fn env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value: Some(value.to_string()),
+        ..Default::default()
+    }
+}
+
+/// Requests equal to limits: Guaranteed QoS, so the kubelet never squeezes an EE.
+fn guaranteed(cpu: &str, memory: &str) -> ResourceRequirements {
+    let amounts = BTreeMap::from([
+        ("cpu".to_string(), Quantity(cpu.to_string())),
+        ("memory".to_string(), Quantity(memory.to_string())),
+    ]);
+    ResourceRequirements {
+        requests: Some(amounts.clone()),
+        limits: Some(amounts),
+        ..Default::default()
+    }
+}
+
+/// The restricted Pod Security profile for one container.
+fn restricted(read_only_root: bool) -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(read_only_root),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_string()]),
+            ..Default::default()
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_string(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lmi_crds::function::{CapacityProviderConfig, FunctionCode};
+    use lmi_crds::{FunctionConfiguration, FunctionVersionSpec};
+
+    fn version() -> FunctionVersion {
+        let configuration = FunctionConfiguration {
+            capacity_provider_config: CapacityProviderConfig {
+                capacity_provider_name: "cp".into(),
+                per_execution_environment_max_concurrency: None,
+                execution_environment_memory_gib_per_vcpu: 4,
+            },
+            code: FunctionCode {
+                image_uri: "img:1".into(),
+            },
+            image_config: None,
+            handler: Some("app.handler".into()),
+            runtime: Some("python3.13".into()),
+            memory_size: 8192,
+            timeout: 30,
+            environment: None,
+            architecture: Default::default(),
+        };
+        let mut v = FunctionVersion::new(
+            "hello-v2",
+            FunctionVersionSpec {
+                function_name: "hello".into(),
+                version: 2,
+                configuration,
+                scaling_config: None,
+            },
+        );
+        v.metadata.namespace = Some("team".into());
+        v.metadata.uid = Some("uid-1".into());
+        v
+    }
+
+    #[test]
+    fn pod_is_bound_guaranteed_and_restricted() {
+        let v = version();
+        let shape = lmi_crds::rules::ee_shape(&v.spec.configuration).unwrap();
+        let settings = EeSettings {
+            sidecar_image: "sidecar:1".into(),
+            region: "us-east-1".into(),
+            image_pull_policy: None,
+        };
+        let pod = ee_pod(&v, &shape, "cp", "hello-v2-ee-0", "node-a", &settings);
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.node_name.as_deref(), Some("node-a"));
+        assert_eq!(spec.share_process_namespace, Some(true));
+        let function = &spec.containers[0];
+        let res = function.resources.as_ref().unwrap();
+        assert_eq!(res.requests, res.limits);
+        assert_eq!(res.limits.as_ref().unwrap()["cpu"], Quantity("2".into()));
+        assert_eq!(
+            res.limits.as_ref().unwrap()["memory"],
+            Quantity("8192Mi".into())
+        );
+        let env: BTreeMap<_, _> = function
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|e| (e.name.as_str(), e.value.clone().unwrap_or_default()))
+            .collect();
+        assert_eq!(env["AWS_LAMBDA_MAX_CONCURRENCY"], "32"); // Python: 16 per vCPU x 2
+        assert_eq!(env["AWS_LAMBDA_RUNTIME_API"], "127.0.0.1:9001");
+        assert_eq!(env["_HANDLER"], "app.handler");
+        assert_eq!(
+            env["AWS_LAMBDA_INITIALIZATION_TYPE"],
+            "lambda-managed-instances"
+        );
+        let sidecar = &spec.init_containers.as_ref().unwrap()[0];
+        assert_eq!(sidecar.restart_policy.as_deref(), Some("Always"));
+        assert!(sidecar.readiness_probe.is_some());
+        let sc = function.security_context.as_ref().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.run_as_non_root, Some(true));
+        let tol = &spec.tolerations.as_ref().unwrap()[0];
+        assert_eq!(tol.value.as_deref(), Some("cp"));
+        let owner = &pod.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("FunctionVersion", Some(true))
+        );
+        assert_eq!(pod.metadata.labels.as_ref().unwrap()[VERSION_LABEL], "2");
+    }
+}

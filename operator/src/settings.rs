@@ -1,0 +1,181 @@
+//! The operator's settings, from flags (`--sidecar-image IMG`) or the environment
+//! (`LMI_SIDECAR_IMAGE`); flags win.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::plan::ee_pod::EeSettings;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub ee: EeSettings,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub metrics_addr: SocketAddr,
+    /// Lease used for leader election, and its namespace. None: no election (one replica).
+    pub lease: Option<(String, String)>,
+    /// How long a NodeClaim may hold no EE before it is deleted.
+    pub empty_claim_cooldown: Duration,
+    /// How often every capacity provider is planned again without a change.
+    pub resync: Duration,
+    /// Cluster name, for the security group of instances when a provider names none.
+    pub cluster_name: String,
+    /// Karpenter AMI alias of the instances.
+    pub ami_alias: String,
+}
+
+const HELP: &str = "lmi-operator: reconciles lmi.dev CapacityProviders, Functions and FunctionVersions
+
+flags (or environment variables):
+  --sidecar-image IMAGE            LMI_SIDECAR_IMAGE          sidecar image of every EE (required)
+  --region REGION                  LMI_REGION                 AWS_REGION given to functions [us-east-1]
+  --image-pull-policy POLICY       LMI_IMAGE_PULL_POLICY      for EE containers [image default]
+  --metrics-addr ADDR              LMI_METRICS_ADDR           /metrics, /healthz, /readyz [0.0.0.0:8080]
+  --lease-name NAME                LMI_LEASE_NAME             leader election lease [lmi-operator]
+  --lease-namespace NS             LMI_LEASE_NAMESPACE        [POD_NAMESPACE or default]
+  --no-leader-election             LMI_NO_LEADER_ELECTION=1   run as the only replica
+  --empty-claim-cooldown-seconds N LMI_EMPTY_CLAIM_COOLDOWN   keep an empty NodeClaim this long [300]
+  --resync-seconds N               LMI_RESYNC_SECONDS         plan every provider at least this often [30]
+  --cluster-name NAME              LMI_CLUSTER_NAME           for instance security groups [lmi]
+  --ami-alias ALIAS                LMI_AMI_ALIAS              Karpenter AMI alias [al2023@latest]
+";
+
+/// Parses `args` (without the program name), falling back to `env`.
+pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Settings> {
+    let mut flags = std::collections::BTreeMap::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Err(Error::Config(HELP.to_string())),
+            "--no-leader-election" => {
+                flags.insert("no-leader-election".to_string(), "1".to_string());
+            }
+            flag if flag.starts_with("--") => {
+                let value = iter
+                    .next()
+                    .ok_or_else(|| Error::Config(format!("{flag} needs a value\n\n{HELP}")))?;
+                flags.insert(flag.trim_start_matches("--").to_string(), value.clone());
+            }
+            other => {
+                return Err(Error::Config(format!(
+                    "unexpected argument {other:?}\n\n{HELP}"
+                )));
+            }
+        }
+    }
+    let get = |flag: &str, var: &str| {
+        flags
+            .get(flag)
+            .cloned()
+            .or_else(|| env(var))
+            .filter(|v| !v.is_empty())
+    };
+    let number = |flag: &str, var: &str, default: u64| -> Result<u64> {
+        get(flag, var).map_or(Ok(default), |v| {
+            v.parse().map_err(|_| {
+                Error::Config(format!(
+                    "--{flag} must be a whole number of seconds, not {v:?}"
+                ))
+            })
+        })
+    };
+    let sidecar_image = get("sidecar-image", "LMI_SIDECAR_IMAGE").ok_or_else(|| {
+        Error::Config(format!(
+            "--sidecar-image (or LMI_SIDECAR_IMAGE) is required\n\n{HELP}"
+        ))
+    })?;
+    let metrics_addr =
+        get("metrics-addr", "LMI_METRICS_ADDR").unwrap_or_else(|| "0.0.0.0:8080".to_string());
+    let metrics_addr = metrics_addr.parse().map_err(|_| {
+        Error::Config(format!(
+            "--metrics-addr {metrics_addr:?} is not an address like 0.0.0.0:8080"
+        ))
+    })?;
+    let no_election = get("no-leader-election", "LMI_NO_LEADER_ELECTION")
+        .is_some_and(|v| v != "0" && v != "false");
+    let lease = (!no_election).then(|| {
+        (
+            get("lease-name", "LMI_LEASE_NAME").unwrap_or_else(|| "lmi-operator".to_string()),
+            get("lease-namespace", "LMI_LEASE_NAMESPACE")
+                .or_else(|| env("POD_NAMESPACE"))
+                .unwrap_or_else(|| "default".to_string()),
+        )
+    });
+    Ok(Settings {
+        ee: EeSettings {
+            sidecar_image,
+            region: get("region", "LMI_REGION").unwrap_or_else(|| "us-east-1".to_string()),
+            image_pull_policy: get("image-pull-policy", "LMI_IMAGE_PULL_POLICY"),
+        },
+        metrics_addr,
+        lease,
+        empty_claim_cooldown: Duration::from_secs(number(
+            "empty-claim-cooldown-seconds",
+            "LMI_EMPTY_CLAIM_COOLDOWN",
+            300,
+        )?),
+        resync: Duration::from_secs(number("resync-seconds", "LMI_RESYNC_SECONDS", 30)?.max(1)),
+        cluster_name: get("cluster-name", "LMI_CLUSTER_NAME").unwrap_or_else(|| "lmi".to_string()),
+        ami_alias: get("ami-alias", "LMI_AMI_ALIAS").unwrap_or_else(|| "al2023@latest".to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn flags_win_over_environment_and_defaults_fill_the_rest() {
+        let env = |k: &str| match k {
+            "LMI_SIDECAR_IMAGE" => Some("env-image".to_string()),
+            "LMI_REGION" => Some("eu-west-1".to_string()),
+            _ => None,
+        };
+        let s = parse(
+            &args(&[
+                "--sidecar-image",
+                "flag-image",
+                "--empty-claim-cooldown-seconds",
+                "5",
+            ]),
+            env,
+        )
+        .unwrap();
+        assert_eq!(s.ee.sidecar_image, "flag-image");
+        assert_eq!(s.ee.region, "eu-west-1");
+        assert_eq!(s.empty_claim_cooldown, Duration::from_secs(5));
+        assert_eq!(
+            s.lease,
+            Some(("lmi-operator".to_string(), "default".to_string()))
+        );
+        assert_eq!(s.metrics_addr.port(), 8080);
+    }
+
+    #[test]
+    fn bad_input_is_a_clear_error() {
+        let none = |_: &str| None;
+        let err = parse(&args(&[]), none).unwrap_err().to_string();
+        assert!(
+            err.contains("--sidecar-image (or LMI_SIDECAR_IMAGE) is required"),
+            "{err}"
+        );
+        let err = parse(
+            &args(&["--sidecar-image", "i", "--resync-seconds", "soon"]),
+            none,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("whole number"));
+        assert!(parse(&args(&["--sidecar-image"]), none).is_err());
+        assert!(parse(&args(&["stray"]), none).is_err());
+        let s = parse(
+            &args(&["--sidecar-image", "i", "--no-leader-election"]),
+            none,
+        )
+        .unwrap();
+        assert_eq!(s.lease, None);
+    }
+}
