@@ -1,2 +1,23 @@
 //! Local cluster and end-to-end test harness (see issue "Local Kubernetes cluster").
+//!
+//! `lmi-dev up` builds (once per pinned version) and starts etcd, kube-apiserver,
+//! kube-controller-manager, kube-scheduler and kwok on 127.0.0.1; [`harness`] lets integration
+//! tests share that cluster; [`nodes`] makes kwok nodes that look like EC2 instances.
 #![forbid(unsafe_code)]
+
+pub mod certs;
+pub mod cluster;
+pub mod crds;
+pub mod error;
+pub mod gobuild;
+pub mod harness;
+pub mod health;
+pub mod kubeconfig;
+pub mod logs;
+pub mod manifests;
+pub mod nodes;
+pub mod paths;
+pub mod process;
+pub mod versions;
+
+pub use error::{Error, Result};

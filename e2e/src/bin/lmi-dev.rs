@@ -1,0 +1,126 @@
+//! `lmi-dev`: the local Kubernetes control plane for development and tests, without Docker.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use lmi_e2e::cluster::{self, UpOptions};
+use lmi_e2e::paths::Paths;
+use lmi_e2e::{Result, versions};
+
+#[derive(Parser)]
+#[command(
+    name = "lmi-dev",
+    about = "Local Kubernetes control plane (etcd, apiserver, controller-manager, scheduler, kwok) without Docker"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build what is missing, start the cluster (no-op when it already runs) and install the CRDs.
+    Up {
+        /// Folder of CRD manifests to install.
+        #[arg(long)]
+        crds: Option<PathBuf>,
+    },
+    /// Stop every process `up` started and remove the cluster state (logs are kept).
+    Down,
+    /// Show each component, its pid and whether it runs.
+    Status,
+    /// Print `export KUBECONFIG=...` for the local cluster.
+    Env,
+    /// Only build the binaries for the pinned versions.
+    Build,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube_client=off")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lmi-dev: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let paths = Paths::from_env();
+    match cli.command {
+        Command::Up { crds } => {
+            let mut options = UpOptions::default();
+            if let Some(dir) = crds {
+                options.crd_dir = dir;
+            }
+            let running = cluster::up(&paths, &options).await?;
+            eprintln!(
+                "cluster {} (Kubernetes {}); CRDs: {}; logs in {}",
+                if running.already_running {
+                    "was already running"
+                } else {
+                    "started"
+                },
+                versions::KUBERNETES,
+                if running.crds.is_empty() {
+                    "none".to_string()
+                } else {
+                    running.crds.join(", ")
+                },
+                paths.log_dir().display()
+            );
+            println!("export KUBECONFIG={}", running.kubeconfig.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Down => {
+            cluster::down(&paths).await?;
+            eprintln!(
+                "cluster stopped; logs kept in {}",
+                paths.log_dir().display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status => {
+            let statuses = cluster::component_status(&paths);
+            for s in &statuses {
+                let pid = s.pid.map_or_else(|| "-".to_string(), |p| p.to_string());
+                println!(
+                    "{:<24} {:<8} {}",
+                    s.component,
+                    pid,
+                    if s.running { "running" } else { "stopped" }
+                );
+            }
+            let healthy = cluster::is_healthy(&paths).await;
+            println!(
+                "apiserver {}; kubeconfig {}; logs {}",
+                if healthy { "ready" } else { "not ready" },
+                paths.kubeconfig().display(),
+                paths.log_dir().display()
+            );
+            Ok(if healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Env => {
+            println!("export KUBECONFIG={}", paths.kubeconfig().display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Build => {
+            let binaries = lmi_e2e::gobuild::ensure_built(&paths).await?;
+            eprintln!("binaries ready: {binaries:#?}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

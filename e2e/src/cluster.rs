@@ -1,0 +1,407 @@
+//! `up`, `down` and `status` of the local control plane: etcd, kube-apiserver,
+//! kube-controller-manager, kube-scheduler and kwok, each a plain process on 127.0.0.1.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use crate::certs::Pki;
+use crate::crds;
+use crate::error::{Error, Result};
+use crate::gobuild::{self, Binaries};
+use crate::health;
+use crate::logs;
+use crate::paths::Paths;
+use crate::process::{self, Tracked};
+
+/// Loopback ports, chosen away from the defaults (2379, 6443, 10257, ...) so that the local
+/// cluster does not collide with another Kubernetes a developer may run.
+pub mod ports {
+    pub const ETCD_CLIENT: u16 = 52379;
+    pub const ETCD_PEER: u16 = 52380;
+    pub const APISERVER: u16 = 56443;
+    pub const CONTROLLER_MANAGER: u16 = 51257;
+    pub const SCHEDULER: u16 = 51259;
+    pub const KWOK: u16 = 51080;
+}
+
+/// The annotation that hands a node to kwok.
+pub const KWOK_NODE_ANNOTATION: (&str, &str) = ("kwok.x-k8s.io/node", "fake");
+
+/// Components in start order; `down` stops them in reverse.
+pub const COMPONENTS: [&str; 5] = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+];
+
+/// How long one component may take to become healthy.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// Folder whose `*.yaml` CRDs are installed (missing or empty is fine).
+    pub crd_dir: PathBuf,
+}
+
+impl Default for UpOptions {
+    fn default() -> Self {
+        UpOptions {
+            crd_dir: default_crd_dir(),
+        }
+    }
+}
+
+/// `crds/yaml` of the checkout this crate was built from.
+pub fn default_crd_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("crds")
+        .join("yaml")
+}
+
+/// What `up` reports.
+#[derive(Debug, Clone)]
+pub struct Running {
+    pub kubeconfig: PathBuf,
+    pub already_running: bool,
+    pub crds: Vec<String>,
+}
+
+/// An exclusive lock on the cluster state, held while starting or stopping, so that two test
+/// binaries (or a test and a developer) never start two clusters on the same ports.
+pub struct StateLock {
+    _file: File,
+}
+
+impl StateLock {
+    pub fn acquire(paths: &Paths) -> Result<Self> {
+        let dir = paths.cluster_dir();
+        std::fs::create_dir_all(&dir).map_err(Error::io("creating", &dir))?;
+        let path = paths.lock_file();
+        let file = File::create(&path).map_err(Error::io("creating", &path))?;
+        file.lock().map_err(Error::io("locking", &path))?;
+        Ok(StateLock { _file: file })
+    }
+}
+
+/// Starts the cluster unless it already runs and is healthy; installs the CRDs either way.
+pub async fn up(paths: &Paths, options: &UpOptions) -> Result<Running> {
+    let _lock = StateLock::acquire(paths)?;
+    let started = Instant::now();
+    let binaries = gobuild::ensure_built(paths).await?;
+
+    let already_running = is_healthy(paths).await;
+    if already_running {
+        info!("cluster already running");
+    } else {
+        // Whatever is left of an earlier, partial start goes first; its state with it.
+        stop_all(paths).await;
+        let _ = std::fs::remove_dir_all(paths.state_dir());
+        if let Err(e) = start_all(paths, &binaries).await {
+            warn!("start failed, stopping what was started");
+            stop_all(paths).await;
+            return Err(e);
+        }
+    }
+    let client = crate::kubeconfig::client(&paths.kubeconfig()).await?;
+    let crds = crds::install_dir(&client, &options.crd_dir).await?;
+    info!(
+        seconds = started.elapsed().as_secs_f32(),
+        kubeconfig = %paths.kubeconfig().display(),
+        crds = crds.len(),
+        "cluster ready"
+    );
+    Ok(Running {
+        kubeconfig: paths.kubeconfig(),
+        already_running,
+        crds,
+    })
+}
+
+/// Stops every process `up` started and removes the cluster state (the logs stay).
+pub async fn down(paths: &Paths) -> Result<()> {
+    let _lock = StateLock::acquire(paths)?;
+    stop_all(paths).await;
+    let state = paths.state_dir();
+    if state.exists() {
+        std::fs::remove_dir_all(&state).map_err(Error::io("removing", &state))?;
+    }
+    Ok(())
+}
+
+async fn stop_all(paths: &Paths) {
+    let pid_dir = paths.pid_dir();
+    for component in COMPONENTS.iter().rev() {
+        if let Some(tracked) = process::tracked(&pid_dir, component) {
+            tracked.stop(Duration::from_secs(15)).await;
+            info!(component, pid = tracked.pid, "stopped");
+        }
+        process::remove_pid_file(&pid_dir, component);
+    }
+}
+
+/// One line per component, for `status`.
+#[derive(Debug, Clone)]
+pub struct ComponentStatus {
+    pub component: &'static str,
+    pub pid: Option<u32>,
+    pub running: bool,
+}
+
+pub fn component_status(paths: &Paths) -> Vec<ComponentStatus> {
+    COMPONENTS
+        .iter()
+        .map(|component| {
+            let tracked = process::tracked(&paths.pid_dir(), component);
+            ComponentStatus {
+                component,
+                pid: tracked.as_ref().map(|t| t.pid),
+                running: tracked.as_ref().is_some_and(Tracked::is_running),
+            }
+        })
+        .collect()
+}
+
+/// All processes run and the apiserver answers /readyz.
+pub async fn is_healthy(paths: &Paths) -> bool {
+    if !component_status(paths).iter().all(|s| s.running) {
+        return false;
+    }
+    let Ok(client) = crate::kubeconfig::client(&paths.kubeconfig()).await else {
+        return false;
+    };
+    health::apiserver_ready(&client).await.is_ok()
+}
+
+async fn start_all(paths: &Paths, binaries: &Binaries) -> Result<()> {
+    let state = paths.state_dir();
+    let log_dir = paths.log_dir();
+    for dir in [&state, &log_dir] {
+        std::fs::create_dir_all(dir).map_err(Error::io("creating", dir))?;
+    }
+    let pki = Pki::ensure(&paths.pki_dir())?;
+    let kubeconfig = paths.kubeconfig();
+    let server = format!("https://127.0.0.1:{}", ports::APISERVER);
+    crate::kubeconfig::write(&kubeconfig, &server, &pki)?;
+    let etcd = start(paths, "etcd", &binaries.etcd, etcd_args(paths))?;
+    wait(&etcd, paths, || health::etcd_healthy(ports::ETCD_CLIENT)).await?;
+
+    let apiserver = start(
+        paths,
+        "kube-apiserver",
+        &binaries.kube_apiserver,
+        apiserver_args(&pki),
+    )?;
+    let client = crate::kubeconfig::client(&kubeconfig).await?;
+    wait(&apiserver, paths, || health::apiserver_ready(&client)).await?;
+
+    let kcm = start(
+        paths,
+        "kube-controller-manager",
+        &binaries.kube_controller_manager,
+        controller_manager_args(&kubeconfig, &pki),
+    )?;
+    let scheduler = start(
+        paths,
+        "kube-scheduler",
+        &binaries.kube_scheduler,
+        scheduler_args(&kubeconfig),
+    )?;
+    let kwok_config = state.join("kwok.yaml");
+    std::fs::write(&kwok_config, kwok_config_yaml()).map_err(Error::io("writing", &kwok_config))?;
+    let kwok = start(
+        paths,
+        "kwok",
+        &binaries.kwok,
+        kwok_args(&kubeconfig, &kwok_config),
+    )?;
+
+    wait(&kcm, paths, || {
+        health::https_healthz(ports::CONTROLLER_MANAGER)
+    })
+    .await?;
+    wait(&scheduler, paths, || {
+        health::https_healthz(ports::SCHEDULER)
+    })
+    .await?;
+    wait(&kwok, paths, || health::http_ok(ports::KWOK, "/healthz")).await?;
+    // The service-account controller creating `default` proves the controller manager works
+    // (pods cannot be created in a namespace without it).
+    wait(&kcm, paths, || {
+        health::service_account_exists(&client, "default", "default")
+    })
+    .await?;
+    Ok(())
+}
+
+fn start(paths: &Paths, component: &str, binary: &Path, args: Vec<String>) -> Result<Tracked> {
+    let log = log_path(paths, component);
+    info!(component, log = %log.display(), "starting");
+    process::spawn(component, binary, &args, &log, &paths.pid_dir())
+}
+
+pub fn log_path(paths: &Paths, component: &str) -> PathBuf {
+    paths.log_dir().join(format!("{component}.log"))
+}
+
+/// Polls `check` until it succeeds; fails early, naming the component and showing its log, when
+/// the process exits or the time runs out.
+async fn wait<F, Fut>(tracked: &Tracked, paths: &Paths, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let log = log_path(paths, &tracked.component);
+    let deadline = Instant::now() + HEALTH_TIMEOUT;
+    loop {
+        if !tracked.is_running() {
+            return Err(Error::Component {
+                component: tracked.component.clone(),
+                message: "exited during start-up".into(),
+                tail: logs::tail(&log, 30),
+                log,
+            });
+        }
+        let last_error = match check().await {
+            Ok(()) => return Ok(()),
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() > deadline {
+            return Err(Error::Component {
+                component: tracked.component.clone(),
+                message: format!(
+                    "not healthy after {}s (last check: {last_error})",
+                    HEALTH_TIMEOUT.as_secs()
+                ),
+                tail: logs::tail(&log, 30),
+                log,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn etcd_args(paths: &Paths) -> Vec<String> {
+    let client = format!("http://127.0.0.1:{}", ports::ETCD_CLIENT);
+    let peer = format!("http://127.0.0.1:{}", ports::ETCD_PEER);
+    vec![
+        "--name=lmi-dev".into(),
+        format!("--data-dir={}", paths.etcd_data_dir().display()),
+        format!("--listen-client-urls={client}"),
+        format!("--advertise-client-urls={client}"),
+        format!("--listen-peer-urls={peer}"),
+        format!("--initial-advertise-peer-urls={peer}"),
+        format!("--initial-cluster=lmi-dev={peer}"),
+        // Throw-away data: fsync only slows tests down.
+        "--unsafe-no-fsync=true".into(),
+        "--log-level=warn".into(),
+    ]
+}
+
+fn apiserver_args(pki: &Pki) -> Vec<String> {
+    let p = |path: &PathBuf| path.display().to_string();
+    vec![
+        format!("--etcd-servers=http://127.0.0.1:{}", ports::ETCD_CLIENT),
+        "--bind-address=127.0.0.1".into(),
+        "--advertise-address=127.0.0.1".into(),
+        format!("--secure-port={}", ports::APISERVER),
+        format!("--tls-cert-file={}", p(&pki.serving_cert)),
+        format!("--tls-private-key-file={}", p(&pki.serving_key)),
+        format!("--client-ca-file={}", p(&pki.ca_cert)),
+        format!(
+            "--service-account-key-file={}",
+            p(&pki.service_account_public_key)
+        ),
+        format!(
+            "--service-account-signing-key-file={}",
+            p(&pki.service_account_key)
+        ),
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+        "--authorization-mode=RBAC".into(),
+        "--service-cluster-ip-range=10.96.0.0/16".into(),
+        // No kubelets and no real endpoints: the `kubernetes` service would point at loopback,
+        // which the endpoint validation rejects, so skip the reconciler.
+        "--endpoint-reconciler-type=none".into(),
+        "--allow-privileged=true".into(),
+        "--profiling=false".into(),
+        "--v=1".into(),
+    ]
+}
+
+/// Only the controllers the operator and the tests rely on: garbage collection (owner references),
+/// namespace deletion, service accounts and their tokens; node lifecycle (it lifts the
+/// `node.kubernetes.io/not-ready` taint a new node is created with once kwok reports it Ready, and
+/// taints nodes whose heartbeats stop); plus the workload controllers a chart's Deployments need.
+const CONTROLLERS: &str = "garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,node-lifecycle-controller,deployment-controller,replicaset-controller,endpointslice-controller";
+
+fn controller_manager_args(kubeconfig: &Path, pki: &Pki) -> Vec<String> {
+    let k = kubeconfig.display();
+    vec![
+        format!("--kubeconfig={k}"),
+        format!("--authentication-kubeconfig={k}"),
+        format!("--authorization-kubeconfig={k}"),
+        "--bind-address=127.0.0.1".into(),
+        format!("--secure-port={}", ports::CONTROLLER_MANAGER),
+        format!("--controllers={CONTROLLERS}"),
+        format!(
+            "--service-account-private-key-file={}",
+            pki.service_account_key.display()
+        ),
+        format!("--root-ca-file={}", pki.ca_cert.display()),
+        "--use-service-account-credentials=false".into(),
+        // One instance only; leader election would just delay the start.
+        "--leader-elect=false".into(),
+        "--profiling=false".into(),
+        "--v=1".into(),
+    ]
+}
+
+fn scheduler_args(kubeconfig: &Path) -> Vec<String> {
+    let k = kubeconfig.display();
+    vec![
+        format!("--kubeconfig={k}"),
+        format!("--authentication-kubeconfig={k}"),
+        format!("--authorization-kubeconfig={k}"),
+        "--bind-address=127.0.0.1".into(),
+        format!("--secure-port={}", ports::SCHEDULER),
+        "--leader-elect=false".into(),
+        "--profiling=false".into(),
+        "--v=1".into(),
+    ]
+}
+
+/// kwok manages only nodes annotated `kwok.x-k8s.io/node=fake` and, through its default stages,
+/// the pods bound to them (Pending -> Running, with a fake pod IP).
+fn kwok_config_yaml() -> String {
+    format!(
+        "apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokConfiguration
+options:
+  manageAllNodes: false
+  manageNodesWithAnnotationSelector: {}={}
+  serverAddress: 127.0.0.1:{}
+  cidr: 10.0.0.1/16
+  nodeIP: 10.0.0.1
+",
+        KWOK_NODE_ANNOTATION.0,
+        KWOK_NODE_ANNOTATION.1,
+        ports::KWOK
+    )
+}
+
+fn kwok_args(kubeconfig: &Path, config: &Path) -> Vec<String> {
+    vec![
+        format!("--config={}", config.display()),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        format!(
+            "--manage-nodes-with-annotation-selector={}={}",
+            KWOK_NODE_ANNOTATION.0, KWOK_NODE_ANNOTATION.1
+        ),
+        format!("--server-address=127.0.0.1:{}", ports::KWOK),
+    ]
+}

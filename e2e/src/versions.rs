@@ -1,0 +1,36 @@
+//! Every pinned version of the local control plane, in one place.
+//!
+//! The build cache is keyed by these versions (`$CACHE/k8s-<version>/bin`, ...), so changing a
+//! line here is all it takes to build and use another version.
+
+/// Kubernetes release built from the `k8s.io/kubernetes` module. Keep its minor in step with the
+/// `k8s-openapi` feature in the root Cargo.toml (`v1_36`).
+pub const KUBERNETES: &str = "1.36.3";
+
+/// etcd server (`go.etcd.io/etcd/server/v3`): the release Kubernetes 1.36.3 itself requires.
+pub const ETCD: &str = "3.6.8";
+
+/// kwok (`sigs.k8s.io/kwok`): fakes nodes and the pods bound to them.
+pub const KWOK: &str = "0.7.0";
+
+/// The `go` directive written into the generated wrapper modules: what k8s.io/kubernetes needs.
+pub const GO_DIRECTIVE: &str = "1.26.0";
+
+/// The staging modules (`k8s.io/api`, `k8s.io/client-go`, ...) are tagged `v0.<minor>.<patch>` for
+/// Kubernetes `v1.<minor>.<patch>`.
+pub fn staging_version(kubernetes: &str) -> String {
+    match kubernetes.split_once('.') {
+        Some((_, rest)) => format!("0.{rest}"),
+        None => format!("0.{kubernetes}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staging_version_drops_the_major() {
+        assert_eq!(staging_version("1.36.3"), "0.36.3");
+    }
+}
