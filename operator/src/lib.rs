@@ -5,6 +5,7 @@
 //! stores; the controllers apply its output and write status.
 #![forbid(unsafe_code)]
 
+pub mod autoscale;
 pub mod conditions;
 pub mod context;
 pub mod controllers;

@@ -1,0 +1,53 @@
+//! The autoscaler's decision: per version, a CPU target `T` and a band of +/- 10 points around
+//! it; how many EEs the version should have. Pure, shared by the operator and the simulator
+//! (`crate::sim`), which proves the rule against load profiles.
+//!
+//! # Calling it from the operator
+//!
+//! Every sampling interval, for each version on a capacity provider:
+//!
+//! ```text
+//! let reaction = Reaction { sample_interval, instance_launch, ee_startup };   // settings
+//! let target = target_for(&cp.spec.scaling_config, &reaction, DEFAULT_CPU_REFUSAL_PERCENT);
+//! let obs = Observation {                 // aggregated from the sidecars over the interval
+//!     ready_ees, live_ees,                // Ready EEs measured; EEs alive (ready or starting)
+//!     cpu_percent,                        // mean CPU of the ready EEs, % of their limit
+//!     saturation,                         // mean in-flight / max concurrency, 0-1
+//!     throttled_share,                    // 429s / invocations of the version, 0-1
+//! };
+//! let limits = Limits {
+//!     bounds: version_view.bounds,
+//!     // Karpenter: vcpu_ceiling_ees(max_vcpu, vCPUs of the other versions' EEs, &shape, &reqs)
+//!     ceiling,
+//! };
+//! let d = decide(&Policy::default(), target, &obs, &limits, &state[version], now_unix_seconds);
+//! state[version] = d.next;                // keep per version (it serializes, e.g. to an annotation)
+//! version_view.wish = Some(d.desired);    // then plan_capacity(&snapshot) as today
+//! ```
+//!
+//! The decision never does I/O and never looks at the clock: `now` and the state come in, the
+//! wish and the next state go out. `Decision::reason` says why (for status, events and metrics).
+//! A version with no ready EE gives no signal: the decision keeps what was asked.
+//!
+//! # The rule
+//!
+//! - Within `T +/- 10`: no change.
+//! - Above the band, or mean concurrency saturation at 80% or more: scale up at once to
+//!   `ceil(n * U / T)` (`n` ready EEs, `U` their mean CPU with refused invocations added back),
+//!   never below what is already asked (EEs still starting are not counted twice).
+//! - Below the band: only after every sample for the stabilization window (60 s) was below, to
+//!   the largest count those samples needed, removing at most 25% of the EEs (at least one).
+//! - Always within the version's [min, max] and the capacity provider's vCPU ceiling.
+//!
+//! How `T` is chosen in Auto mode is documented in [`target`].
+
+pub mod ceiling;
+pub mod decision;
+pub mod target;
+
+pub use ceiling::vcpu_ceiling_ees;
+pub use decision::{Decision, Limits, Observation, Policy, Reason, ScalerState, decide};
+pub use target::{BAND_POINTS, DEFAULT_CPU_REFUSAL_PERCENT, Reaction, auto_target, target_for};
+
+#[cfg(test)]
+mod decision_tests;
