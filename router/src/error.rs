@@ -21,6 +21,8 @@ pub enum Error {
     ParseFile { path: String, message: String },
     #[error("cannot start the function process: {0}")]
     Spawn(std::io::Error),
+    #[error("kubernetes: {0}")]
+    Kube(String),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("io: {0}")]

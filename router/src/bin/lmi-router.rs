@@ -1,5 +1,8 @@
-//! `lmi-router --static FILE [--listen ADDR] [--default-namespace NS] [--region R]
-//! [--max-attempts N] [--retry-after SECONDS]`
+//! `lmi-router [--static FILE | --sidecar-port PORT] [--listen ADDR] [--default-namespace NS]
+//! [--region R] [--max-attempts N] [--retry-after SECONDS]`
+//!
+//! With `--static`, the catalog comes from a file (local runs, benchmarks); otherwise from the
+//! cluster (in-cluster config or KUBECONFIG).
 
 use std::process::ExitCode;
 

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod cluster;
 pub mod metrics;
 pub mod static_file;
 
@@ -29,7 +30,10 @@ pub struct Config {
     /// EEs tried per invocation before answering 429.
     pub max_attempts: usize,
     pub retry_after_secs: u32,
+    /// Static catalog file; without it the router watches the cluster.
     pub static_file: Option<PathBuf>,
+    /// Port of the sidecars' invoke endpoint on EE pods (cluster source).
+    pub sidecar_port: u16,
 }
 
 impl Default for Config {
@@ -41,6 +45,7 @@ impl Default for Config {
             max_attempts: 3,
             retry_after_secs: 1,
             static_file: None,
+            sidecar_port: 9000,
         }
     }
 }
@@ -79,6 +84,12 @@ impl Config {
                         .map_err(|_| Error::Config(format!("--retry-after {v}: not seconds")))?;
                 }
                 "--static" => c.static_file = Some(PathBuf::from(value()?)),
+                "--sidecar-port" => {
+                    let v = value()?;
+                    c.sidecar_port = v
+                        .parse()
+                        .map_err(|_| Error::Config(format!("--sidecar-port {v}: not a port")))?;
+                }
                 other => return Err(Error::Config(format!("unknown flag {other}"))),
             }
         }
@@ -139,11 +150,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let router = Arc::new(Router::new(config)?);
     match router.config.static_file.clone() {
         Some(path) => static_file::watch(router.clone(), path).await?,
-        None => {
-            return Err(Error::Config(
-                "no catalog source: pass --static FILE".to_string(),
-            ));
-        }
+        None => cluster::watch(router.clone(), router.config.sidecar_port).await?,
     }
     let listener = http_server::bind(router.config.listen_addr).await?;
     tracing::info!(listen = %listener.local_addr()?, "router started");

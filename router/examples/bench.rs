@@ -1,0 +1,334 @@
+//! Benchmark of the data plane: latency added by router + sidecar, and their CPU, against a minimal
+//! echo server called directly. A program, not a test; results go in docs/benchmarks.md.
+//!
+//! ```text
+//! cargo build --release -p lmi-router --bins --examples
+//! $CARGO_TARGET_DIR/release/examples/bench [SECONDS_PER_PHASE]
+//! ```
+//!
+//! It starts (from the directory of its own binary) `echo_server`, `lmi-sidecar` running
+//! `fixture_fn` (the trivial Rust runtime) and `lmi-router` on loopback, then for each target
+//! rate (open loop: requests are sent on a fixed schedule, whatever the answers do) and at
+//! saturation (closed loop: a fixed number of callers back to back) records per-request latency
+//! and each process's CPU time from /proc.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::Mutex;
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+const PAYLOAD: &str = r#"{"k":"v"}"#;
+const SATURATION_CALLERS: usize = 32;
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// CPU seconds (user + system) of a process and its descendants, from /proc.
+fn cpu_seconds(root: u32) -> f64 {
+    let procs = lmi_router::usage::read_proc();
+    let (ticks, _) = lmi_router::usage::total(&procs, lmi_router::usage::Selector::Tree(root), 0);
+    ticks as f64 / 100.0
+}
+
+#[derive(Default)]
+struct Run {
+    sent: usize,
+    ok: usize,
+    errors: usize,
+    latencies_us: Vec<f64>,
+    seconds: f64,
+}
+
+impl Run {
+    fn sorted(mut self) -> Self {
+        self.latencies_us.sort_by(|a, b| a.total_cmp(b));
+        self
+    }
+
+    fn pct(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us[i]
+    }
+}
+
+async fn one(client: &HttpClient, uri: &hyper::Uri) -> Result<Duration, String> {
+    let start = Instant::now();
+    let req = hyper::Request::post(uri.clone())
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(PAYLOAD.as_bytes())))
+        .map_err(|e| e.to_string())?;
+    let resp = client.request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let _ = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    if status != 200 {
+        return Err(format!("status {status}"));
+    }
+    Ok(start.elapsed())
+}
+
+/// Open loop at `rate` per second for `secs`.
+async fn open_loop(client: &HttpClient, uri: &hyper::Uri, rate: u64, secs: f64) -> Run {
+    let results = Arc::new(Mutex::new(Run::default()));
+    let total = (rate as f64 * secs) as usize;
+    let start = Instant::now();
+    let mut handles = Vec::with_capacity(total);
+    for i in 0..total {
+        // Send each request at its scheduled time (tokio timers have 1 ms granularity, so at high
+        // rates requests go out in small bursts each millisecond; the average rate is exact).
+        let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let (c, u, r) = (client.clone(), uri.clone(), results.clone());
+        handles.push(tokio::spawn(async move {
+            let res = one(&c, &u).await;
+            let mut r = r.lock().await;
+            r.sent += 1;
+            match res {
+                Ok(d) => {
+                    r.ok += 1;
+                    r.latencies_us.push(d.as_secs_f64() * 1e6);
+                }
+                Err(_) => r.errors += 1,
+            }
+        }));
+    }
+    for h in handles {
+        let _ = h.await;
+    }
+    let mut r = std::mem::take(&mut *results.lock().await);
+    r.seconds = start.elapsed().as_secs_f64();
+    r
+}
+
+/// Closed loop: `callers` back-to-back callers for `secs`.
+async fn closed_loop(client: &HttpClient, uri: &hyper::Uri, callers: usize, secs: f64) -> Run {
+    let results = Arc::new(Mutex::new(Run::default()));
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(secs);
+    let handles: Vec<_> = (0..callers)
+        .map(|_| {
+            let (c, u, r) = (client.clone(), uri.clone(), results.clone());
+            tokio::spawn(async move {
+                let mut local = Run::default();
+                while Instant::now() < end {
+                    local.sent += 1;
+                    match one(&c, &u).await {
+                        Ok(d) => {
+                            local.ok += 1;
+                            local.latencies_us.push(d.as_secs_f64() * 1e6);
+                        }
+                        Err(_) => local.errors += 1,
+                    }
+                }
+                let mut r = r.lock().await;
+                r.sent += local.sent;
+                r.ok += local.ok;
+                r.errors += local.errors;
+                r.latencies_us.extend(local.latencies_us);
+            })
+        })
+        .collect();
+    for h in handles {
+        let _ = h.await;
+    }
+    let mut r = std::mem::take(&mut *results.lock().await);
+    r.seconds = start.elapsed().as_secs_f64();
+    r
+}
+
+fn spawn(bin: &Path, args: &[&str], env: &[(&str, String)]) -> Proc {
+    let mut c = Command::new(bin);
+    c.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    match c.spawn() {
+        Ok(child) => Proc(child),
+        Err(e) => {
+            eprintln!(
+                "cannot start {}: {e} (build with `cargo build --release -p lmi-router --bins --examples`)",
+                bin.display()
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
+async fn wait_up(client: &HttpClient, uri: &hyper::Uri) {
+    for _ in 0..200 {
+        if one(client, uri).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("{uri} did not come up");
+    std::process::exit(1);
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    // A single-threaded load generator keeps its own CPU use to one core at most.
+    let secs: f64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10.0);
+    let me = std::env::current_exe().unwrap_or_default();
+    let examples = me.parent().map(Path::to_path_buf).unwrap_or_default();
+    let bins: PathBuf = examples.parent().map(Path::to_path_buf).unwrap_or_default();
+
+    let echo_port = free_port();
+    let sidecar_port = free_port();
+    let rapi_port = free_port();
+    let router_port = free_port();
+    let echo = spawn(
+        &examples.join("echo_server"),
+        &[&format!("127.0.0.1:{echo_port}")],
+        &[],
+    );
+    let sidecar = spawn(
+        &bins.join("lmi-sidecar"),
+        &["--", &examples.join("fixture_fn").display().to_string()],
+        &[
+            ("LMI_LISTEN_ADDR", format!("127.0.0.1:{sidecar_port}")),
+            ("LMI_RUNTIME_API_ADDR", format!("127.0.0.1:{rapi_port}")),
+            ("AWS_LAMBDA_MAX_CONCURRENCY", "64".to_string()),
+            ("LMI_FUNCTION_TIMEOUT_SECONDS", "10".to_string()),
+            ("RUST_LOG", "warn".to_string()),
+        ],
+    );
+    let catalog = std::env::temp_dir().join(format!("lmi-bench-{router_port}.yaml"));
+    let _ = std::fs::write(
+        &catalog,
+        format!(
+            "functions:\n  - name: bench\n    versions:\n      - {{version: 1, timeoutSeconds: 10, endpoints: [\"127.0.0.1:{sidecar_port}\"]}}\n"
+        ),
+    );
+    let router = spawn(
+        &bins.join("lmi-router"),
+        &[
+            "--static",
+            &catalog.display().to_string(),
+            "--listen",
+            &format!("127.0.0.1:{router_port}"),
+        ],
+        &[("RUST_LOG", "warn".to_string())],
+    );
+
+    let client: HttpClient = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(256)
+        .build_http();
+    let echo_uri: hyper::Uri = format!("http://127.0.0.1:{echo_port}/")
+        .parse()
+        .unwrap_or_default();
+    let lambda_uri: hyper::Uri =
+        format!("http://127.0.0.1:{router_port}/2015-03-31/functions/bench/invocations")
+            .parse()
+            .unwrap_or_default();
+    wait_up(&client, &echo_uri).await;
+    wait_up(&client, &lambda_uri).await;
+    // Warm up connection pools and the runtime.
+    let _ = closed_loop(&client, &echo_uri, 8, 1.0).await;
+    let _ = closed_loop(&client, &lambda_uri, 8, 1.0).await;
+
+    let pids = [
+        ("router", router.0.id()),
+        ("sidecar", sidecar.0.id()),
+        ("echo", echo.0.id()),
+    ];
+    let runtime_pid = {
+        // The runtime is the sidecar's child; measure sidecar-only as tree minus runtime.
+        let procs = lmi_router::usage::read_proc();
+        procs
+            .iter()
+            .find(|p| p.ppid == sidecar.0.id())
+            .map(|p| p.pid)
+            .unwrap_or(0)
+    };
+
+    println!(
+        "| load | target | achieved/s | errors | p50 µs | p99 µs | added p50 µs | added p99 µs | router vCPU | sidecar vCPU | runtime vCPU | echo vCPU | router vCPU per 1k/s | sidecar vCPU per 1k/s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for phase in ["1000/s", "5000/s", "saturation"] {
+        let mut runs = Vec::new();
+        for uri in [&echo_uri, &lambda_uri] {
+            let before: Vec<f64> = pids.iter().map(|(_, p)| cpu_seconds(*p)).collect();
+            let rt_before = cpu_seconds(runtime_pid);
+            let run = match phase {
+                "1000/s" => open_loop(&client, uri, 1000, secs).await,
+                "5000/s" => open_loop(&client, uri, 5000, secs).await,
+                _ => closed_loop(&client, uri, SATURATION_CALLERS, secs).await,
+            };
+            let after: Vec<f64> = pids.iter().map(|(_, p)| cpu_seconds(*p)).collect();
+            let rt = (cpu_seconds(runtime_pid) - rt_before) / run.seconds;
+            let cpu: Vec<f64> = before
+                .iter()
+                .zip(&after)
+                .map(|(b, a)| (a - b) / run.seconds)
+                .collect();
+            runs.push((run.sorted(), cpu, rt));
+        }
+        let (base, base_cpu, _) = runs.remove(0);
+        let (lam, cpu, rt) = runs.remove(0);
+        let rate = lam.ok as f64 / lam.seconds;
+        // The sidecar's tree includes the runtime; report the sidecar alone.
+        let sidecar_alone = (cpu[1] - rt).max(0.0);
+        println!(
+            "| direct echo | {phase} | {:.0} | {} | {:.0} | {:.0} | | | | | | {:.3} | | |",
+            base.ok as f64 / base.seconds,
+            base.errors,
+            base.pct(0.5),
+            base.pct(0.99),
+            base_cpu[2],
+        );
+        println!(
+            "| router + sidecar + runtime | {phase} | {rate:.0} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.3} | {:.3} | {:.3} | | {:.3} | {:.3} |",
+            lam.errors,
+            lam.pct(0.5),
+            lam.pct(0.99),
+            lam.pct(0.5) - base.pct(0.5),
+            lam.pct(0.99) - base.pct(0.99),
+            cpu[0],
+            sidecar_alone,
+            rt,
+            cpu[0] / (rate / 1000.0),
+            sidecar_alone / (rate / 1000.0),
+        );
+    }
+    let _ = std::fs::remove_file(&catalog);
+}

@@ -1,0 +1,252 @@
+//! The cluster catalog source: kube-rs reflectors on FunctionVersions and EE pods (all namespaces).
+//!
+//! A version's EEs are the pods labelled `lmi.dev/function=<functionName>` and
+//! `lmi.dev/version=<version>` in the version's namespace that are Ready (the sidecar's readiness:
+//! runtime initialized, not draining) and not being deleted; the router calls their sidecars on
+//! `podIP:<sidecar port>`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use lmi_crds::FunctionVersion;
+use lmi_crds::common::{FUNCTION_LABEL, VERSION_LABEL};
+use tokio::sync::Notify;
+
+use super::Router;
+use super::catalog::{CatalogSpec, FunctionSpec, VersionSpec};
+use crate::Error;
+
+/// Build the catalog from what the reflectors hold. Pure.
+pub fn spec_from(
+    versions: &[Arc<FunctionVersion>],
+    pods: &[Arc<Pod>],
+    sidecar_port: u16,
+) -> CatalogSpec {
+    // (namespace, function, version) -> ready endpoints
+    let mut endpoints: BTreeMap<(String, String, String), Vec<String>> = BTreeMap::new();
+    for pod in pods {
+        if pod.metadata.deletion_timestamp.is_some() || !is_ready(pod) {
+            continue;
+        }
+        let labels = pod.metadata.labels.as_ref();
+        let get = |k: &str| labels.and_then(|l| l.get(k)).cloned();
+        let (Some(ns), Some(f), Some(v)) = (
+            pod.metadata.namespace.clone(),
+            get(FUNCTION_LABEL),
+            get(VERSION_LABEL),
+        ) else {
+            continue;
+        };
+        let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()) else {
+            continue;
+        };
+        let addr = if ip.contains(':') {
+            format!("[{ip}]:{sidecar_port}")
+        } else {
+            format!("{ip}:{sidecar_port}")
+        };
+        endpoints.entry((ns, f, v)).or_default().push(addr);
+    }
+    let mut functions: BTreeMap<(String, String), FunctionSpec> = BTreeMap::new();
+    for fv in versions {
+        let Some(ns) = fv.metadata.namespace.clone() else {
+            continue;
+        };
+        let Ok(number) = u32::try_from(fv.spec.version) else {
+            continue;
+        };
+        let name = fv.spec.function_name.clone();
+        let state = fv
+            .status
+            .as_ref()
+            .and_then(|s| s.state)
+            .map(|s| s.as_str())
+            .unwrap_or("Pending")
+            .to_string();
+        let mut eps = endpoints
+            .get(&(ns.clone(), name.clone(), number.to_string()))
+            .cloned()
+            .unwrap_or_default();
+        eps.sort();
+        let timeout = f64::from(fv.spec.configuration.timeout.clamp(1, 900));
+        functions
+            .entry((ns.clone(), name.clone()))
+            .or_insert_with(|| FunctionSpec {
+                namespace: ns,
+                name,
+                versions: Vec::new(),
+            })
+            .versions
+            .push(VersionSpec {
+                version: number,
+                state,
+                timeout_seconds: timeout,
+                endpoints: eps,
+            });
+    }
+    CatalogSpec {
+        functions: functions.into_values().collect(),
+    }
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Start the reflectors and keep the router's catalog in step with them. Returns once both have
+/// listed everything once (so the router does not answer 404 for functions it has not seen yet).
+pub async fn watch(router: Arc<Router>, sidecar_port: u16) -> Result<(), Error> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| Error::Kube(e.to_string()))?;
+    let changed = Arc::new(Notify::new());
+    let versions: Store<FunctionVersion> = spawn_reflector(
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        changed.clone(),
+    );
+    let pods: Store<Pod> = spawn_reflector(
+        Api::all(client),
+        watcher::Config::default().labels(FUNCTION_LABEL),
+        changed.clone(),
+    );
+    let ready = async {
+        versions.wait_until_ready().await.ok();
+        pods.wait_until_ready().await.ok();
+    };
+    if tokio::time::timeout(Duration::from_secs(60), ready)
+        .await
+        .is_err()
+    {
+        return Err(Error::Kube(
+            "FunctionVersions and pods not listed within 60 s (RBAC? CRDs installed?)".to_string(),
+        ));
+    }
+    let rebuild = move || {
+        let spec = spec_from(&versions.state(), &pods.state(), sidecar_port);
+        if let Err(e) = router.install(&spec) {
+            tracing::warn!(error = %e, "catalog from the cluster rejected");
+        }
+    };
+    rebuild();
+    tokio::spawn(async move {
+        loop {
+            changed.notified().await;
+            // Coalesce bursts (a rollout touches many pods at once) into one rebuild.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            rebuild();
+        }
+    });
+    Ok(())
+}
+
+fn spawn_reflector<K>(api: Api<K>, config: watcher::Config, changed: Arc<Notify>) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            if let Err(e) = event {
+                tracing::warn!(error = %e, kind = %K::kind(&()), "watch error (retrying)");
+            }
+            changed.notify_one();
+        }
+    });
+    store
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fv(ns: &str, name: &str, version: i32, state: Option<&str>) -> Arc<FunctionVersion> {
+        let mut v: FunctionVersion = serde_json::from_value(serde_json::json!({
+            "apiVersion": "lmi.dev/v1alpha1",
+            "kind": "FunctionVersion",
+            "metadata": {"name": format!("{name}-v{version}"), "namespace": ns},
+            "spec": {
+                "functionName": name,
+                "version": version,
+                "configuration": {
+                    "capacityProviderConfig": {
+                        "capacityProviderName": "cp",
+                        "executionEnvironmentMemoryGiBPerVCpu": 2
+                    },
+                    "code": {"imageUri": "img"},
+                    "timeout": 30
+                }
+            }
+        }))
+        .expect("FunctionVersion");
+        if let Some(s) = state {
+            v.status =
+                Some(serde_json::from_value(serde_json::json!({"state": s})).expect("status"));
+        }
+        Arc::new(v)
+    }
+
+    fn pod(ns: &str, f: &str, v: &str, ip: &str, ready: bool, deleting: bool) -> Arc<Pod> {
+        let mut p: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("{f}-{ip}"), "namespace": ns,
+                         "labels": {"lmi.dev/function": f, "lmi.dev/version": v}},
+            "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}]}
+        }))
+        .expect("pod");
+        if deleting {
+            p.metadata.deletion_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                ));
+        }
+        Arc::new(p)
+    }
+
+    #[test]
+    fn versions_get_their_ready_pods() {
+        let versions = [
+            fv("a", "hello", 1, Some("Active")),
+            fv("a", "hello", 2, None),
+            fv("b", "hello", 1, Some("Active")),
+        ];
+        let pods = [
+            pod("a", "hello", "1", "10.0.0.2", true, false),
+            pod("a", "hello", "1", "10.0.0.1", true, false),
+            pod("a", "hello", "1", "10.0.0.3", false, false),
+            pod("a", "hello", "1", "10.0.0.4", true, true),
+            pod("a", "hello", "2", "fd00::5", true, false),
+            pod("b", "other", "1", "10.0.1.1", true, false),
+        ];
+        let spec = spec_from(&versions, &pods, 9000);
+        assert_eq!(spec.functions.len(), 2);
+        let a = &spec.functions[0];
+        assert_eq!((a.namespace.as_str(), a.name.as_str()), ("a", "hello"));
+        assert_eq!(a.versions[0].state, "Active");
+        assert_eq!(a.versions[0].timeout_seconds, 30.0);
+        assert_eq!(a.versions[0].endpoints, ["10.0.0.1:9000", "10.0.0.2:9000"]);
+        assert_eq!(a.versions[1].state, "Pending");
+        assert_eq!(a.versions[1].endpoints, ["[fd00::5]:9000"]);
+        let b = &spec.functions[1];
+        assert!(
+            b.versions[0].endpoints.is_empty(),
+            "pods of another function do not count"
+        );
+    }
+}
