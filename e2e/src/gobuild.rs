@@ -195,7 +195,7 @@ impl GoBuild {
             std::fs::write(&path, contents).map_err(Error::io("writing", &path))?;
         }
         let go_mod = match self.component {
-            "kubernetes" => kubernetes_go_mod(log).await?,
+            "kubernetes" => kubernetes_go_mod(&self.dir, log).await?,
             "etcd" => simple_go_mod("etcd", "go.etcd.io/etcd/server/v3", versions::ETCD),
             _ => simple_go_mod("kwok", "sigs.k8s.io/kwok", versions::KWOK),
         };
@@ -272,10 +272,12 @@ fn simple_go_mod(name: &str, module: &str, version: &str) -> String {
 /// k8s.io/kubernetes requires its staging modules at `v0.0.0` and replaces them with local
 /// directories, which a dependent module cannot see. So the wrapper replaces each of them with
 /// its published tag; the list is read from the kubernetes go.mod so that it follows new versions.
-async fn kubernetes_go_mod(log: &Path) -> Result<String> {
+async fn kubernetes_go_mod(dir: &Path, log: &Path) -> Result<String> {
     let module = format!("k8s.io/kubernetes@v{}", versions::KUBERNETES);
     let out = Command::new("go")
         .args(["mod", "download", "-json", &module])
+        // Outside any module, so that no go.mod around the caller's directory gets involved.
+        .current_dir(dir)
         .env("GOTOOLCHAIN", "local")
         .stdin(std::process::Stdio::null())
         .output()
