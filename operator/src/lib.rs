@@ -18,3 +18,4 @@ pub mod observe;
 pub mod plan;
 pub mod quantity;
 pub mod settings;
+pub mod sim;

@@ -27,13 +27,17 @@ impl Default for Policy {
         Self {
             band: BAND_POINTS,
             saturation_threshold: 0.8,
-            stabilization_seconds: 60,
+            stabilization_seconds: 30,
             max_step_down: 0.25,
         }
     }
 }
 
-/// What a version's EEs did during the last sampling interval, aggregated over its Ready EEs.
+/// What a version's EEs are doing at the sampling instant, aggregated over its Ready EEs.
+///
+/// Take all three figures over the same short window (the sidecar's smoothed CPU covers the last
+/// few seconds; count 429s over as many): a long window mixes the load before EEs joined with the
+/// EEs after, and over-counts the demand. The simulator smooths totals with weight 0.3 per second.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Observation {
     /// Ready EEs the averages are over (not draining, not starting).
@@ -44,7 +48,7 @@ pub struct Observation {
     pub cpu_percent: f64,
     /// Mean in-flight invocations over the concurrency limit (0-1).
     pub saturation: f64,
-    /// Share (0-1) of the version's invocations that got a 429 in the interval. Refused work never
+    /// Share (0-1) of the version's invocations that got a 429 lately. Refused work never
     /// shows up as CPU, so without it a version pinned at the refusal threshold would look only a
     /// little above the band however large the overload.
     pub throttled_share: f64,

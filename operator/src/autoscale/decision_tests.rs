@@ -134,14 +134,16 @@ fn scale_down_waits_for_the_stabilization_window() {
 #[test]
 fn one_sample_in_the_band_restarts_the_window() {
     let p = Policy::default();
+    let w = p.stabilization_seconds;
     let l = limits(1, None, None);
     let d = decide(&p, T, &obs(20, 30.0), &l, &asked(20), 0);
-    let d = decide(&p, T, &obs(20, 55.0), &l, &d.next, 30);
+    let d = decide(&p, T, &obs(20, 55.0), &l, &d.next, w / 2);
     assert_eq!(d.reason, Reason::InBand);
-    let d = decide(&p, T, &obs(20, 30.0), &l, &d.next, 40);
-    let d = decide(&p, T, &obs(20, 30.0), &l, &d.next, 90);
+    let start = w / 2 + 10;
+    let d = decide(&p, T, &obs(20, 30.0), &l, &d.next, start);
+    let d = decide(&p, T, &obs(20, 30.0), &l, &d.next, start + w - 10);
     assert_eq!((d.desired, d.reason), (20, Reason::Stabilizing));
-    let d = decide(&p, T, &obs(20, 30.0), &l, &d.next, 100);
+    let d = decide(&p, T, &obs(20, 30.0), &l, &d.next, start + w);
     assert_eq!(d.reason, Reason::ScaleDown);
 }
 
@@ -153,9 +155,10 @@ fn scale_down_goes_no_lower_than_the_window_needed() {
     };
     let l = limits(1, None, None);
     // The first sample of the window needed 8 (20 * 24 / 60), the later ones fewer.
+    let w = p.stabilization_seconds;
     let d = decide(&p, T, &obs(20, 24.0), &l, &asked(20), 0);
-    let d = decide(&p, T, &obs(20, 6.0), &l, &d.next, 30);
-    let d = decide(&p, T, &obs(20, 6.0), &l, &d.next, 60);
+    let d = decide(&p, T, &obs(20, 6.0), &l, &d.next, w / 2);
+    let d = decide(&p, T, &obs(20, 6.0), &l, &d.next, w);
     assert_eq!((d.desired, d.reason), (8, Reason::ScaleDown));
 }
 

@@ -14,6 +14,7 @@
 //!     cpu_percent,                        // mean CPU of the ready EEs, % of their limit
 //!     saturation,                         // mean in-flight / max concurrency, 0-1
 //!     throttled_share,                    // 429s / invocations of the version, 0-1
+//!                                         // (all over the same few seconds: see Observation)
 //! };
 //! let limits = Limits {
 //!     bounds: version_view.bounds,
@@ -35,7 +36,7 @@
 //! - Above the band, or mean concurrency saturation at 80% or more: scale up at once to
 //!   `ceil(n * U / T)` (`n` ready EEs, `U` their mean CPU with refused invocations added back),
 //!   never below what is already asked (EEs still starting are not counted twice).
-//! - Below the band: only after every sample for the stabilization window (60 s) was below, to
+//! - Below the band: only after every sample for the stabilization window (30 s) was below, to
 //!   the largest count those samples needed, removing at most 25% of the EEs (at least one).
 //! - Always within the version's [min, max] and the capacity provider's vCPU ceiling.
 //!
