@@ -336,8 +336,10 @@ fn apiserver_args(pki: &Pki) -> Vec<String> {
 /// Only the controllers the operator and the tests rely on: garbage collection (owner references),
 /// namespace deletion, service accounts and their tokens; node lifecycle (it lifts the
 /// `node.kubernetes.io/not-ready` taint a new node is created with once kwok reports it Ready, and
-/// taints nodes whose heartbeats stop); plus the workload controllers a chart's Deployments need.
-const CONTROLLERS: &str = "garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,node-lifecycle-controller,deployment-controller,replicaset-controller,endpointslice-controller";
+/// taints nodes whose heartbeats stop); pod GC (deletes pods whose node is gone, which nothing else
+/// would finish deleting once kwok no longer manages that node); plus the workload controllers a
+/// chart's Deployments need.
+const CONTROLLERS: &str = "garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,node-lifecycle-controller,pod-garbage-collector-controller,deployment-controller,replicaset-controller,endpointslice-controller";
 
 fn controller_manager_args(kubeconfig: &Path, pki: &Pki) -> Vec<String> {
     let k = kubeconfig.display();

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::FutureExt;
-use k8s_openapi::api::core::v1::{Namespace, Node};
-use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client};
 use tokio::sync::OnceCell;
 use tracing::info;
@@ -177,13 +177,49 @@ async fn create_namespace(client: &Client, test_name: &str) -> Result<String> {
     Ok(name)
 }
 
+/// How long cleanup waits for a test's pods to go before it deletes the test's nodes.
+const POD_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
 async fn cleanup(env: &TestEnv) -> Result<()> {
+    let mut first_error = None;
+    // The namespace first, while the test's kwok nodes still exist: kwok finishes the deletion of
+    // pods on nodes it manages; a pod whose node is already gone waits for pod GC instead (40 s).
+    let namespaces: Api<Namespace> = Api::all(env.client.clone());
+    match namespaces
+        .delete(&env.namespace, &DeleteParams::default())
+        .await
+    {
+        Ok(_) | Err(kube::Error::Api(_)) => {}
+        Err(e) => {
+            first_error.get_or_insert(Error::from(e));
+        }
+    }
     let registered: Vec<ClusterScoped> = env
         .cleanup
         .lock()
         .map(|list| list.clone())
         .unwrap_or_default();
-    let mut first_error = None;
+    if registered
+        .iter()
+        .any(|object| matches!(object, ClusterScoped::Node(_)))
+    {
+        let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.namespace);
+        let drained = eventually("the test's pods to be deleted", POD_DRAIN_TIMEOUT, || {
+            let pods = pods.clone();
+            async move {
+                Ok(pods
+                    .list(&ListParams::default())
+                    .await?
+                    .items
+                    .is_empty()
+                    .then_some(()))
+            }
+        })
+        .await;
+        if let Err(e) = drained {
+            tracing::warn!(namespace = %env.namespace, "{e}; deleting the nodes anyway");
+        }
+    }
     for object in registered.iter().rev() {
         let result = match object {
             ClusterScoped::Node(name) => {
@@ -200,14 +236,6 @@ async fn cleanup(env: &TestEnv) -> Result<()> {
         };
         if let Err(e) = result {
             first_error.get_or_insert(e);
-        }
-    }
-    // The namespace controller deletes what is inside; no need to wait for it.
-    let api: Api<Namespace> = Api::all(env.client.clone());
-    match api.delete(&env.namespace, &DeleteParams::default()).await {
-        Ok(_) | Err(kube::Error::Api(_)) => {}
-        Err(e) => {
-            first_error.get_or_insert(e.into());
         }
     }
     match first_error {

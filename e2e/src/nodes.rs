@@ -105,6 +105,19 @@ impl FakeNode {
         }
     }
 
+    /// A node of a catalog instance type, e.g. `FakeNode::of_type("n1", "m7g.xlarge", "us-east-1a")`.
+    pub fn of_type(
+        name: impl Into<String>,
+        instance_type: &str,
+        zone: impl Into<String>,
+    ) -> Result<Self> {
+        Ok(FakeNode::new(
+            name,
+            InstanceShape::from_catalog(instance_type)?,
+            zone,
+        ))
+    }
+
     pub fn capacity_provider(mut self, name: impl Into<String>) -> Self {
         self.capacity_provider = Some(name.into());
         self
@@ -219,6 +232,12 @@ pub fn is_ready(node: &Node) -> bool {
                 .iter()
                 .any(|c| c.type_ == "Ready" && c.status == "True")
         })
+}
+
+/// Creates the node and waits until kwok reports it Ready.
+pub async fn create_ready(client: &Client, node: &FakeNode, timeout: Duration) -> Result<Node> {
+    create(client, node).await?;
+    wait_ready(client, &node.name, timeout).await
 }
 
 /// Waits until kwok reports the node Ready.

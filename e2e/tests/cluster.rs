@@ -1,13 +1,14 @@
 //! The local cluster itself: CRDs installed, kwok nodes and pods behave like real ones.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use k8s_openapi::api::core::v1::{Container, Namespace, Pod, PodSpec};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
 use lmi_e2e::harness::{self, TestEnv, eventually};
-use lmi_e2e::nodes::{self, FakeNode, InstanceShape};
+use lmi_e2e::nodes::{self, FakeNode};
 use lmi_e2e::{Error, Result, crds, manifests};
 
 #[tokio::test]
@@ -32,14 +33,16 @@ async fn crds_are_installed_and_established() -> Result<()> {
 
 #[tokio::test]
 async fn kwok_node_becomes_ready_and_a_pod_bound_to_it_runs() -> Result<()> {
+    let used_namespace = Arc::new(Mutex::new(None));
+    let record = used_namespace.clone();
     harness::with_namespace("kwok-node", |env: TestEnv| async move {
-        let shape = InstanceShape::from_catalog("m7g.xlarge")?;
+        if let Ok(mut slot) = record.lock() {
+            *slot = Some(env.namespace.clone());
+        }
         let node_name = format!("kwok-{}", env.namespace);
-        let node = FakeNode::new(&node_name, shape, "us-east-1a");
+        let node = FakeNode::of_type(&node_name, "m7g.xlarge", "us-east-1a")?;
         env.delete_node_afterwards(&node_name);
-        nodes::create(&env.client, &node).await?;
-
-        let ready = nodes::wait_ready(&env.client, &node_name, Duration::from_secs(60)).await?;
+        let ready = nodes::create_ready(&env.client, &node, Duration::from_secs(60)).await?;
         let labels = ready.metadata.labels.unwrap_or_default();
         assert_eq!(labels["node.kubernetes.io/instance-type"], "m7g.xlarge");
         assert_eq!(labels["kubernetes.io/arch"], "arm64");
@@ -86,5 +89,29 @@ async fn kwok_node_becomes_ready_and_a_pod_bound_to_it_runs() -> Result<()> {
         assert!(ip.is_some(), "kwok gives the pod an IP");
         Ok(())
     })
+    .await?;
+
+    // The harness's cleanup really empties the namespace: kwok finishes deleting the pod.
+    let namespace = used_namespace
+        .lock()
+        .ok()
+        .and_then(|slot| slot.clone())
+        .ok_or(Error::Other("the test did not run".into()))?;
+    let namespaces: Api<Namespace> = Api::all(harness::client().await?);
+    eventually(
+        "the test namespace to be gone",
+        Duration::from_secs(60),
+        || {
+            let namespaces = namespaces.clone();
+            let namespace = namespace.clone();
+            async move {
+                Ok(namespaces
+                    .get_opt(&namespace)
+                    .await?
+                    .is_none()
+                    .then_some(()))
+            }
+        },
+    )
     .await
 }
