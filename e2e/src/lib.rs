@@ -12,12 +12,15 @@ pub mod error;
 pub mod gobuild;
 pub mod harness;
 pub mod health;
+pub mod karpenter_crds;
 pub mod kubeconfig;
 pub mod logs;
 pub mod manifests;
 pub mod nodes;
+pub mod operator_harness;
 pub mod paths;
 pub mod process;
+pub mod simcloud;
 pub mod versions;
 
 pub use error::{Error, Result};

@@ -13,6 +13,11 @@ pub const ETCD: &str = "3.6.8";
 /// kwok (`sigs.k8s.io/kwok`): fakes nodes and the pods bound to them.
 pub const KWOK: &str = "0.7.0";
 
+/// Karpenter's AWS provider (`github.com/aws/karpenter-provider-aws`): its module carries the real
+/// NodeClaim and EC2NodeClass CRDs, installed for the simulated cloud. (Newer releases need a
+/// newer Go than this machine's to even download.)
+pub const KARPENTER_AWS: &str = "1.13.0";
+
 /// The `go` directive written into the generated wrapper modules: what k8s.io/kubernetes needs.
 pub const GO_DIRECTIVE: &str = "1.26.0";
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use lmi_crds::capacity_provider::ProvisioningMode;
@@ -110,14 +110,15 @@ async fn reconcile_inner(function: &Function, ctx: &Context) -> Result<Action> {
     let cps: Api<CapacityProvider> = Api::all(ctx.client.clone());
     let cp = cps.get_opt(cp_name).await?;
 
-    let versions: Vec<Arc<FunctionVersion>> = ctx
-        .stores
-        .versions
-        .state()
+    // Listed from the API, not a cache: publishing must see every version that exists, also
+    // right after a restart, or it would publish the same configuration twice.
+    let version_api: Api<FunctionVersion> = Api::namespaced(ctx.client.clone(), &namespace);
+    let versions: Vec<FunctionVersion> = version_api
+        .list(&ListParams::default().labels(&format!("{FUNCTION_LABEL}={name}")))
+        .await?
+        .items
         .into_iter()
-        .filter(|v| {
-            v.namespace().as_deref() == Some(namespace.as_str()) && v.spec.function_name == name
-        })
+        .filter(|v| v.spec.function_name == name)
         .collect();
     let highest = versions.iter().map(|v| v.spec.version).max();
     let problem = validate(function, cp.as_ref());

@@ -1,0 +1,301 @@
+//! Benchmark of the operator on the local cluster (kwok nodes, simulated cloud with no launch
+//! delay): publish-to-Active time with capacity present and with new NodeClaims, and the
+//! operator's memory and reconcile rate with many functions. Prints numbers; asserts nothing.
+//!
+//! Run with `bash scripts/bench-operator.sh` (builds the release operator, brings the cluster up).
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, DeleteParams, ListParams};
+use kube::{Client, ResourceExt};
+use lmi_crds::{CapacityProvider, Function, FunctionVersion, State};
+use lmi_e2e::error::{Error, Result};
+use lmi_e2e::harness;
+use lmi_e2e::operator_harness::{create, force_remove, start_cloud};
+use lmi_e2e::simcloud::SimCloud;
+use serde_json::json;
+
+const NAMESPACE: &str = "lmi-bench";
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match bench().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lmi-bench-operator: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.windows(2)
+        .find(|w| w[0] == format!("--{name}"))
+        .and_then(|w| w[1].parse().ok())
+        .unwrap_or(default)
+}
+
+/// The operator as its own process, so its memory is its own.
+struct Operator {
+    child: Child,
+}
+
+impl Operator {
+    fn start(binary: &PathBuf, kubeconfig: &PathBuf, log: &PathBuf) -> Result<Self> {
+        let log_file = std::fs::File::create(log).map_err(Error::io("creating", log))?;
+        let child = Command::new(binary)
+            .args([
+                "--sidecar-image",
+                "localhost/lmi/sidecar:dev",
+                "--no-leader-election",
+            ])
+            .args([
+                "--metrics-addr",
+                "127.0.0.1:18080",
+                "--empty-claim-cooldown-seconds",
+                "30",
+            ])
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .map_err(Error::io("starting", binary))?;
+        Ok(Self { child })
+    }
+
+    /// Resident and peak resident memory in MiB, from /proc.
+    fn memory_mib(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+                .map_or(0.0, |kb| kb / 1024.0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn reconciles() -> f64 {
+    let Ok(text) = metrics_text().await else {
+        return 0.0;
+    };
+    text.lines()
+        .filter(|l| l.starts_with("lmi_operator_reconciles_total"))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .last()
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .sum()
+}
+
+async fn metrics_text() -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect("127.0.0.1:18080").await?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await?;
+    Ok(text)
+}
+
+fn provider(name: &str, allowed: &[&str]) -> serde_json::Value {
+    json!({
+        "apiVersion": "lmi.dev/v1alpha1", "kind": "CapacityProvider", "metadata": {"name": name},
+        "spec": {
+            "vpcConfig": {"subnetIds": ["subnet-a", "subnet-b", "subnet-c"]},
+            "instanceRole": "bench", "instanceRequirements": {"architectures": ["arm64"], "allowedInstanceTypes": allowed},
+            "scalingConfig": {"maxVCpuCount": 15000}
+        }
+    })
+}
+
+fn function(name: &str, cp: &str, min: i32) -> serde_json::Value {
+    json!({
+        "apiVersion": "lmi.dev/v1alpha1", "kind": "Function", "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "capacityProviderConfig": {"capacityProviderName": cp},
+            "code": {"imageUri": "localhost/lmi/example:dev"}, "architecture": "arm64",
+            "publish": true, "scalingConfig": {"minExecutionEnvironments": min}
+        }
+    })
+}
+
+async fn active_count(client: &Client) -> Result<usize> {
+    let versions: Api<FunctionVersion> = Api::namespaced(client.clone(), NAMESPACE);
+    let list = versions.list(&ListParams::default()).await?;
+    Ok(list
+        .items
+        .iter()
+        .filter(|v| v.status.as_ref().and_then(|s| s.state) == Some(State::Active))
+        .count())
+}
+
+/// Seconds from creating `name` until its version 1 is Active.
+async fn publish_to_active(client: &Client, name: &str, cp: &str, min: i32) -> Result<f64> {
+    let functions: Api<Function> = Api::namespaced(client.clone(), NAMESPACE);
+    let versions: Api<FunctionVersion> = Api::namespaced(client.clone(), NAMESPACE);
+    let started = Instant::now();
+    create(&functions, function(name, cp, min)).await?;
+    let version = FunctionVersion::object_name(name, 1);
+    loop {
+        let state = versions
+            .get_opt(&version)
+            .await?
+            .and_then(|v| v.status)
+            .and_then(|s| s.state);
+        if state == Some(State::Active) {
+            return Ok(started.elapsed().as_secs_f64());
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            return Err(Error::Timeout {
+                what: format!("{version} to be Active"),
+                seconds: 120,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn summary(label: &str, mut samples: Vec<f64>) {
+    samples.sort_by(f64::total_cmp);
+    let median = samples.get(samples.len() / 2).copied().unwrap_or(0.0);
+    let max = samples.last().copied().unwrap_or(0.0);
+    println!(
+        "{label}: median {median:.3} s, max {max:.3} s over {} runs",
+        samples.len()
+    );
+}
+
+async fn bench() -> Result<()> {
+    let kubeconfig = harness::kubeconfig().await?;
+    let client = harness::client().await?;
+    lmi_e2e::operator_harness::prepare(&client).await?;
+    let binary = std::env::var_os("LMI_OPERATOR_BIN")
+        .map(PathBuf::from)
+        .ok_or_else(|| Error::Other("set LMI_OPERATOR_BIN to the release lmi-operator".into()))?;
+    let runs = arg("runs", 5);
+    let functions_n = arg("functions", 200);
+    let ees = arg("ees", 5);
+
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let _ = create(
+        &namespaces,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}),
+    )
+    .await;
+    let cloud = start_cloud(client.clone(), SimCloud::default());
+    let log = std::env::temp_dir().join("lmi-bench-operator.log");
+    let operator = Operator::start(&binary, &kubeconfig, &log)?;
+    let cps: Api<CapacityProvider> = Api::all(client.clone());
+
+    // 1. New NodeClaims: each function on a fresh provider, min 3 (one instance per zone).
+    let mut fresh = Vec::new();
+    for i in 0..runs {
+        let cp = format!("bench-fresh-{i}");
+        create(&cps, provider(&cp, &["c7g.large"])).await?;
+        fresh.push(publish_to_active(&client, &format!("fresh-{i}"), &cp, 3).await?);
+    }
+    summary("publish-to-Active, new NodeClaims (cloud delay 0)", fresh);
+
+    // 2. Capacity present: large nodes launched by a first function, then one more each time.
+    let cp = "bench-warm";
+    create(&cps, provider(cp, &["c7g.16xlarge"])).await?;
+    publish_to_active(&client, "warm-up", cp, 3).await?;
+    let mut present = Vec::new();
+    for i in 0..runs {
+        present.push(publish_to_active(&client, &format!("present-{i}"), cp, 3).await?);
+    }
+    summary("publish-to-Active, capacity present", present);
+
+    // 3. Many functions at once.
+    let cp = "bench-many";
+    create(&cps, provider(cp, &["c7g.16xlarge"])).await?;
+    let functions: Api<Function> = Api::namespaced(client.clone(), NAMESPACE);
+    let before = reconciles().await;
+    let started = Instant::now();
+    for i in 0..functions_n {
+        create(
+            &functions,
+            function(&format!("many-{i}"), cp, i32::try_from(ees).unwrap_or(5)),
+        )
+        .await?;
+    }
+    let target = functions_n + 1 + runs * 2;
+    loop {
+        let active = active_count(&client).await?;
+        if active >= target {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(900) {
+            println!("only {active} of {target} versions Active after 900 s");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let reconciled = reconciles().await - before;
+    let (rss, peak) = operator.memory_mib();
+    println!(
+        "{functions_n} functions x {ees} EEs: all Active after {elapsed:.1} s; {reconciled:.0} reconciles ({:.1}/s); operator memory {rss:.1} MiB resident, {peak:.1} MiB peak",
+        reconciled / elapsed
+    );
+    let claims = lmi_e2e::operator_harness::claims_of(&client, cp)
+        .await?
+        .len();
+    println!(
+        "  {claims} NodeClaims (c7g.16xlarge) for {} EEs",
+        functions_n * ees
+    );
+
+    // Clean up while the operator still runs.
+    let _ = namespaces
+        .delete(NAMESPACE, &DeleteParams::foreground())
+        .await;
+    harness::eventually(
+        "the benchmark namespace to go",
+        Duration::from_secs(300),
+        || async { Ok(namespaces.get_opt(NAMESPACE).await?.is_none().then_some(())) },
+    )
+    .await?;
+    for cp in cps
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .filter(|c| c.name_any().starts_with("bench-"))
+    {
+        let _ = cps.delete(&cp.name_any(), &DeleteParams::default()).await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    drop(operator);
+    cloud.abort();
+    for cp in cps
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .filter(|c| c.name_any().starts_with("bench-"))
+    {
+        force_remove(&client, &cp.name_any()).await;
+    }
+    println!("operator log: {}", log.display());
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! Runs the operator and the simulated cloud inside a test process, against the test cluster.
+//!
+//! The operator runs cluster-wide, so tests that run it take [`exclusive`] first: one operator
+//! at a time, as leader election would ensure in a real cluster.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use lmi_crds::{CapacityProvider, Function, FunctionVersion};
+use lmi_operator::karpenter::NodeClaim;
+use lmi_operator::metrics::Metrics;
+use lmi_operator::plan::ee_pod::EeSettings;
+use lmi_operator::settings::Settings;
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::simcloud::{self, SimCloud};
+
+/// Async-aware: every `#[tokio::test]` has its own runtime, and the guard is held across awaits.
+static EXCLUSIVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Installs Karpenter's CRDs into the test cluster (once per cluster; re-applying is harmless).
+pub async fn prepare(client: &Client) -> Result<()> {
+    crate::karpenter_crds::install(client).await.map(|_| ())
+}
+
+/// Serializes the tests that run an operator (a failed test does not block the rest: the lock
+/// does not poison).
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    EXCLUSIVE.lock().await
+}
+
+/// Settings for an operator under test: short cool-down and resync, no leader election.
+pub fn test_settings() -> Settings {
+    Settings {
+        ee: EeSettings {
+            sidecar_image: "localhost/lmi/sidecar:dev".to_string(),
+            region: "us-east-1".to_string(),
+            image_pull_policy: Some("Never".to_string()),
+        },
+        metrics_addr: ([127, 0, 0, 1], 0).into(),
+        lease: None,
+        empty_claim_cooldown: Duration::from_secs(2),
+        resync: Duration::from_secs(2),
+        cluster_name: "e2e".to_string(),
+        ami_alias: "al2023@latest".to_string(),
+    }
+}
+
+/// Starts the operator's controllers on this runtime; abort the handle to "kill" it.
+pub fn start_operator(client: Client, settings: Settings) -> Result<JoinHandle<()>> {
+    let metrics = Metrics::new().map_err(|e| Error::Other(format!("operator metrics: {e}")))?;
+    Ok(tokio::spawn(lmi_operator::controllers::run::run(
+        client,
+        settings,
+        metrics,
+        std::future::pending(),
+    )))
+}
+
+/// Starts the simulated cloud on this runtime.
+pub fn start_cloud(client: Client, cloud: SimCloud) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = simcloud::run(client, cloud).await {
+            tracing::warn!(error = %e, "simulated cloud stopped");
+        }
+    })
+}
+
+/// Creates an object from a JSON manifest.
+pub async fn create<K>(api: &Api<K>, manifest: serde_json::Value) -> Result<K>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let object: K = serde_json::from_value(manifest)?;
+    Ok(api.create(&PostParams::default(), &object).await?)
+}
+
+/// Merge-patches an object's spec.
+pub async fn patch_spec<K>(api: &Api<K>, name: &str, spec: serde_json::Value) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": spec})),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The NodeClaims of capacity provider `cp`.
+pub async fn claims_of(client: &Client, cp: &str) -> Result<Vec<NodeClaim>> {
+    let api: Api<NodeClaim> = Api::all(client.clone());
+    let list = api
+        .list(&ListParams::default().labels(&format!("lmi.dev/capacity-provider={cp}")))
+        .await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|c| c.metadata.deletion_timestamp.is_none())
+        .collect())
+}
+
+/// The EE pods of version `version` of `function` in `namespace` (not terminating).
+pub async fn ees_of(
+    client: &Client,
+    namespace: &str,
+    function: &str,
+    version: i32,
+) -> Result<Vec<Pod>> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("lmi.dev/function={function},lmi.dev/version={version}");
+    let list = api.list(&ListParams::default().labels(&selector)).await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect())
+}
+
+/// Whether a pod's Ready condition is True.
+pub fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// A version's state and reason code, as strings.
+pub async fn version_state(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<(String, Option<String>)>> {
+    let api: Api<FunctionVersion> = Api::namespaced(client.clone(), namespace);
+    Ok(api
+        .get_opt(name)
+        .await?
+        .and_then(|v| v.status)
+        .and_then(|s| {
+            s.state
+                .map(|state| (state.as_str().to_string(), s.state_reason_code))
+        }))
+}
+
+/// Deletes the functions of `namespace` and then capacity provider `cp`, while the operator
+/// runs, and waits until the provider is gone (so nothing is left behind for later tests).
+pub async fn tear_down(client: &Client, namespace: &str, cp: &str) -> Result<()> {
+    let functions: Api<Function> = Api::namespaced(client.clone(), namespace);
+    for f in functions.list(&ListParams::default()).await?.items {
+        let _ = functions
+            .delete(&f.name_any(), &DeleteParams::foreground())
+            .await;
+    }
+    let cps: Api<CapacityProvider> = Api::all(client.clone());
+    let _ = cps.delete(cp, &DeleteParams::default()).await;
+    crate::harness::eventually(
+        &format!("capacity provider {cp} to be deleted"),
+        Duration::from_secs(60),
+        || async { Ok(cps.get_opt(cp).await?.is_none().then_some(())) },
+    )
+    .await
+}
+
+/// Removes the operator's finalizer from `cp` (after a failed test, when no operator runs).
+pub async fn force_remove(client: &Client, cp: &str) {
+    let cps: Api<CapacityProvider> = Api::all(client.clone());
+    let patch = serde_json::json!({"metadata": {"finalizers": null}});
+    let _ = cps
+        .patch(cp, &PatchParams::default(), &Patch::Merge(&patch))
+        .await;
+    let _ = cps.delete(cp, &DeleteParams::default()).await;
+}
