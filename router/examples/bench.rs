@@ -63,6 +63,8 @@ struct Run {
     errors: usize,
     latencies_us: Vec<f64>,
     seconds: f64,
+    /// First few error messages, to tell throttles from transport failures.
+    error_samples: Vec<String>,
 }
 
 impl Run {
@@ -88,13 +90,17 @@ async fn one(client: &HttpClient, uri: &hyper::Uri) -> Result<Duration, String> 
         .map_err(|e| e.to_string())?;
     let resp = client.request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status();
-    let _ = resp
+    let body = resp
         .into_body()
         .collect()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .to_bytes();
     if status != 200 {
-        return Err(format!("status {status}"));
+        return Err(format!(
+            "status {status}: {}",
+            String::from_utf8_lossy(&body)
+        ));
     }
     Ok(start.elapsed())
 }
@@ -120,7 +126,12 @@ async fn open_loop(client: &HttpClient, uri: &hyper::Uri, rate: u64, secs: f64) 
                     r.ok += 1;
                     r.latencies_us.push(d.as_secs_f64() * 1e6);
                 }
-                Err(_) => r.errors += 1,
+                Err(e) => {
+                    r.errors += 1;
+                    if r.error_samples.len() < 3 {
+                        r.error_samples.push(e);
+                    }
+                }
             }
         }));
     }
@@ -259,6 +270,7 @@ async fn main() {
         format!("http://127.0.0.1:{router_port}/2015-03-31/functions/bench/invocations")
             .parse()
             .unwrap_or_default();
+    let util_uri = format!("http://127.0.0.1:{sidecar_port}/utilization");
     wait_up(&client, &echo_uri).await;
     wait_up(&client, &lambda_uri).await;
     // Warm up connection pools and the runtime.
@@ -284,15 +296,25 @@ async fn main() {
         "| load | target | achieved/s | errors | p50 µs | p99 µs | added p50 µs | added p99 µs | router vCPU | sidecar vCPU | runtime vCPU | echo vCPU | router vCPU per 1k/s | sidecar vCPU per 1k/s |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for phase in ["1000/s", "5000/s", "saturation"] {
+    // Optional second argument: the phases to run, e.g. "1000,5000,sat".
+    let phases: Vec<String> = std::env::args()
+        .nth(2)
+        .unwrap_or_else(|| "1000,5000,sat".to_string())
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    for phase in &phases {
+        let phase = match phase.as_str() {
+            "sat" | "saturation" => "saturation".to_string(),
+            rate => format!("{rate}/s"),
+        };
         let mut runs = Vec::new();
         for uri in [&echo_uri, &lambda_uri] {
             let before: Vec<f64> = pids.iter().map(|(_, p)| cpu_seconds(*p)).collect();
             let rt_before = cpu_seconds(runtime_pid);
-            let run = match phase {
-                "1000/s" => open_loop(&client, uri, 1000, secs).await,
-                "5000/s" => open_loop(&client, uri, 5000, secs).await,
-                _ => closed_loop(&client, uri, SATURATION_CALLERS, secs).await,
+            let run = match phase.strip_suffix("/s").and_then(|r| r.parse::<u64>().ok()) {
+                Some(rate) => open_loop(&client, uri, rate, secs).await,
+                None => closed_loop(&client, uri, SATURATION_CALLERS, secs).await,
             };
             let after: Vec<f64> = pids.iter().map(|(_, p)| cpu_seconds(*p)).collect();
             let rt = (cpu_seconds(runtime_pid) - rt_before) / run.seconds;
@@ -306,6 +328,19 @@ async fn main() {
         let (base, base_cpu, _) = runs.remove(0);
         let (lam, cpu, rt) = runs.remove(0);
         let rate = lam.ok as f64 / lam.seconds;
+        // The sidecar's own view after the phase (in flight, runtime workers polling).
+        if let Ok(u) = util_uri.parse::<hyper::Uri>()
+            && let Ok(r) = client.get(u).await
+            && let Ok(b) = r.into_body().collect().await
+        {
+            eprintln!(
+                "{phase}: sidecar after the run: {}",
+                String::from_utf8_lossy(&b.to_bytes())
+            );
+        }
+        for e in base.error_samples.iter().chain(&lam.error_samples) {
+            eprintln!("{phase}: error: {e}");
+        }
         // The sidecar's tree includes the runtime; report the sidecar alone.
         let sidecar_alone = (cpu[1] - rt).max(0.0);
         println!(
