@@ -1,6 +1,7 @@
 //! A Lambda function on the real Rust runtime client (`lambda_runtime`, `run_concurrent`), used by
 //! the integration tests and the benchmark. The payload steers it:
-//! `{"sleepMs": N}` waits N ms, `{"fail": "message"}` returns an error; anything else is echoed.
+//! `{"sleepMs": N}` waits N ms, `{"spinMs": N}` burns CPU for N ms, `{"fail": "message"}` returns an
+//! error; anything else is echoed.
 //!
 //! Run it behind a sidecar: `lmi-sidecar -- target/debug/examples/fixture_fn`.
 
@@ -11,6 +12,14 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
     let (payload, ctx) = event.into_parts();
     if let Some(ms) = payload.get("sleepMs").and_then(Value::as_u64) {
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    if let Some(ms) = payload.get("spinMs").and_then(Value::as_u64) {
+        // Burn CPU (for the sidecar's CPU-pressure admission).
+        let end = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+        let mut x = 0u64;
+        while std::time::Instant::now() < end {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
     }
     if let Some(msg) = payload.get("fail").and_then(Value::as_str) {
         return Err(msg.to_string().into());

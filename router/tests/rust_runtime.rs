@@ -342,3 +342,57 @@ fn init_error_and_draining() {
     let status = ee.proc.child.wait().expect("wait");
     assert!(status.success());
 }
+
+#[test]
+fn cpu_and_memory_pressure_refuse_with_their_reason() {
+    let f = fixture();
+    // Memory: a 1 MB limit is below any process's resident set, so the first sample is pressure.
+    let ee = start_ee(
+        "rust-ee-memory",
+        8,
+        10.0,
+        &[&f],
+        None,
+        &[
+            ("LMI_MEMORY_LIMIT_BYTES", "1000000"),
+            ("LMI_SAMPLE_INTERVAL_MS", "100"),
+        ],
+    );
+    let r = start_router("rust-router-memory", &[ee.port], 10.0);
+    wait_until(Duration::from_secs(5), "memory measured", || {
+        utilization(ee.port)["memoryUtilization"]
+            .as_f64()
+            .unwrap_or(0.0)
+            > 1.0
+    });
+    let resp = invoke(r.port, "hello", "{}");
+    assert_eq!(resp.status, 429, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(resp.json()["Reason"], "Memory");
+
+    // CPU: a 0.1-core limit and one invocation burning a core for 3 s.
+    let ee = start_ee(
+        "rust-ee-cpu",
+        8,
+        10.0,
+        &[&f],
+        None,
+        &[
+            ("LMI_CPU_LIMIT_MILLICORES", "100"),
+            ("LMI_SAMPLE_INTERVAL_MS", "100"),
+        ],
+    );
+    let r = start_router("rust-router-cpu", &[ee.port], 10.0);
+    let port = r.port;
+    let spinning = thread::spawn(move || invoke(port, "hello", r#"{"spinMs":3000}"#));
+    wait_until(Duration::from_secs(3), "CPU pressure measured", || {
+        utilization(ee.port)["cpuUtilization"]
+            .as_f64()
+            .unwrap_or(0.0)
+            >= 0.9
+    });
+    let resp = invoke(r.port, "hello", "{}");
+    assert_eq!(resp.status, 429, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(resp.json()["Reason"], "CPU");
+    assert!(metric(ee.port, r#"lmi_ee_throttles_total{reason="CPU"}"#) >= 1.0);
+    assert_eq!(spinning.join().expect("join").status, 200);
+}

@@ -31,6 +31,15 @@ pub fn example(name: &str) -> PathBuf {
          `cargo build -p lmi-router --examples` first",
         p.display()
     );
+    // `cargo test --test X` does not rebuild examples: refuse to test against a stale one.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.rs"));
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    assert!(
+        modified(&p) >= modified(&src),
+        "{} is older than its source: run `cargo build -p lmi-router --examples` (or plain \
+         `cargo test -p lmi-router`)",
+        p.display()
+    );
     p
 }
 
@@ -44,6 +53,7 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
+            .stderr(Stdio::null())
             .status();
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
