@@ -12,6 +12,7 @@ pub mod error;
 pub mod gobuild;
 pub mod harness;
 pub mod health;
+pub mod helm;
 pub mod karpenter_crds;
 pub mod kubeconfig;
 pub mod logs;

@@ -18,6 +18,10 @@ pub const KWOK: &str = "0.7.0";
 /// newer Go than this machine's to even download.)
 pub const KARPENTER_AWS: &str = "1.13.0";
 
+/// Helm (`helm.sh/helm/v3`), built for the chart tests (`e2e/src/helm.rs`). Its own go.mod asks
+/// for Go 1.26.0, no newer than [`GO_DIRECTIVE`].
+pub const HELM: &str = "3.22.0";
+
 /// The `go` directive written into the generated wrapper modules: what k8s.io/kubernetes needs.
 pub const GO_DIRECTIVE: &str = "1.26.0";
 

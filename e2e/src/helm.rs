@@ -1,0 +1,219 @@
+//! Helm, built from its Go module (`helm.sh/helm/v3`) once per pinned version, the same way
+//! [`crate::gobuild`] builds the control plane: a generated wrapper module in
+//! `$CACHE/helm-<version>/src`, the binary in `$CACHE/helm-<version>/bin/helm`, filled by the rename
+//! of a finished build and rebuilt when its recipe (`bin/.recipe`) changes. The chart tests
+//! (`e2e/tests/chart.rs`) run it.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use tokio::process::Command;
+use tracing::info;
+
+use crate::error::{Error, Result};
+use crate::gobuild;
+use crate::logs;
+use crate::paths::Paths;
+use crate::versions;
+
+const MODULE: &str = "helm.sh/helm/v3";
+
+/// The wrapper module's only source: it names the command to build.
+const TOOLS_GO: &str = "//go:build tools\n\n// Package tools names the helm command that lmi-e2e builds (e2e/src/helm.rs).\npackage tools\n\nimport (\n\t_ \"helm.sh/helm/v3/cmd/helm\"\n)\n";
+
+const RECIPE_FILE: &str = ".recipe";
+
+/// A built helm binary.
+#[derive(Debug, Clone)]
+pub struct Helm {
+    path: PathBuf,
+    /// HELM_CACHE_HOME, HELM_CONFIG_HOME and HELM_DATA_HOME: kept apart from the user's own.
+    home: PathBuf,
+}
+
+/// `$CACHE/helm-<version>`.
+pub fn dir(paths: &Paths) -> PathBuf {
+    paths.root().join(format!("helm-{}", versions::HELM))
+}
+
+/// The link flags: the version `helm version` prints, and the Kubernetes version `helm template`
+/// and `helm lint` assume without a cluster (helm's own Makefile derives it from client-go; here it
+/// is the local cluster's, [`versions::KUBERNETES`]).
+pub fn ldflags() -> String {
+    let mut parts = versions::KUBERNETES.split('.');
+    let major = parts.next().unwrap_or("1");
+    let minor = parts.next().unwrap_or("0");
+    let mut flags = format!(
+        "-s -w -X {MODULE}/internal/version.version=v{} -X {MODULE}/internal/version.gitTreeState=clean",
+        versions::HELM
+    );
+    for pkg in ["pkg/chartutil", "pkg/lint/rules"] {
+        flags.push_str(&format!(
+            " -X {MODULE}/{pkg}.k8sVersionMajor={major} -X {MODULE}/{pkg}.k8sVersionMinor={minor}"
+        ));
+    }
+    flags
+}
+
+fn recipe() -> String {
+    format!(
+        "helm={} go={}\nldflags={}\n--- tools.go\n{TOOLS_GO}\n",
+        versions::HELM,
+        versions::GO_DIRECTIVE,
+        ldflags()
+    )
+}
+
+fn go_mod() -> String {
+    format!(
+        "module lmi.dev/e2e/helm\n\ngo {}\n\nrequire {MODULE} v{}\n",
+        versions::GO_DIRECTIVE,
+        versions::HELM
+    )
+}
+
+impl Helm {
+    /// Builds helm unless the cache already holds the pinned version (a few minutes the first
+    /// time, mostly module downloads; then nothing). Concurrent callers (other test binaries)
+    /// wait on a lock file instead of building twice.
+    pub async fn ensure_built(paths: &Paths) -> Result<Helm> {
+        let dir = dir(paths);
+        let helm = Helm {
+            path: dir.join("bin").join("helm"),
+            home: dir.join("home"),
+        };
+        if is_current(&dir) {
+            return Ok(helm);
+        }
+        std::fs::create_dir_all(&dir).map_err(Error::io("creating", &dir))?;
+        let lock_path = dir.join("lock");
+        let lock = std::fs::File::create(&lock_path).map_err(Error::io("creating", &lock_path))?;
+        let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+            .await
+            .map_err(|e| Error::Other(format!("waiting for the helm build lock: {e}")))?
+            .map_err(Error::io("locking", &lock_path))?;
+        if !is_current(&dir) {
+            gobuild::check_go().await?;
+            let log_dir = paths.log_dir();
+            std::fs::create_dir_all(&log_dir).map_err(Error::io("creating", &log_dir))?;
+            let log = log_dir.join("build-helm.log");
+            let started = Instant::now();
+            info!(log = %log.display(), version = versions::HELM, "building helm from its Go module (slow the first time)");
+            build(&dir, &log).await?;
+            info!(seconds = started.elapsed().as_secs(), "built helm");
+        }
+        drop(lock);
+        Ok(helm)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs helm with `args`; returns its standard output, or an error with its standard error.
+    pub async fn run(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(&self.path)
+            .args(args)
+            .env("HELM_CACHE_HOME", self.home.join("cache"))
+            .env("HELM_CONFIG_HOME", self.home.join("config"))
+            .env("HELM_DATA_HOME", self.home.join("data"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .map_err(Error::io("running", &self.path))?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            Ok(stdout)
+        } else {
+            Err(Error::Other(format!(
+                "`helm {}` exited with {}:\n{}{}",
+                args.join(" "),
+                out.status,
+                stdout,
+                String::from_utf8_lossy(&out.stderr)
+            )))
+        }
+    }
+}
+
+fn is_current(dir: &Path) -> bool {
+    let bin = dir.join("bin");
+    bin.join("helm").is_file()
+        && std::fs::read_to_string(bin.join(RECIPE_FILE)).is_ok_and(|r| r == recipe())
+}
+
+async fn build(dir: &Path, log: &Path) -> Result<()> {
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).map_err(Error::io("creating", &src))?;
+    for (name, contents) in [("tools.go", TOOLS_GO.to_string()), ("go.mod", go_mod())] {
+        let path = src.join(name);
+        std::fs::write(&path, contents).map_err(Error::io("writing", &path))?;
+    }
+    let _ = std::fs::remove_file(src.join("go.sum"));
+    logs::truncate(log)?;
+    go(&src, log, &["mod", "tidy"]).await?;
+
+    let staging = dir.join("bin.partial");
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(Error::io("creating", &staging))?;
+    let out = format!("{}/", staging.display());
+    let ldflags = format!("-ldflags={}", ldflags());
+    let package = format!("{MODULE}/cmd/helm");
+    go(&src, log, &["build", &ldflags, "-o", &out, &package]).await?;
+    if !staging.join("helm").is_file() {
+        return Err(failed(log, "go build produced no helm".into()));
+    }
+    let recipe_path = staging.join(RECIPE_FILE);
+    std::fs::write(&recipe_path, recipe()).map_err(Error::io("writing", &recipe_path))?;
+    let bin = dir.join("bin");
+    let _ = std::fs::remove_dir_all(&bin);
+    std::fs::rename(&staging, &bin).map_err(Error::io("installing", &bin))
+}
+
+/// `go ARGS` in `dir` with the flags of [`crate::gobuild`]: static, trimmed, no toolchain download.
+async fn go(dir: &Path, log: &Path, args: &[&str]) -> Result<()> {
+    logs::append_line(log, &format!("$ go {}", args.join(" ")))?;
+    let status = Command::new("go")
+        .args(args)
+        .current_dir(dir)
+        .env("GOFLAGS", "-trimpath -buildvcs=false")
+        .env("GOTOOLCHAIN", "local")
+        .env("CGO_ENABLED", "0")
+        .stdin(std::process::Stdio::null())
+        .stdout(logs::append(log)?)
+        .stderr(logs::append(log)?)
+        .status()
+        .await
+        .map_err(|_| Error::GoMissing(versions::GO_DIRECTIVE))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(failed(
+            log,
+            format!("`go {}` exited with {status}", args.join(" ")),
+        ))
+    }
+}
+
+fn failed(log: &Path, message: String) -> Error {
+    Error::Build {
+        component: "helm".into(),
+        message,
+        log: log.to_path_buf(),
+        tail: logs::tail(log, 40),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_the_helm_version_and_the_local_clusters_kubernetes_version() {
+        let flags = ldflags();
+        assert!(flags.contains(&format!("internal/version.version=v{}", versions::HELM)));
+        let minor = versions::KUBERNETES.split('.').nth(1).unwrap();
+        assert!(flags.contains(&format!("pkg/chartutil.k8sVersionMinor={minor}")));
+        assert!(go_mod().contains(&format!("require helm.sh/helm/v3 v{}", versions::HELM)));
+    }
+}

@@ -1,0 +1,461 @@
+//! The Helm chart (`charts/lmi`): its CRDs are the generated ones, `helm lint` and `helm template`
+//! pass with the default values and with `ci/full-values.yaml`, the rendered manifests pass a
+//! server-side dry run on the test cluster (Pod Security "restricted" enforced on the pods the
+//! Deployments would create), and the docs generated from the chart's inputs are current.
+//!
+//! helm is built from its Go module on first use (`lmi_e2e::helm`, cached in
+//! `$HOME/.cache/lmi/helm-<version>`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use lmi_e2e::harness::{self, TestEnv};
+use lmi_e2e::helm::Helm;
+use lmi_e2e::manifests::{self, ApplyOptions};
+use lmi_e2e::paths::Paths;
+use lmi_e2e::{Error, Result};
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+static HELM: OnceCell<Helm> = OnceCell::const_new();
+
+async fn helm() -> Result<&'static Helm> {
+    HELM.get_or_try_init(|| async { Helm::ensure_built(&Paths::from_env()).await })
+        .await
+}
+
+fn chart_dir() -> PathBuf {
+    harness::repo_root().join("charts/lmi")
+}
+
+fn full_values() -> PathBuf {
+    chart_dir().join("ci/full-values.yaml")
+}
+
+/// The two value sets every check runs with: the defaults, and every value set.
+fn value_sets() -> Vec<(&'static str, Vec<String>)> {
+    vec![
+        ("default values", vec![]),
+        (
+            "ci/full-values.yaml",
+            vec!["--values".into(), full_values().display().to_string()],
+        ),
+    ]
+}
+
+async fn template(namespace: &str, extra: &[String], include_crds: bool) -> Result<Vec<Value>> {
+    let chart = chart_dir().display().to_string();
+    let mut args: Vec<&str> = vec!["template", "lmi", &chart, "--namespace", namespace];
+    if include_crds {
+        args.push("--include-crds");
+    }
+    args.extend(extra.iter().map(String::as_str));
+    let rendered = helm().await?.run(&args).await?;
+    manifests::parse_documents(&rendered).map_err(|source| Error::Yaml {
+        path: PathBuf::from("helm template output"),
+        source,
+    })
+}
+
+fn kind(doc: &Value) -> &str {
+    doc["kind"].as_str().unwrap_or_default()
+}
+
+fn name(doc: &Value) -> &str {
+    doc["metadata"]["name"].as_str().unwrap_or_default()
+}
+
+#[test]
+fn chart_crds_are_the_generated_ones() {
+    let root = harness::repo_root();
+    let listing = |dir: &Path| -> BTreeMap<String, Vec<u8>> {
+        manifests::yaml_files(dir)
+            .unwrap()
+            .into_iter()
+            .map(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read(&p).unwrap())
+            })
+            .collect()
+    };
+    let generated = listing(&root.join("crds/yaml"));
+    let chart = listing(&root.join("charts/lmi/crds"));
+    assert!(!generated.is_empty(), "crds/yaml holds no CRDs");
+    assert_eq!(
+        generated.keys().collect::<Vec<_>>(),
+        chart.keys().collect::<Vec<_>>(),
+        "charts/lmi/crds must hold exactly the files of crds/yaml: run `cargo run -p lmi-crds --bin lmi-crdgen`"
+    );
+    for (file, bytes) in &generated {
+        assert!(
+            chart[file] == *bytes,
+            "charts/lmi/crds/{file} differs from crds/yaml/{file}: run `cargo run -p lmi-crds --bin lmi-crdgen`"
+        );
+    }
+}
+
+#[tokio::test]
+async fn helm_lint_passes_with_default_and_full_values() -> Result<()> {
+    let helm = helm().await?;
+    let chart = chart_dir().display().to_string();
+    for (what, extra) in value_sets() {
+        let mut args = vec!["lint", "--strict", chart.as_str()];
+        args.extend(extra.iter().map(String::as_str));
+        let out = helm.run(&args).await?;
+        assert!(
+            out.contains("0 chart(s) failed"),
+            "helm lint ({what}):\n{out}"
+        );
+    }
+    // The schema refuses what the chart cannot honour.
+    let bad = helm
+        .run(&["lint", "--strict", &chart, "--set", "operator.replicas=0"])
+        .await;
+    assert!(bad.is_err(), "operator.replicas=0 passed the values schema");
+    let bad = helm
+        .run(&[
+            "template",
+            "lmi",
+            &chart,
+            "--set",
+            "operator.leaderElection.enabled=false",
+        ])
+        .await
+        .expect_err("two operator replicas without leader election rendered");
+    assert!(
+        bad.to_string().contains("needs operator.replicas=1"),
+        "{bad}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn helm_template_renders_the_whole_install() -> Result<()> {
+    for (what, extra) in value_sets() {
+        let docs = template("lmi-system", &extra, false).await?;
+        let kinds: BTreeSet<&str> = docs.iter().map(kind).collect();
+        for expected in [
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "Deployment",
+            "Service",
+            "PodDisruptionBudget",
+            "NetworkPolicy",
+        ] {
+            assert!(kinds.contains(expected), "{what}: no {expected} rendered");
+        }
+        let deployments: Vec<&Value> = docs.iter().filter(|d| kind(d) == "Deployment").collect();
+        assert_eq!(deployments.len(), 2, "{what}: operator and router");
+        for deployment in &deployments {
+            let pod = &deployment["spec"]["template"]["spec"];
+            assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{what}");
+            assert_eq!(
+                pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+                "{what}"
+            );
+            for container in pod["containers"].as_array().unwrap() {
+                let sc = &container["securityContext"];
+                assert_eq!(sc["allowPrivilegeEscalation"], false, "{what}");
+                assert_eq!(sc["readOnlyRootFilesystem"], true, "{what}");
+                assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "{what}");
+                assert!(container["resources"]["requests"].is_object(), "{what}");
+                assert!(container["readinessProbe"].is_object(), "{what}");
+                assert!(container["livenessProbe"].is_object(), "{what}");
+            }
+        }
+        let operator = deployments
+            .iter()
+            .find(|d| name(d).ends_with("-operator"))
+            .unwrap();
+        let container = &operator["spec"]["template"]["spec"]["containers"][0];
+        let args: Vec<&str> = container["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let flag = |f: &str| {
+            args.iter()
+                .position(|a| *a == f)
+                .and_then(|i| args.get(i + 1))
+                .copied()
+        };
+        assert!(
+            flag("--sidecar-image").is_some_and(|i| i.contains("lmi-sidecar:")),
+            "{what}: {args:?}"
+        );
+        assert_eq!(flag("--lease-name"), Some(name(operator)), "{what}");
+        assert_eq!(flag("--lease-namespace"), Some("lmi-system"), "{what}");
+        assert!(
+            operator["spec"]["replicas"].as_u64().unwrap() >= 2,
+            "{what}"
+        );
+        let env: Vec<&str> = container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["name"].as_str())
+            .collect();
+        assert!(
+            env.contains(&"POD_NAME") && env.contains(&"POD_NAMESPACE"),
+            "{what}: {env:?}"
+        );
+        assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+        assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+        // The NetworkPolicy admits only the router and the operator to the EEs' port 9000.
+        for policy in docs.iter().filter(|d| kind(d) == "NetworkPolicy") {
+            let spec = &policy["spec"];
+            assert_eq!(
+                spec["podSelector"]["matchLabels"]["app.kubernetes.io/managed-by"],
+                "lmi-operator"
+            );
+            let rule = &spec["ingress"][0];
+            assert_eq!(rule["ports"], json!([{"protocol": "TCP", "port": 9000}]));
+            let components: Vec<&str> = rule["from"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|peer| {
+                    peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"].as_str()
+                })
+                .collect();
+            assert_eq!(components, ["router", "operator"], "{what}");
+        }
+    }
+    // The optional parts appear only when asked for.
+    let defaults = template("lmi-system", &[], false).await?;
+    let full = template("lmi-system", &value_sets()[1].1, false).await?;
+    for optional in [
+        "HorizontalPodAutoscaler",
+        "ServiceMonitor",
+        "PodMonitor",
+        "ConfigMap",
+    ] {
+        assert!(!defaults.iter().any(|d| kind(d) == optional), "{optional}");
+        assert!(full.iter().any(|d| kind(d) == optional), "{optional}");
+    }
+    Ok(())
+}
+
+#[test]
+fn every_rbac_rule_has_a_comment() {
+    for file in ["operator-rbac.yaml", "router-rbac.yaml"] {
+        let text = std::fs::read_to_string(chart_dir().join("templates").join(file)).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let mut rules = 0;
+        for (i, line) in lines.iter().enumerate() {
+            if line.trim_start().starts_with("- apiGroups:") {
+                rules += 1;
+                assert!(
+                    i > 0 && lines[i - 1].trim_start().starts_with('#'),
+                    "{file}: the rule on line {} has no comment above it",
+                    i + 1
+                );
+            }
+        }
+        assert!(rules > 0, "{file} has no rules");
+    }
+}
+
+/// Metrics of the autoscaler (issue 7) that the dashboard shows but that were not committed yet when
+/// it was drawn: accepted while no source names them. Delete this list once they land.
+const AUTOSCALER_METRICS: [&str; 2] = [
+    "lmi_execution_environment_cpu_utilization",
+    "lmi_autoscaler_cpu_target",
+];
+
+/// Every metric the Grafana dashboard queries is one the programs export.
+#[test]
+fn dashboard_queries_exported_metrics() {
+    let root = harness::repo_root();
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(chart_dir().join("dashboards/lmi.json")).unwrap(),
+    )
+    .unwrap();
+    let mut exported = BTreeSet::new();
+    for dir in ["operator/src", "router/src"] {
+        collect_metric_names(&root.join(dir), &mut exported);
+    }
+    let mut queried = BTreeSet::new();
+    let mut stack = vec![&dashboard];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::Object(map) => {
+                if let Some(expr) = map.get("expr").and_then(Value::as_str) {
+                    queried.extend(metric_names(expr));
+                }
+                stack.extend(map.values());
+            }
+            Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    assert!(queried.len() > 5, "{queried:?}");
+    let missing: Vec<&String> = queried
+        .iter()
+        .filter(|m| {
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| m.strip_suffix(s))
+                .unwrap_or(m);
+            !exported.contains(base) && !AUTOSCALER_METRICS.contains(&base)
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard queries metrics nothing exports: {missing:?}"
+    );
+}
+
+fn metric_names(text: &str) -> Vec<String> {
+    let bytes = text.as_bytes();
+    let mut names = Vec::new();
+    let mut i = 0;
+    while let Some(start) = text[i..].find("lmi_").map(|s| s + i) {
+        let preceded_by_word =
+            start > 0 && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
+        let mut end = start;
+        while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
+            end += 1;
+        }
+        if !preceded_by_word {
+            names.push(text[start..end].to_string());
+        }
+        i = end;
+    }
+    names
+}
+
+fn collect_metric_names(dir: &Path, out: &mut BTreeSet<String>) {
+    for entry in std::fs::read_dir(dir).expect("listing a source folder") {
+        let path = entry.expect("listing a source folder").path();
+        if path.is_dir() {
+            collect_metric_names(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).expect("reading a source file");
+            for quoted in text.split('"').skip(1).step_by(2) {
+                if quoted.starts_with("lmi_")
+                    && quoted
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                {
+                    out.insert(quoted.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// docs/api-reference.md is what scripts/gen-api-reference.py makes of crds/yaml.
+#[test]
+fn api_reference_is_generated_from_the_crds() {
+    let root = harness::repo_root();
+    // Debian's python3 has PyYAML (python3-yaml) on every machine of this kind.
+    let python = ["/usr/bin/python3", "python3"]
+        .into_iter()
+        .find(|p| !p.starts_with('/') || Path::new(p).is_file())
+        .unwrap();
+    let out = std::process::Command::new(python)
+        .arg(root.join("scripts/gen-api-reference.py"))
+        .arg("--check")
+        .current_dir(&root)
+        .output()
+        .expect("running scripts/gen-api-reference.py");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// CRDs first, then every object, as a server-side dry run (nothing is stored); then the pods the
+/// Deployments would create, in a namespace that enforces Pod Security "restricted".
+#[tokio::test]
+async fn rendered_manifests_pass_a_server_side_dry_run() -> Result<()> {
+    harness::with_namespace("chart-dry-run", |env: TestEnv| async move {
+        let namespaces: Api<Namespace> = Api::all(env.client.clone());
+        let restricted = json!({"metadata": {"labels": {
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/enforce-version": "latest",
+        }}});
+        namespaces
+            .patch(
+                &env.namespace,
+                &PatchParams::default(),
+                &Patch::Merge(&restricted),
+            )
+            .await?;
+        let monitoring_served = kube::discovery::group(&env.client, "monitoring.coreos.com")
+            .await
+            .is_ok();
+        let dry_run = ApplyOptions { dry_run: true };
+        let mut failures = Vec::new();
+        let mut skipped = Vec::new();
+        for (what, extra) in value_sets() {
+            let mut docs = template(&env.namespace, &extra, true).await?;
+            // CRDs first, so that objects of the chart's own kinds could follow.
+            docs.sort_by_key(|d| kind(d) != "CustomResourceDefinition");
+            let mut applied = 0;
+            for doc in &docs {
+                if doc["apiVersion"]
+                    .as_str()
+                    .is_some_and(|v| v.starts_with("monitoring.coreos.com/"))
+                    && !monitoring_served
+                {
+                    skipped.push(format!("{what}: {} {}", kind(doc), name(doc)));
+                    continue;
+                }
+                // Pods need their ServiceAccount to exist: those are created for real (in the
+                // test's namespace, deleted with it).
+                let options = if kind(doc) == "ServiceAccount" {
+                    ApplyOptions { dry_run: false }
+                } else {
+                    dry_run
+                };
+                match manifests::apply(&env.client, &env.namespace, doc, options).await {
+                    Ok(_) => applied += 1,
+                    Err(e) => failures.push(format!("{what}: {} {}: {e}", kind(doc), name(doc))),
+                }
+            }
+            for deployment in docs.iter().filter(|d| kind(d) == "Deployment") {
+                let template = &deployment["spec"]["template"];
+                let pod = json!({
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {
+                        "name": format!("{}-pod-security", name(deployment)),
+                        "labels": template["metadata"]["labels"],
+                    },
+                    "spec": template["spec"],
+                });
+                match manifests::apply(&env.client, &env.namespace, &pod, dry_run).await {
+                    Ok(_) => applied += 1,
+                    Err(e) => failures.push(format!(
+                        "{what}: the pod of Deployment {} under Pod Security restricted: {e}",
+                        name(deployment)
+                    )),
+                }
+            }
+            println!("{what}: {applied} objects passed the dry run");
+        }
+        if !skipped.is_empty() {
+            println!(
+                "not served by this cluster (no prometheus-operator CRDs), not dry-run: {skipped:?}"
+            );
+        }
+        assert!(
+            failures.is_empty(),
+            "rejected by the apiserver:\n{}",
+            failures.join("\n")
+        );
+        Ok(())
+    })
+    .await
+}

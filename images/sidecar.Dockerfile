@@ -1,0 +1,23 @@
+# syntax=docker/dockerfile:1
+# The sidecar in every EE pod: the Lambda Runtime API and admission.
+# Build from the repository root:
+#   docker build -f images/sidecar.Dockerfile -t REGISTRY/lmi-sidecar:VERSION .
+# The chart's image.registry and image.tag name REGISTRY and VERSION (charts/lmi/values.yaml).
+
+# --- build: the workspace, release profile, only this binary.
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+# Cache mounts keep the registry and target folders between builds (BuildKit).
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p lmi-router --bin lmi-sidecar \
+    && install -D -m 0755 target/release/lmi-sidecar /out/lmi-sidecar
+
+# --- runtime: glibc and nothing else (no shell, no package manager); TLS is rustls, no OpenSSL.
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /out/lmi-sidecar /usr/local/bin/lmi-sidecar
+# distroless' nonroot user; the chart and the operator set the same (or their own) non-root ids.
+USER 65532:65532
+EXPOSE 9000
+ENTRYPOINT ["/usr/local/bin/lmi-sidecar"]
