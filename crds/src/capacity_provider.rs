@@ -221,6 +221,9 @@ pub struct CapacityProviderStatus {
     /// The ceiling in force (`spec.scalingConfig.maxVCpuCount`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub v_cpu_limit: Option<i32>,
+    /// Mean CPU of the Ready EEs of its versions at the last sample, percent of their limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_utilization: Option<i32>,
     /// Instances (nodes) this provider holds now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_count: Option<i32>,

@@ -38,6 +38,7 @@ use crate::function::{FunctionConfiguration, State};
         type_ = "integer",
         json_path = ".status.desiredExecutionEnvironments"
     ),
+    printcolumn(name = "CPU%", type_ = "integer", json_path = ".status.cpuUtilization"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -80,6 +81,12 @@ pub struct FunctionVersionStatus {
     pub desired_execution_environments: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_execution_environments: Option<i32>,
+    /// Mean CPU of the Ready EEs at the autoscaler's last sample, percent of their limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_utilization: Option<i32>,
+    /// The CPU target the autoscaler holds this version near (+/- 10 points), percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_cpu_utilization: Option<i32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

@@ -13,6 +13,9 @@ use lmi_operator::karpenter::NodeClaim;
 use lmi_operator::metrics::Metrics;
 use lmi_operator::plan::ee_pod::EeSettings;
 use lmi_operator::settings::Settings;
+use lmi_operator::utilization::{Sample, SampleFuture, UtilizationSource};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
@@ -46,18 +49,69 @@ pub fn test_settings() -> Settings {
         resync: Duration::from_secs(2),
         cluster_name: "e2e".to_string(),
         ami_alias: "al2023@latest".to_string(),
+        autoscale_interval: Duration::from_secs(1),
     }
 }
 
-/// Starts the operator's controllers on this runtime; abort the handle to "kill" it.
-pub fn start_operator(client: Client, settings: Settings) -> Result<JoinHandle<()>> {
+/// Starts the operator's controllers on this runtime; abort the handle to "kill" it. Its
+/// autoscaler reads utilization from `source`.
+pub fn start_operator_with(
+    client: Client,
+    settings: Settings,
+    source: Arc<dyn UtilizationSource>,
+) -> Result<JoinHandle<()>> {
     let metrics = Metrics::new().map_err(|e| Error::Other(format!("operator metrics: {e}")))?;
     Ok(tokio::spawn(lmi_operator::controllers::run::run(
         client,
         settings,
         metrics,
+        source,
         std::future::pending(),
     )))
+}
+
+/// Starts the operator with a utilization source that reports nothing (kwok pods run nothing),
+/// so versions keep to their minimum.
+pub fn start_operator(client: Client, settings: Settings) -> Result<JoinHandle<()>> {
+    start_operator_with(client, settings, Arc::new(TestUtilization::default()))
+}
+
+/// A test source of utilization: what the test sets, per version (`namespace/name`), for every
+/// Ready EE of that version. Stands in for the sidecars, which kwok pods do not run.
+#[derive(Default, Clone)]
+pub struct TestUtilization {
+    by_version: Arc<std::sync::Mutex<BTreeMap<String, Sample>>>,
+}
+
+impl TestUtilization {
+    /// From now on every EE of `version_key` reports `cpu_percent` and `in_flight` of 8.
+    pub fn set(&self, version_key: &str, cpu_percent: f64, in_flight: u64) {
+        let sample = Sample {
+            ready: true,
+            cpu_utilization: cpu_percent / 100.0,
+            in_flight,
+            max_concurrency: 8,
+            ..Default::default()
+        };
+        if let Ok(mut map) = self.by_version.lock() {
+            map.insert(version_key.to_string(), sample);
+        }
+    }
+}
+
+impl UtilizationSource for TestUtilization {
+    fn sample<'a>(&'a self, pod: &'a Pod) -> SampleFuture<'a> {
+        Box::pin(async move {
+            let ready = pod_ready(pod);
+            let owner = pod
+                .owner_references()
+                .iter()
+                .find(|o| o.kind == "FunctionVersion")?;
+            let key = format!("{}/{}", pod.namespace().unwrap_or_default(), owner.name);
+            let sample = self.by_version.lock().ok()?.get(&key).copied()?;
+            Some(Sample { ready, ..sample })
+        })
+    }
 }
 
 /// Starts the simulated cloud on this runtime.

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -68,11 +68,15 @@ async fn resolve_subnets(client: Client, cloud: SimCloud) -> Result<()> {
         .default_backoff()
         .applied_objects()
         .boxed();
-    while let Some(class) = events
-        .try_next()
-        .await
-        .map_err(|e| Error::Other(format!("watching EC2NodeClasses: {e}")))?
-    {
+    // A watch error (the apiserver restarting, say) is retried with backoff, never fatal.
+    while let Some(event) = events.next().await {
+        let class = match event {
+            Ok(class) => class,
+            Err(e) => {
+                tracing::debug!(error = %e, "watching EC2NodeClasses");
+                continue;
+            }
+        };
         let subnets: Vec<serde_json::Value> = class
             .spec
             .subnet_selector_terms
@@ -95,12 +99,16 @@ async fn resolve_subnets(client: Client, cloud: SimCloud) -> Result<()> {
             continue;
         }
         let patch = json!({"status": {"subnets": subnets, "conditions": [condition("Ready")]}});
-        api.patch_status(
-            &class.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
+        if let Err(e) = api
+            .patch_status(
+                &class.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            tracing::warn!(class = %class.name_any(), error = %e, "cannot resolve subnets");
+        }
     }
     Ok(())
 }
@@ -123,11 +131,14 @@ async fn launch_claims(client: Client, cloud: SimCloud) -> Result<()> {
         .default_backoff()
         .applied_objects()
         .boxed();
-    while let Some(claim) = events
-        .try_next()
-        .await
-        .map_err(|e| Error::Other(format!("watching NodeClaims: {e}")))?
-    {
+    while let Some(event) = events.next().await {
+        let claim = match event {
+            Ok(claim) => claim,
+            Err(e) => {
+                tracing::debug!(error = %e, "watching NodeClaims");
+                continue;
+            }
+        };
         let launched = claim.status.as_ref().is_some_and(|s| s.node_name.is_some());
         if launched || claim.metadata.deletion_timestamp.is_some() {
             continue;

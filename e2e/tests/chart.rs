@@ -263,13 +263,6 @@ fn every_rbac_rule_has_a_comment() {
     }
 }
 
-/// Metrics of the autoscaler (issue 7) that the dashboard shows but that were not committed yet when
-/// it was drawn: accepted while no source names them. Delete this list once they land.
-const AUTOSCALER_METRICS: [&str; 2] = [
-    "lmi_execution_environment_cpu_utilization",
-    "lmi_autoscaler_cpu_target",
-];
-
 /// Every metric the Grafana dashboard queries is one the programs export.
 #[test]
 fn dashboard_queries_exported_metrics() {
@@ -304,7 +297,7 @@ fn dashboard_queries_exported_metrics() {
                 .iter()
                 .find_map(|s| m.strip_suffix(s))
                 .unwrap_or(m);
-            !exported.contains(base) && !AUTOSCALER_METRICS.contains(&base)
+            !exported.contains(base)
         })
         .collect();
     assert!(

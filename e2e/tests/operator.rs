@@ -3,6 +3,7 @@
 //! capacity provider.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Node};
@@ -12,8 +13,9 @@ use lmi_crds::{CapacityProvider, Function};
 use lmi_e2e::error::Result;
 use lmi_e2e::harness::{TestEnv, eventually, with_namespace};
 use lmi_e2e::operator_harness::{
-    claims_of, create, ees_of, exclusive, force_remove, patch_spec, pod_ready, prepare,
-    start_cloud, start_operator, tear_down, test_settings, version_state,
+    TestUtilization, claims_of, create, ees_of, exclusive, force_remove, patch_spec, pod_ready,
+    prepare, start_cloud, start_operator, start_operator_with, tear_down, test_settings,
+    version_state,
 };
 use lmi_e2e::simcloud::SimCloud;
 use serde_json::{Value, json};
@@ -423,6 +425,71 @@ async fn a_missing_capacity_provider_is_a_condition_and_an_event() -> Result<()>
             "nothing is published"
         );
         Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn cpu_above_the_band_adds_ees_and_they_return_to_min_when_load_stops() -> Result<()> {
+    let _one_operator = exclusive().await;
+    with_namespace("autoscale", |env| async move {
+        prepare(&env.client).await?;
+        let (client, ns) = (env.client.clone(), env.namespace.clone());
+        let cp = cp_name(&env, "autoscale");
+        let load = TestUtilization::default();
+        let operator =
+            start_operator_with(client.clone(), test_settings(), Arc::new(load.clone()))?;
+        let cloud = start_cloud(client.clone(), SimCloud::default());
+        let outcome = async {
+            // Manual target 50%: the band is 40-60.
+            let mut manifest = provider(&cp, 400, &["c7g.2xlarge"]);
+            manifest["spec"]["scalingConfig"] =
+                json!({"maxVCpuCount": 400, "scalingMode": "Manual", "targetCpuUtilization": 50});
+            create(&Api::<CapacityProvider>::all(client.clone()), manifest).await?;
+            let mut f = function("busy", &ns, &cp, 2);
+            f["spec"]["scalingConfig"] =
+                json!({"minExecutionEnvironments": 2, "maxExecutionEnvironments": 10});
+            create(&Api::<Function>::namespaced(client.clone(), &ns), f).await?;
+            wait_state(&client, &ns, "busy-v1", "Active").await?;
+            let key = format!("{ns}/busy-v1");
+
+            // In band: nothing changes.
+            load.set(&key, 55.0, 2);
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            assert_eq!(
+                ees_of(&client, &ns, "busy", 1).await?.len(),
+                2,
+                "55% is inside 40-60"
+            );
+
+            // 95% on 2 EEs at a 50% target wants ceil(2 x 95 / 50) = 4.
+            load.set(&key, 95.0, 4);
+            eventually("four ready EEs", WAIT, || async {
+                let pods = ees_of(&client, &ns, "busy", 1).await?;
+                Ok((pods.len() == 4 && pods.iter().all(pod_ready)).then_some(()))
+            })
+            .await?;
+            let versions: Api<lmi_crds::FunctionVersion> = Api::namespaced(client.clone(), &ns);
+            let status = versions.get("busy-v1").await?.status.unwrap_or_default();
+            assert_eq!(status.target_cpu_utilization, Some(50));
+            assert_eq!(status.desired_execution_environments, Some(4));
+
+            // The load stops: after the stabilization window the EEs go back to min.
+            load.set(&key, 2.0, 0);
+            eventually("back to min (2 EEs)", Duration::from_secs(150), || async {
+                Ok((ees_of(&client, &ns, "busy", 1).await?.len() == 2).then_some(()))
+            })
+            .await?;
+            Ok(())
+        }
+        .await;
+        let cleaned = tear_down(&client, &ns, &cp).await;
+        operator.abort();
+        cloud.abort();
+        if cleaned.is_err() {
+            force_remove(&client, &cp).await;
+        }
+        outcome.and(cleaned)
     })
     .await
 }

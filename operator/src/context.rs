@@ -30,6 +30,8 @@ pub struct Stores {
 pub struct Context {
     pub client: Client,
     pub stores: Stores,
+    /// The autoscaler's wishes and observations, by version key.
+    pub scaling: crate::controllers::autoscaler::ScalingTable,
     pub metrics: Metrics,
     pub recorder: Recorder,
     pub settings: Settings,
@@ -58,6 +60,7 @@ impl Context {
         Self {
             client,
             stores,
+            scaling: Default::default(),
             metrics,
             recorder,
             settings,

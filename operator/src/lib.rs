@@ -19,3 +19,4 @@ pub mod plan;
 pub mod quantity;
 pub mod settings;
 pub mod sim;
+pub mod utilization;

@@ -71,6 +71,9 @@ async fn operate() -> Result<()> {
             _ = lease_lost => {}
         }
     };
-    run(client, settings, metrics, shutdown).await;
+    let source = std::sync::Arc::new(lmi_operator::utilization::HttpSource::new(
+        std::time::Duration::from_secs(2),
+    ));
+    run(client, settings, metrics, source, shutdown).await;
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! Prometheus metrics of the operator (prefix `lmi_operator_`, and `lmi_` for the Lambda-like
 //! gauges).
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 use crate::error::Result;
 
@@ -16,6 +18,9 @@ pub struct Metrics {
     pub vcpu_allocated: IntGaugeVec,
     pub vcpu_limit: IntGaugeVec,
     pub instances: IntGaugeVec,
+    pub cpu_utilization: GaugeVec,
+    pub concurrency_saturation: GaugeVec,
+    pub cpu_target: GaugeVec,
 }
 
 impl Metrics {
@@ -75,6 +80,31 @@ impl Metrics {
             ),
             &["capacity_provider"],
         )?;
+        let version_labels = &["namespace", "function", "version"];
+        let cpu_utilization = GaugeVec::new(
+            Opts::new(
+                "lmi_execution_environment_cpu_utilization",
+                "Mean CPU of a version's ready EEs, percent of their limit",
+            ),
+            version_labels,
+        )?;
+        let concurrency_saturation = GaugeVec::new(
+            Opts::new(
+                "lmi_execution_environment_concurrency_saturation",
+                "Mean in-flight invocations over max concurrency of a version's ready EEs",
+            ),
+            version_labels,
+        )?;
+        let cpu_target = GaugeVec::new(
+            Opts::new(
+                "lmi_autoscaler_cpu_target",
+                "The autoscaler's CPU target for a version, percent",
+            ),
+            version_labels,
+        )?;
+        registry.register(Box::new(cpu_utilization.clone()))?;
+        registry.register(Box::new(concurrency_saturation.clone()))?;
+        registry.register(Box::new(cpu_target.clone()))?;
         registry.register(Box::new(reconciles.clone()))?;
         registry.register(Box::new(reconcile_errors.clone()))?;
         registry.register(Box::new(reconcile_seconds.clone()))?;
@@ -93,6 +123,9 @@ impl Metrics {
             vcpu_allocated,
             vcpu_limit,
             instances,
+            cpu_utilization,
+            concurrency_saturation,
+            cpu_target,
         })
     }
 

@@ -11,6 +11,7 @@ use lmi_crds::rules::{self, EeShape, RuleError, effective_scaling_config, init_t
 use lmi_crds::{CapacityProvider, FunctionVersion};
 
 use crate::context::Stores;
+use crate::controllers::autoscaler::VersionScaling;
 use crate::karpenter::{INSTANCE_TYPE_LABEL, ZONE_LABEL};
 use crate::plan::snapshot::InitFailure;
 use crate::plan::{ClaimView, EeView, NodeView, Provisioner, Snapshot, VersionView};
@@ -60,6 +61,7 @@ pub fn attached_versions(stores: &Stores, name: &str) -> Vec<Arc<FunctionVersion
 pub fn observe(
     cp: &CapacityProvider,
     stores: &Stores,
+    scaling: &BTreeMap<String, VersionScaling>,
     now: i64,
     cooldown_seconds: i64,
 ) -> Observed {
@@ -167,7 +169,7 @@ pub fn observe(
             pod_prefix: format!("{}-ee-", version.name_any()),
             shape,
             bounds,
-            wish: None,
+            wish: scaling.get(&version_key).and_then(|s| s.wish),
             previous_state: version.status.as_ref().and_then(|s| s.state),
         });
         versions.insert(version_key, version);

@@ -22,6 +22,8 @@ pub struct Settings {
     pub cluster_name: String,
     /// Karpenter AMI alias of the instances.
     pub ami_alias: String,
+    /// How often the autoscaler samples the EEs and decides.
+    pub autoscale_interval: Duration,
 }
 
 const HELP: &str = "lmi-operator: reconciles lmi.dev CapacityProviders, Functions and FunctionVersions
@@ -38,6 +40,7 @@ flags (or environment variables):
   --resync-seconds N               LMI_RESYNC_SECONDS         plan every provider at least this often [30]
   --cluster-name NAME              LMI_CLUSTER_NAME           for instance security groups [lmi]
   --ami-alias ALIAS                LMI_AMI_ALIAS              Karpenter AMI alias [al2023@latest]
+  --autoscale-interval-seconds N   LMI_AUTOSCALE_INTERVAL     sample EEs and decide this often [10]
 ";
 
 /// Parses `args` (without the program name), falling back to `env`.
@@ -117,6 +120,9 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Se
         resync: Duration::from_secs(number("resync-seconds", "LMI_RESYNC_SECONDS", 30)?.max(1)),
         cluster_name: get("cluster-name", "LMI_CLUSTER_NAME").unwrap_or_else(|| "lmi".to_string()),
         ami_alias: get("ami-alias", "LMI_AMI_ALIAS").unwrap_or_else(|| "al2023@latest".to_string()),
+        autoscale_interval: Duration::from_secs(
+            number("autoscale-interval-seconds", "LMI_AUTOSCALE_INTERVAL", 10)?.max(1),
+        ),
     })
 }
 

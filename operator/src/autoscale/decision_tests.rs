@@ -219,3 +219,31 @@ fn state_round_trips_through_json() {
         s
     );
 }
+
+#[test]
+fn scale_down_continues_step_by_step_to_min() {
+    let l = limits(2, Some(10), Some(500));
+    let mut state = asked(4);
+    let mut desired = 4;
+    let mut steps = Vec::new();
+    for second in 0..200 {
+        let d = decide(
+            &Policy::default(),
+            50.0,
+            &obs(desired, 2.0),
+            &l,
+            &state,
+            1000 + second,
+        );
+        if d.desired != desired {
+            steps.push((second, d.desired));
+        }
+        desired = d.desired;
+        state = d.next;
+    }
+    assert_eq!(
+        steps.iter().map(|s| s.1).collect::<Vec<_>>(),
+        vec![3, 2],
+        "{steps:?}"
+    );
+}

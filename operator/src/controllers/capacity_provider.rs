@@ -16,8 +16,11 @@ use lmi_crds::function_version::FunctionVersionStatus;
 use lmi_crds::{CapacityProvider, CapacityProviderStatus, FunctionVersion, State};
 use serde_json::json;
 
+use std::collections::BTreeMap;
+
 use crate::conditions;
 use crate::context::{Context, FIELD_MANAGER};
+use crate::controllers::autoscaler::VersionScaling;
 use crate::error::{Error, Result};
 use crate::karpenter::{EC2NodeClass, NodeClaim};
 use crate::observe::{EMPTY_SINCE_ANNOTATION, Observed, attached_versions, key, observe};
@@ -92,11 +95,12 @@ async fn apply(cp: &CapacityProvider, ctx: &Context) -> Result<Action> {
         .await?;
     }
     let cooldown = i64::try_from(ctx.settings.empty_claim_cooldown.as_secs()).unwrap_or(i64::MAX);
-    let observed = observe(cp, &ctx.stores, now(), cooldown);
+    let scaling = ctx.scaling.lock().map(|t| t.clone()).unwrap_or_default();
+    let observed = observe(cp, &ctx.stores, &scaling, now(), cooldown);
     let plan = plan_capacity(&observed.snapshot);
     apply_plan(cp, ctx, &observed, &plan).await?;
-    write_version_statuses(ctx, &observed, &plan).await?;
-    write_status(cp, ctx, &observed, &plan).await?;
+    write_version_statuses(ctx, &observed, &plan, &scaling).await?;
+    write_status(cp, ctx, &observed, &plan, &scaling).await?;
 
     let next = if plan.mark_claims.iter().any(|(_, since)| since.is_some())
         || observed
@@ -205,6 +209,29 @@ async fn apply_plan(
     Ok(())
 }
 
+/// A percentage as the whole number status shows.
+fn percent(value: f64) -> i32 {
+    // Utilization is 0-100 (a little more when a function bursts past its limit): it fits.
+    #[allow(clippy::cast_possible_truncation)]
+    let rounded = value.round().clamp(0.0, 1000.0) as i32;
+    rounded
+}
+
+/// Mean CPU of the provider's Ready EEs, weighted by how many each version has.
+fn provider_cpu(observed: &Observed, scaling: &BTreeMap<String, VersionScaling>) -> Option<i32> {
+    let (sum, count) = observed
+        .versions
+        .keys()
+        .filter_map(|k| scaling.get(k).and_then(|s| s.observation))
+        .fold((0.0, 0u32), |(sum, n), o| {
+            (
+                sum + o.cpu_percent * f64::from(o.ready_ees),
+                n + o.ready_ees,
+            )
+        });
+    (count > 0).then(|| percent(sum / f64::from(count)))
+}
+
 fn ignore_conflict<T>(result: kube::Result<T>) -> Result<()> {
     match result {
         Ok(_) => Ok(()),
@@ -226,6 +253,7 @@ async fn write_version_statuses(
     ctx: &Context,
     observed: &Observed,
     plan: &CapacityPlan,
+    scaling: &BTreeMap<String, VersionScaling>,
 ) -> Result<()> {
     for (version_key, version) in &observed.versions {
         let Some(view) = observed
@@ -238,7 +266,14 @@ async fn write_version_statuses(
         };
         let outcome = plan.versions.get(version_key).cloned().unwrap_or_default();
         let state = version_state(view.previous_state, &view.bounds, &outcome);
-        write_version_status(ctx, version, &state, Some(&outcome)).await?;
+        write_version_status(
+            ctx,
+            version,
+            &state,
+            Some(&outcome),
+            scaling.get(version_key),
+        )
+        .await?;
         let labels = [
             version.namespace().unwrap_or_default(),
             version.spec.function_name.clone(),
@@ -260,7 +295,7 @@ async fn write_version_statuses(
             reason_code: Some("InvalidConfiguration"),
             reason: Some(invalid.error.to_string()),
         };
-        write_version_status(ctx, &invalid.version, &state, None).await?;
+        write_version_status(ctx, &invalid.version, &state, None, None).await?;
     }
     Ok(())
 }
@@ -270,6 +305,7 @@ async fn write_version_status(
     version: &FunctionVersion,
     state: &VersionState,
     outcome: Option<&VersionPlan>,
+    scaling: Option<&VersionScaling>,
 ) -> Result<()> {
     let current = version.status.clone().unwrap_or_default();
     let generation = version.metadata.generation;
@@ -304,6 +340,10 @@ async fn write_version_status(
         desired_execution_environments: outcome
             .map(|o| i32::try_from(o.desired).unwrap_or(i32::MAX)),
         ready_execution_environments: outcome.map(|o| i32::try_from(o.ready).unwrap_or(i32::MAX)),
+        cpu_utilization: scaling
+            .and_then(|s| s.observation)
+            .map(|o| percent(o.cpu_percent)),
+        target_cpu_utilization: scaling.map(|s| percent(s.target_percent)),
         conditions,
     };
     let unchanged = current.state == status.state
@@ -312,6 +352,8 @@ async fn write_version_status(
         && current.observed_generation == status.observed_generation
         && current.desired_execution_environments == status.desired_execution_environments
         && current.ready_execution_environments == status.ready_execution_environments
+        && current.cpu_utilization == status.cpu_utilization
+        && current.target_cpu_utilization == status.target_cpu_utilization
         && conditions::same(&current.conditions, &status.conditions);
     if unchanged {
         return Ok(());
@@ -345,6 +387,7 @@ async fn write_status(
     ctx: &Context,
     observed: &Observed,
     plan: &CapacityPlan,
+    scaling: &BTreeMap<String, VersionScaling>,
 ) -> Result<()> {
     let current = cp.status.clone().unwrap_or_default();
     let generation = cp.metadata.generation;
@@ -394,6 +437,7 @@ async fn write_status(
         v_cpu_allocated: Some(i32::try_from(plan.vcpu_allocated).unwrap_or(i32::MAX)),
         v_cpu_limit: Some(limit),
         instance_count: Some(i32::try_from(plan.instance_count).unwrap_or(i32::MAX)),
+        cpu_utilization: provider_cpu(observed, scaling),
         attached_function_versions: attached,
         conditions,
     };
@@ -424,6 +468,7 @@ async fn patch_status_if_changed(
         && current.v_cpu_allocated == status.v_cpu_allocated
         && current.v_cpu_limit == status.v_cpu_limit
         && current.instance_count == status.instance_count
+        && current.cpu_utilization == status.cpu_utilization
         && current.attached_function_versions == status.attached_function_versions
         && conditions::same(&current.conditions, &status.conditions);
     if unchanged {

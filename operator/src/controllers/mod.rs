@@ -1,5 +1,6 @@
 //! The controllers and how they are wired to their watches.
 
+pub mod autoscaler;
 pub mod capacity_provider;
 pub mod function;
 pub mod run;

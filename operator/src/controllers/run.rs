@@ -16,6 +16,7 @@ use crate::karpenter::{EC2NodeClass, NodeClaim};
 use crate::metrics::Metrics;
 use crate::plan::ee_pod::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::settings::Settings;
+use crate::utilization::UtilizationSource;
 
 /// A reflected watch: its store, and the stream that keeps the store current.
 fn reflect<K>(
@@ -46,6 +47,7 @@ pub async fn run(
     client: Client,
     settings: Settings,
     metrics: Metrics,
+    source: Arc<dyn UtilizationSource>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let (functions, function_stream) = reflect(
@@ -81,6 +83,7 @@ pub async fn run(
     let ctx = Arc::new(Context::new(client.clone(), stores, metrics, settings));
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let shutdown_rx_for_autoscaler = shutdown_rx.clone();
     let signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stopped| *stopped).await;
     };
@@ -103,7 +106,15 @@ pub async fn run(
                 .collect()
         };
     let cp_store_for_nodes = cp_store.clone();
+    // The autoscaler asks for a new plan of a capacity provider when a version's wish changes.
+    let (replan_tx, replan_rx) = tokio::sync::mpsc::unbounded_channel();
+    let replans = futures::stream::unfold(replan_rx, |mut rx| async move {
+        rx.recv().await.map(|r| (r, rx))
+    });
+    let autoscaler =
+        crate::controllers::autoscaler::run(ctx.clone(), cp_store.clone(), source, replan_tx);
     let cp_controller = cp_controller
+        .reconcile_on(replans)
         .watches_stream(version_stream, |v: FunctionVersion| {
             Some(ObjectRef::new(
                 &v.spec
@@ -188,5 +199,13 @@ pub async fn run(
         tracing::info!("shutting down: finishing reconciles in flight");
         let _ = shutdown_tx.send(true);
     };
-    tokio::join!(cp_controller, fn_controller, stopper);
+    // The autoscaler loop ends with the controllers: it only advises them.
+    let mut stopped = shutdown_rx_for_autoscaler;
+    let autoscaler = async move {
+        tokio::select! {
+            _ = autoscaler => {}
+            _ = stopped.wait_for(|s| *s) => {}
+        }
+    };
+    tokio::join!(cp_controller, fn_controller, stopper, autoscaler);
 }
