@@ -59,7 +59,12 @@ where
                 async move { Ok::<_, Infallible>(fut.await) }
             });
             let mut builder = http1::Builder::new();
-            builder.max_buf_size(64 * 1024);
+            // Bound the request head (hyper checks max_buf_size only between reads, so a large
+            // head arriving at once could slip past it).
+            builder
+                .max_buf_size(64 * 1024)
+                .max_header_size(64 * 1024)
+                .max_headers(100);
             if let Some(t) = header_timeout {
                 builder.timer(TokioTimer::new()).header_read_timeout(t);
             }

@@ -231,6 +231,42 @@ fn errors_and_timeouts_come_back_as_lambda_returns_them() {
             .unwrap_or("")
             .contains("not supported yet")
     );
+    // Malformed or oversized requests are cut off by the HTTP layer, and the router keeps serving.
+    let huge = "x".repeat(100 * 1024);
+    let resp = http(
+        "POST",
+        r.port,
+        "/2015-03-31/functions/hello/invocations",
+        &[("X-Big", &huge)],
+        b"{}",
+    );
+    let status = resp.as_ref().map(|r| r.status).ok();
+    assert!(
+        matches!(status, None | Some(431) | Some(400)),
+        "oversized head: {status:?}"
+    );
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", r.port)).expect("connect");
+    std::io::Write::write_all(&mut s, b"GARBAGE \x01\x02 NOT-HTTP\r\n\r\n").expect("write");
+    let mut buf = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut buf);
+    assert!(
+        buf.is_empty() || buf.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&buf)
+    );
+    let resp = http(
+        "GET",
+        r.port,
+        "/2015-03-31/functions/hello/invocations",
+        &[],
+        b"",
+    )
+    .expect("get");
+    assert_eq!(
+        resp.header("x-amzn-errortype"),
+        Some("UnknownOperationException")
+    );
+    assert_eq!(invoke(r.port, "hello", r#"{"still":"up"}"#).status, 200);
     // DryRun: 204, nothing runs.
     let resp = http(
         "POST",

@@ -128,6 +128,12 @@ async fn invoke(state: &State, req: Request<Incoming>) -> Response<Body> {
         );
     }
     state.invocations.fetch_add(1, Ordering::Relaxed);
+    // If the router hangs up, hyper drops this future: forget the id then too, so a runtime that
+    // never answers cannot leave entries behind.
+    let _forget = Forget {
+        state,
+        request_id: &request_id,
+    };
     let (outcome, resp) = match tokio::time::timeout(timeout, answer).await {
         Ok(Ok(Outcome::Response(b))) => ("success", result(b, false)),
         Ok(Ok(Outcome::Error { error_type, body })) => (
@@ -166,6 +172,17 @@ async fn invoke(state: &State, req: Request<Incoming>) -> Response<Body> {
         .observe(started.elapsed().as_secs_f64());
     drop(slot);
     resp
+}
+
+struct Forget<'a> {
+    state: &'a State,
+    request_id: &'a str,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.state.forget(self.request_id);
+    }
 }
 
 fn result(body: Bytes, function_error: bool) -> Response<Body> {
