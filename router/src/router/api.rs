@@ -120,7 +120,6 @@ async fn invoke_inner(
         qualifier.as_deref(),
         &router.config.default_namespace,
     )?;
-    *function_label = format!("{}/{}", fref.namespace, fref.name);
 
     let headers = req.headers().clone();
     let invocation_type = header(&headers, "x-amz-invocation-type").unwrap_or("RequestResponse");
@@ -141,6 +140,9 @@ async fn invoke_inner(
         let catalog = router.catalog();
         Resolved::from(catalog.resolve(&fref, &router.config.region)?)
     };
+    // Label metrics with the function only once it is known to exist: names come from callers,
+    // and every label value costs memory for the life of the process.
+    *function_label = format!("{}/{}", fref.namespace, fref.name);
     match invocation_type {
         "DryRun" => return Ok(None),
         "Event" => return Err(LambdaError::EventNotSupported),
