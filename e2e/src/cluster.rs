@@ -16,15 +16,17 @@ use crate::logs;
 use crate::paths::Paths;
 use crate::process::{self, Tracked};
 
-/// Loopback ports, chosen away from the defaults (2379, 6443, 10257, ...) so that the local
-/// cluster does not collide with another Kubernetes a developer may run.
+/// Loopback ports. Away from the defaults (2379, 6443, 10257, ...) so that the local cluster does
+/// not collide with another Kubernetes a developer may run, and below Linux's ephemeral range
+/// (32768-60999): a port in that range can be taken at any moment by the local end of some
+/// outgoing loopback connection, which made etcd fail to bind now and then.
 pub mod ports {
-    pub const ETCD_CLIENT: u16 = 52379;
-    pub const ETCD_PEER: u16 = 52380;
-    pub const APISERVER: u16 = 56443;
-    pub const CONTROLLER_MANAGER: u16 = 51257;
-    pub const SCHEDULER: u16 = 51259;
-    pub const KWOK: u16 = 51080;
+    pub const ETCD_CLIENT: u16 = 12379;
+    pub const ETCD_PEER: u16 = 12380;
+    pub const APISERVER: u16 = 16443;
+    pub const CONTROLLER_MANAGER: u16 = 11257;
+    pub const SCHEDULER: u16 = 11259;
+    pub const KWOK: u16 = 11080;
 }
 
 /// The annotation that hands a node to kwok.
@@ -178,7 +180,35 @@ pub async fn is_healthy(paths: &Paths) -> bool {
     health::apiserver_ready(&client).await.is_ok()
 }
 
+/// Fails early, naming the component, when one of our ports is taken by something else.
+fn check_ports_free(paths: &Paths) -> Result<()> {
+    let wanted = [
+        ("etcd", ports::ETCD_CLIENT),
+        ("etcd", ports::ETCD_PEER),
+        ("kube-apiserver", ports::APISERVER),
+        ("kube-controller-manager", ports::CONTROLLER_MANAGER),
+        ("kube-scheduler", ports::SCHEDULER),
+        ("kwok", ports::KWOK),
+    ];
+    for (component, port) in wanted {
+        // Bound and dropped at once; the component binds it a moment later.
+        if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            let log = log_path(paths, component);
+            return Err(Error::Component {
+                component: component.to_string(),
+                message: format!(
+                    "port 127.0.0.1:{port} is not free ({e}); is another cluster running? (`ss -ltnp | grep {port}`)"
+                ),
+                tail: logs::tail(&log, 5),
+                log,
+            });
+        }
+    }
+    Ok(())
+}
+
 async fn start_all(paths: &Paths, binaries: &Binaries) -> Result<()> {
+    check_ports_free(paths)?;
     let state = paths.state_dir();
     let log_dir = paths.log_dir();
     for dir in [&state, &log_dir] {
