@@ -432,3 +432,40 @@ fn cpu_and_memory_pressure_refuse_with_their_reason() {
     assert!(metric(ee.port, r#"lmi_ee_throttles_total{reason="CPU"}"#) >= 1.0);
     assert_eq!(spinning.join().expect("join").status, 200);
 }
+
+#[test]
+fn payload_memory_is_bounded_by_the_budget() {
+    let f = fixture();
+    let ee = start_ee("rust-ee-budget", 8, 10.0, &[&f], None, &[]);
+    let r = start_router_with(
+        "rust-router-budget",
+        &[ee.port],
+        10.0,
+        &["--payload-budget-mib", "7"],
+    );
+    let pad = "x".repeat(5 * 1024 * 1024);
+    let big = format!(r#"{{"sleepMs":2000,"pad":"{pad}"}}"#);
+    let port = r.port;
+    let first = {
+        let big = big.clone();
+        thread::spawn(move || invoke(port, "hello", &big))
+    };
+    wait_until(Duration::from_secs(5), "first payload held", || {
+        utilization(ee.port)["inFlight"] == 1
+    });
+    // A second 5 MB payload does not fit in the 7 MiB the router may hold: throttled, not buffered.
+    let second = invoke(r.port, "hello", &big);
+    assert_eq!(
+        second.status,
+        429,
+        "{}",
+        String::from_utf8_lossy(&second.body[..second.body.len().min(200)])
+    );
+    assert_eq!(second.json()["Reason"], "Concurrency");
+    assert_eq!(first.join().expect("join").status, 200);
+    // Budget released: the same payload goes through now.
+    assert_eq!(
+        invoke(r.port, "hello", &big.replace("2000", "0")).status,
+        200
+    );
+}

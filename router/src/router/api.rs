@@ -133,7 +133,7 @@ async fn invoke_inner(
     if announced.is_some_and(|n| n > DISCARD_LIMIT as u64) {
         return Err(LambdaError::RequestTooLarge);
     }
-    let payload = read_payload(req.into_body()).await?;
+    let (payload, _budget) = read_payload(&router.payload_budget, req.into_body()).await?;
     let client_context = client_context(&headers)?;
 
     let version = {
@@ -291,10 +291,22 @@ async fn forward(
 /// Read the payload, at most 6 MB, within [`BODY_TIMEOUT`]. An oversize payload is read on and
 /// thrown away (up to [`DISCARD_LIMIT`]) before the 413 goes out: clients such as urllib3 only see
 /// an early answer if the server lets them finish sending; otherwise they get a broken pipe.
-async fn read_payload(mut body: Incoming) -> Result<Bytes, LambdaError> {
+///
+/// The bytes kept count against the router's payload budget until the returned permit drops; when
+/// the budget is spent the caller gets a throttle at once rather than the router growing.
+async fn read_payload(
+    budget: &Arc<tokio::sync::Semaphore>,
+    mut body: Incoming,
+) -> Result<(Bytes, tokio::sync::OwnedSemaphorePermit), LambdaError> {
     let read = async {
         let mut buf = bytes::BytesMut::new();
         let mut total = 0usize;
+        let mut held = budget
+            .clone()
+            .try_acquire_many_owned(0)
+            .map_err(|_| LambdaError::Service("payload budget closed".to_string()))?;
+        // Past the budget, stop keeping bytes but read on, so the client sees the throttle.
+        let mut over_budget = false;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| {
                 LambdaError::InvalidRequestContent(format!("cannot read the payload: {e}"))
@@ -304,15 +316,34 @@ async fn read_payload(mut body: Incoming) -> Result<Bytes, LambdaError> {
                 if total > DISCARD_LIMIT {
                     break;
                 }
-                if total <= wire::MAX_SYNC_PAYLOAD {
-                    buf.extend_from_slice(&data);
+                if total <= wire::MAX_SYNC_PAYLOAD && !over_budget {
+                    let n = u32::try_from(data.len()).unwrap_or(u32::MAX);
+                    match budget.clone().try_acquire_many_owned(n) {
+                        Ok(more) => {
+                            held.merge(more);
+                            buf.extend_from_slice(&data);
+                        }
+                        Err(_) => {
+                            over_budget = true;
+                            buf = bytes::BytesMut::new();
+                            held = budget.clone().try_acquire_many_owned(0).map_err(|_| {
+                                LambdaError::Service("payload budget closed".to_string())
+                            })?;
+                        }
+                    }
                 }
             }
         }
         if total > wire::MAX_SYNC_PAYLOAD {
             return Err(LambdaError::RequestTooLarge);
         }
-        Ok(buf.freeze())
+        if over_budget {
+            return Err(LambdaError::TooManyRequests {
+                reason: crate::lambda_error::ThrottleReason::Concurrency,
+                retry_after_secs: 1,
+            });
+        }
+        Ok((buf.freeze(), held))
     };
     match tokio::time::timeout(BODY_TIMEOUT, read).await {
         Ok(r) => r,

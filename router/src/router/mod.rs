@@ -34,6 +34,8 @@ pub struct Config {
     pub static_file: Option<PathBuf>,
     /// Port of the sidecars' invoke endpoint on EE pods (cluster source).
     pub sidecar_port: u16,
+    /// Request payload bytes held at once, in MiB (see `Router::payload_budget`).
+    pub payload_budget_mib: usize,
 }
 
 impl Default for Config {
@@ -46,6 +48,7 @@ impl Default for Config {
             retry_after_secs: 1,
             static_file: None,
             sidecar_port: 9000,
+            payload_budget_mib: 512,
         }
     }
 }
@@ -84,6 +87,16 @@ impl Config {
                         .map_err(|_| Error::Config(format!("--retry-after {v}: not seconds")))?;
                 }
                 "--static" => c.static_file = Some(PathBuf::from(value()?)),
+                "--payload-budget-mib" => {
+                    let v = value()?;
+                    c.payload_budget_mib = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (7..=1 << 20).contains(n))
+                        .ok_or_else(|| {
+                            Error::Config(format!("--payload-budget-mib {v}: need 7 to 1048576"))
+                        })?;
+                }
                 "--sidecar-port" => {
                     let v = value()?;
                     c.sidecar_port = v
@@ -102,6 +115,9 @@ pub struct Router {
     catalog: RwLock<Arc<Catalog>>,
     pub client: Client<HttpConnector, Full<Bytes>>,
     pub metrics: metrics::Metrics,
+    /// Bytes of request payload the router may hold at once (one permit per byte), so a flood of
+    /// large requests cannot exhaust memory.
+    pub payload_budget: Arc<tokio::sync::Semaphore>,
 }
 
 /// How long an idle pooled connection to a sidecar is kept: shorter than the sidecar's own idle
@@ -118,7 +134,9 @@ impl Router {
             .pool_timer(TokioTimer::new())
             .pool_max_idle_per_host(1024)
             .build(connector);
+        let budget = config.payload_budget_mib * 1024 * 1024;
         Ok(Router {
+            payload_budget: Arc::new(tokio::sync::Semaphore::new(budget)),
             config,
             catalog: RwLock::new(Arc::new(Catalog::default())),
             client,

@@ -127,6 +127,16 @@ pub struct RouterProc {
 
 /// Start a router on a static catalog listing `endpoints` as version 1 of `default/hello`.
 pub fn start_router(name: &str, endpoints: &[u16], timeout_s: f64) -> RouterProc {
+    start_router_with(name, endpoints, timeout_s, &[])
+}
+
+/// [`start_router`] with extra command-line flags.
+pub fn start_router_with(
+    name: &str,
+    endpoints: &[u16],
+    timeout_s: f64,
+    extra: &[&str],
+) -> RouterProc {
     let port = free_port();
     let dir = std::env::temp_dir().join("lmi-router-tests");
     std::fs::create_dir_all(&dir).expect("dir");
@@ -147,6 +157,7 @@ pub fn start_router(name: &str, endpoints: &[u16], timeout_s: f64) -> RouterProc
     let child = Command::new(env!("CARGO_BIN_EXE_lmi-router"))
         .args(["--static", &catalog.display().to_string()])
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
