@@ -88,3 +88,21 @@ impl Context {
         }
     }
 }
+
+/// Writes `status` with server-side apply under the operator's field manager: a field the new
+/// status leaves out (a cleared reason code, say) is removed, which a merge patch would keep.
+pub async fn apply_status<K, S>(api: &kube::Api<K>, name: &str, status: &S) -> kube::Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: serde::Serialize,
+{
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    let params = kube::api::PatchParams::apply(FIELD_MANAGER).force();
+    api.patch_status(name, &params, &kube::api::Patch::Apply(&body))
+        .await
+        .map(|_| ())
+}

@@ -26,6 +26,8 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("configuration: {0}")]
     Config(String),
+    #[error("watch caches: {0}")]
+    WatchNotReady(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

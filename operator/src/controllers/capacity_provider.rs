@@ -79,10 +79,16 @@ fn now() -> i64 {
 
 /// Observe -> plan -> apply -> status.
 async fn apply(cp: &CapacityProvider, ctx: &Context) -> Result<Action> {
-    ctx.stores
-        .ready()
-        .await
-        .map_err(|e| Error::Finalizer(format!("watch ended: {e}")))?;
+    // Plan only on complete caches; a watch that cannot list is an error to retry, not a hang.
+    match tokio::time::timeout(Duration::from_secs(30), ctx.stores.ready()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(Error::WatchNotReady(format!("a watch ended: {e}"))),
+        Err(_) => {
+            return Err(Error::Config(
+                "the watch caches are not filled after 30 s".to_string(),
+            ));
+        }
+    }
     let karpenter = cp.spec.provisioning.mode == ProvisioningMode::Karpenter;
     if karpenter {
         let class = node_class(cp, &ctx.settings.cluster_name, &ctx.settings.ami_alias);
@@ -360,12 +366,7 @@ async fn write_version_status(
     }
     let api: Api<FunctionVersion> =
         Api::namespaced(ctx.client.clone(), &version.namespace().unwrap_or_default());
-    api.patch_status(
-        &version.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": status})),
-    )
-    .await?;
+    crate::context::apply_status(&api, &version.name_any(), &status).await?;
     if current.state != status.state || current.state_reason_code != status.state_reason_code {
         let warning = matches!(state.state, State::Failed) || state.reason_code.is_some();
         let reason = state
@@ -475,12 +476,7 @@ async fn patch_status_if_changed(
         return Ok(());
     }
     let api: Api<CapacityProvider> = Api::all(ctx.client.clone());
-    api.patch_status(
-        &cp.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": status})),
-    )
-    .await?;
+    crate::context::apply_status(&api, &cp.name_any(), &status).await?;
     if current.state != status.state {
         let state = format!("{:?}", status.state.unwrap_or_default());
         let note = status

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use lmi_crds::capacity_provider::ProvisioningMode;
@@ -16,7 +16,6 @@ use lmi_crds::rules::{self, scaling_for_new_version};
 use lmi_crds::{
     CapacityProvider, Function, FunctionStatus, FunctionVersion, FunctionVersionSpec, State,
 };
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::conditions;
@@ -188,12 +187,7 @@ async fn reconcile_inner(function: &Function, ctx: &Context) -> Result<Action> {
         && conditions::same(&current.conditions, &status.conditions);
     if !unchanged {
         let api: Api<Function> = Api::namespaced(ctx.client.clone(), &namespace);
-        api.patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": status})),
-        )
-        .await?;
+        crate::context::apply_status(&api, &name, &status).await?;
         let old_problem = current
             .conditions
             .iter()

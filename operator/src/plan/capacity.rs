@@ -38,6 +38,8 @@ pub enum Waiting {
     VcpuLimitExceeded { limit: u32 },
     /// No node has room and none can be launched (Static mode, or no instance type fits).
     InsufficientCapacity(String),
+    /// Karpenter has not resolved the subnets' zones yet, so nothing can be launched yet.
+    ZonesUnknown,
 }
 
 /// The outcome for one version.
@@ -309,9 +311,12 @@ fn plan_version(
         order.sort();
         let Some((_, preferred)) = order.first().cloned() else {
             outcome.unplaced += 1;
-            outcome.waiting = Some(Waiting::InsufficientCapacity(
-                "the capacity provider has no nodes and no zones to launch into".to_string(),
-            ));
+            outcome.waiting = Some(match snapshot.provisioner {
+                Provisioner::Karpenter { .. } => Waiting::ZonesUnknown,
+                Provisioner::Static => Waiting::InsufficientCapacity(
+                    "the capacity provider's node selector picks no schedulable node".to_string(),
+                ),
+            });
             continue;
         };
         // Until the version's first EEs cover as many zones as its minimum allows, Karpenter mode

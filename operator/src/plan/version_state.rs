@@ -76,6 +76,11 @@ pub fn version_state(
             ),
         ),
         Some(Waiting::InsufficientCapacity(why)) => (Some("InsufficientCapacity"), why.clone()),
+        Some(Waiting::ZonesUnknown) => (
+            None,
+            "waiting for Karpenter to resolve the capacity provider's subnets and zones"
+                .to_string(),
+        ),
         Some(Waiting::Launching) => (
             None,
             format!(
