@@ -84,10 +84,13 @@ impl Tracked {
         let proc_dir = PathBuf::from(format!("/proc/{}", self.pid));
         // /proc/<pid>/exe names the executable even while a fresh process still has an empty
         // cmdline (seen right after exec of a large binary); " (deleted)" when it was rebuilt since.
+        // The link is the canonical path (`/bin/sleep` shows as `/usr/bin/sleep`).
+        let binary = std::fs::canonicalize(&self.binary).unwrap_or_else(|_| self.binary.clone());
         let exe_matches = std::fs::read_link(proc_dir.join("exe")).is_ok_and(|exe| {
-            exe == self.binary
+            exe == binary
+                || exe == self.binary
                 || exe.as_os_str().as_encoded_bytes()
-                    == format!("{} (deleted)", self.binary.display()).as_bytes()
+                    == format!("{} (deleted)", binary.display()).as_bytes()
         });
         let argv0_matches = std::fs::read(proc_dir.join("cmdline")).is_ok_and(|cmdline| {
             cmdline.split(|b| *b == 0).next() == Some(self.binary.as_os_str().as_encoded_bytes())
@@ -158,7 +161,8 @@ mod tests {
     async fn a_spawned_process_is_running_until_stopped() -> Result<()> {
         let dir = std::env::temp_dir().join(format!("lmi-process-test-{}", std::process::id()));
         let sleep = Path::new("/bin/sleep");
-        for _ in 0..20 {
+        // Many rounds: the check right after spawn once lost a race with exec.
+        for _ in 0..200 {
             let tracked = spawn(
                 "sleeper",
                 sleep,
