@@ -47,7 +47,7 @@ fn venv() -> PathBuf {
 }
 
 fn here() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python")
+    manifest_dir().join("tests/python")
 }
 
 fn python_ee(venv: &Path, name: &str, max: usize, timeout_s: f64) -> Ee {

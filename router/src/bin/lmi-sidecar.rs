@@ -22,10 +22,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // LMI_SIDECAR_THREADS=1: a single-threaded runtime (one EE's traffic rarely needs more, and it
+    // saves cross-thread wake-ups); otherwise tokio's default (TOKIO_WORKER_THREADS or one per core).
+    let single = std::env::var("LMI_SIDECAR_THREADS").is_ok_and(|v| v == "1");
+    let mut builder = if single {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("lmi-sidecar: cannot start the async runtime: {e}");

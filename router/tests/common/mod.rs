@@ -8,6 +8,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The package directory. Taken from the environment cargo sets when it runs the test, not the
+/// one compiled in: a test binary built from another checkout sharing the target directory (same
+/// hash) would otherwise look for files there.
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -32,7 +41,7 @@ pub fn example(name: &str) -> PathBuf {
         p.display()
     );
     // `cargo test --test X` does not rebuild examples: refuse to test against a stale one.
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.rs"));
+    let src = manifest_dir().join(format!("examples/{name}.rs"));
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     assert!(
         modified(&p) >= modified(&src),
