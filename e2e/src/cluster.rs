@@ -435,5 +435,8 @@ fn kwok_args(kubeconfig: &Path, config: &Path) -> Vec<String> {
             KWOK_NODE_ANNOTATION.0, KWOK_NODE_ANNOTATION.1
         ),
         format!("--server-address=127.0.0.1:{}", ports::KWOK),
+        // kwok renews a Lease per node, the heartbeat the node-lifecycle controller watches:
+        // without it every kwok node turns Unknown after the grace period and its pods NotReady.
+        "--node-lease-duration-seconds=40".into(),
     ]
 }
