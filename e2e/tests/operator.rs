@@ -102,22 +102,43 @@ where
     F: FnOnce(TestEnv, String) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
+    scenario_with(test, TestUtilization::default(), body).await
+}
+
+/// [`scenario`] with the utilization the operator's autoscaler reads.
+async fn scenario_with<F, Fut>(test: &'static str, load: TestUtilization, body: F) -> Result<()>
+where
+    F: FnOnce(TestEnv, String) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
     let _one_operator = exclusive().await;
     with_namespace(test, |env| async move {
         prepare(&env.client).await?;
         let cp = cp_name(&env, test);
-        let operator = start_operator(env.client.clone(), test_settings())?;
+        let operator = start_operator_with(env.client.clone(), test_settings(), Arc::new(load))?;
         let cloud = start_cloud(env.client.clone(), SimCloud::default());
         let outcome = body(env.clone(), cp.clone()).await;
-        let cleaned = tear_down(&env.client, &env.namespace, &cp).await;
-        operator.abort();
-        cloud.abort();
-        if cleaned.is_err() {
-            force_remove(&env.client, &cp).await;
-        }
-        outcome.and(cleaned)
+        finish(&env, &cp, outcome, [operator, cloud]).await
     })
     .await
+}
+
+/// Deletes the test's functions and capacity provider while the operator still runs, then stops
+/// the operator and the cloud; a provider that could not be deleted loses its finalizer.
+async fn finish(
+    env: &TestEnv,
+    cp: &str,
+    outcome: Result<()>,
+    tasks: [tokio::task::JoinHandle<()>; 2],
+) -> Result<()> {
+    let cleaned = tear_down(&env.client, &env.namespace, cp).await;
+    for task in tasks {
+        task.abort();
+    }
+    if cleaned.is_err() {
+        force_remove(&env.client, cp).await;
+    }
+    outcome.and(cleaned)
 }
 
 #[tokio::test]
@@ -378,13 +399,7 @@ async fn killing_the_operator_mid_reconcile_leaves_no_duplicates() -> Result<()>
             Ok(())
         }
         .await;
-        let cleaned = tear_down(&client, &ns, &cp).await;
-        operator.abort();
-        cloud.abort();
-        if cleaned.is_err() {
-            force_remove(&client, &cp).await;
-        }
-        outcome.and(cleaned)
+        finish(&env, &cp, outcome, [operator, cloud]).await
     })
     .await
 }
@@ -431,65 +446,49 @@ async fn a_missing_capacity_provider_is_a_condition_and_an_event() -> Result<()>
 
 #[tokio::test]
 async fn cpu_above_the_band_adds_ees_and_they_return_to_min_when_load_stops() -> Result<()> {
-    let _one_operator = exclusive().await;
-    with_namespace("autoscale", |env| async move {
-        prepare(&env.client).await?;
+    let load = TestUtilization::default();
+    scenario_with("autoscale", load.clone(), |env, cp| async move {
         let (client, ns) = (env.client.clone(), env.namespace.clone());
-        let cp = cp_name(&env, "autoscale");
-        let load = TestUtilization::default();
-        let operator =
-            start_operator_with(client.clone(), test_settings(), Arc::new(load.clone()))?;
-        let cloud = start_cloud(client.clone(), SimCloud::default());
-        let outcome = async {
-            // Manual target 50%: the band is 40-60.
-            let mut manifest = provider(&cp, 400, &["c7g.2xlarge"]);
-            manifest["spec"]["scalingConfig"] =
-                json!({"maxVCpuCount": 400, "scalingMode": "Manual", "targetCpuUtilization": 50});
-            create(&Api::<CapacityProvider>::all(client.clone()), manifest).await?;
-            let mut f = function("busy", &ns, &cp, 2);
-            f["spec"]["scalingConfig"] =
-                json!({"minExecutionEnvironments": 2, "maxExecutionEnvironments": 10});
-            create(&Api::<Function>::namespaced(client.clone(), &ns), f).await?;
-            wait_state(&client, &ns, "busy-v1", "Active").await?;
-            let key = format!("{ns}/busy-v1");
+        // Manual target 50%: the band is 40-60.
+        let mut manifest = provider(&cp, 400, &["c7g.2xlarge"]);
+        manifest["spec"]["scalingConfig"] =
+            json!({"maxVCpuCount": 400, "scalingMode": "Manual", "targetCpuUtilization": 50});
+        create(&Api::<CapacityProvider>::all(client.clone()), manifest).await?;
+        let mut f = function("busy", &ns, &cp, 2);
+        f["spec"]["scalingConfig"] =
+            json!({"minExecutionEnvironments": 2, "maxExecutionEnvironments": 10});
+        create(&Api::<Function>::namespaced(client.clone(), &ns), f).await?;
+        wait_state(&client, &ns, "busy-v1", "Active").await?;
+        let key = format!("{ns}/busy-v1");
 
-            // In band: nothing changes.
-            load.set(&key, 55.0, 2);
-            tokio::time::sleep(Duration::from_secs(4)).await;
-            assert_eq!(
-                ees_of(&client, &ns, "busy", 1).await?.len(),
-                2,
-                "55% is inside 40-60"
-            );
+        // In band: nothing changes.
+        load.set(&key, 55.0, 2);
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(
+            ees_of(&client, &ns, "busy", 1).await?.len(),
+            2,
+            "55% is inside 40-60"
+        );
 
-            // 95% on 2 EEs at a 50% target wants ceil(2 x 95 / 50) = 4.
-            load.set(&key, 95.0, 4);
-            eventually("four ready EEs", WAIT, || async {
-                let pods = ees_of(&client, &ns, "busy", 1).await?;
-                Ok((pods.len() == 4 && pods.iter().all(pod_ready)).then_some(()))
-            })
-            .await?;
-            let versions: Api<lmi_crds::FunctionVersion> = Api::namespaced(client.clone(), &ns);
-            let status = versions.get("busy-v1").await?.status.unwrap_or_default();
-            assert_eq!(status.target_cpu_utilization, Some(50));
-            assert_eq!(status.desired_execution_environments, Some(4));
+        // 95% on 2 EEs at a 50% target wants ceil(2 x 95 / 50) = 4.
+        load.set(&key, 95.0, 4);
+        eventually("four ready EEs", WAIT, || async {
+            let pods = ees_of(&client, &ns, "busy", 1).await?;
+            Ok((pods.len() == 4 && pods.iter().all(pod_ready)).then_some(()))
+        })
+        .await?;
+        let versions: Api<lmi_crds::FunctionVersion> = Api::namespaced(client.clone(), &ns);
+        let status = versions.get("busy-v1").await?.status.unwrap_or_default();
+        assert_eq!(status.target_cpu_utilization, Some(50));
+        assert_eq!(status.desired_execution_environments, Some(4));
 
-            // The load stops: after the stabilization window the EEs go back to min.
-            load.set(&key, 2.0, 0);
-            eventually("back to min (2 EEs)", Duration::from_secs(150), || async {
-                Ok((ees_of(&client, &ns, "busy", 1).await?.len() == 2).then_some(()))
-            })
-            .await?;
-            Ok(())
-        }
-        .await;
-        let cleaned = tear_down(&client, &ns, &cp).await;
-        operator.abort();
-        cloud.abort();
-        if cleaned.is_err() {
-            force_remove(&client, &cp).await;
-        }
-        outcome.and(cleaned)
+        // The load stops: after the stabilization window the EEs go back to min.
+        load.set(&key, 2.0, 0);
+        eventually("back to min (2 EEs)", Duration::from_secs(150), || async {
+            Ok((ees_of(&client, &ns, "busy", 1).await?.len() == 2).then_some(()))
+        })
+        .await?;
+        Ok(())
     })
     .await
 }
