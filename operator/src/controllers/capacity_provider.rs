@@ -108,13 +108,18 @@ async fn apply(cp: &CapacityProvider, ctx: &Context) -> Result<Action> {
     write_version_statuses(ctx, &observed, &plan, &scaling).await?;
     write_status(cp, ctx, &observed, &plan, &scaling).await?;
 
-    let next = if plan.mark_claims.iter().any(|(_, since)| since.is_some())
+    // While something waits (EEs without a node, zones not resolved yet) plan again soon, besides
+    // the watches; an empty instance is looked at again when its cool-down may have passed.
+    let waiting = !observed.zones_known || plan.versions.values().any(|v| v.unplaced > 0);
+    let cooling = plan.mark_claims.iter().any(|(_, since)| since.is_some())
         || observed
             .snapshot
             .claims
             .iter()
-            .any(|c| c.empty_since.is_some())
-    {
+            .any(|c| c.empty_since.is_some());
+    let next = if waiting {
+        ctx.settings.resync.min(Duration::from_secs(2))
+    } else if cooling {
         ctx.settings
             .empty_claim_cooldown
             .min(ctx.settings.resync)

@@ -18,7 +18,13 @@ use crate::plan::ee_pod::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::settings::Settings;
 use crate::utilization::UtilizationSource;
 
-/// A reflected watch: its store, and the stream that keeps the store current.
+/// A reflected watch: its store, kept current by a task of its own, and a stream of the objects
+/// it sees, for the controller's triggers.
+///
+/// The store must not depend on the controller polling its triggers: the controller holds back
+/// triggers for an object it is reconciling, and the planner waits for complete stores inside
+/// that reconcile; were the reflector driven by the trigger stream, the two would wait on each
+/// other. The task ends when the controller drops the trigger stream.
 fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
@@ -36,10 +42,31 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config))
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let reflected = reflector::reflector(writer, watcher(api, config))
         .default_backoff()
         .touched_objects();
-    (reader, stream)
+    tokio::spawn(async move {
+        let mut reflected = std::pin::pin!(reflected);
+        loop {
+            tokio::select! {
+                item = reflected.next() => match item {
+                    Some(Ok(object)) => {
+                        if tx.send(object).is_err() {
+                            return;
+                        }
+                    }
+                    Some(Err(e)) => tracing::debug!(error = %e, "watch error (retrying)"),
+                    None => return,
+                },
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    let triggers = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|object| (Ok(object), rx))
+    });
+    (reader, triggers)
 }
 
 /// Runs the controllers until `shutdown` resolves.
