@@ -230,21 +230,7 @@ impl GoBuild {
     }
 
     async fn go(&self, dir: &Path, log: &Path, args: &[&str]) -> Result<()> {
-        logs::append_line(log, &format!("$ go {}", args.join(" ")))?;
-        let status = Command::new("go")
-            .args(args)
-            .current_dir(dir)
-            // -trimpath keeps paths of this machine out of the binaries; GOTOOLCHAIN=local makes
-            // a too-old Go fail clearly instead of trying to download a newer toolchain.
-            .env("GOFLAGS", "-trimpath -buildvcs=false")
-            .env("GOTOOLCHAIN", "local")
-            .env("CGO_ENABLED", "0")
-            .stdin(std::process::Stdio::null())
-            .stdout(logs::append(log)?)
-            .stderr(logs::append(log)?)
-            .status()
-            .await
-            .map_err(|_| Error::GoMissing(versions::GO_DIRECTIVE))?;
+        let status = go_status(dir, log, args).await?;
         if status.success() {
             Ok(())
         } else {
@@ -337,6 +323,30 @@ fn render_kubernetes_go_mod(staging: &[String]) -> String {
     }
     out.push_str(")\n");
     out
+}
+
+/// Runs `go ARGS` in `dir`, its output appended to `log`: static, trimmed binaries, and no
+/// toolchain download. The exit status is the caller's to judge.
+pub(crate) async fn go_status(
+    dir: &Path,
+    log: &Path,
+    args: &[&str],
+) -> Result<std::process::ExitStatus> {
+    logs::append_line(log, &format!("$ go {}", args.join(" ")))?;
+    Command::new("go")
+        .args(args)
+        .current_dir(dir)
+        // -trimpath keeps paths of this machine out of the binaries; GOTOOLCHAIN=local makes a
+        // too-old Go fail clearly instead of trying to download a newer toolchain.
+        .env("GOFLAGS", "-trimpath -buildvcs=false")
+        .env("GOTOOLCHAIN", "local")
+        .env("CGO_ENABLED", "0")
+        .stdin(std::process::Stdio::null())
+        .stdout(logs::append(log)?)
+        .stderr(logs::append(log)?)
+        .status()
+        .await
+        .map_err(|_| Error::GoMissing(versions::GO_DIRECTIVE))
 }
 
 #[cfg(test)]

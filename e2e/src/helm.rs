@@ -172,19 +172,7 @@ async fn build(dir: &Path, log: &Path) -> Result<()> {
 
 /// `go ARGS` in `dir` with the flags of [`crate::gobuild`]: static, trimmed, no toolchain download.
 async fn go(dir: &Path, log: &Path, args: &[&str]) -> Result<()> {
-    logs::append_line(log, &format!("$ go {}", args.join(" ")))?;
-    let status = Command::new("go")
-        .args(args)
-        .current_dir(dir)
-        .env("GOFLAGS", "-trimpath -buildvcs=false")
-        .env("GOTOOLCHAIN", "local")
-        .env("CGO_ENABLED", "0")
-        .stdin(std::process::Stdio::null())
-        .stdout(logs::append(log)?)
-        .stderr(logs::append(log)?)
-        .status()
-        .await
-        .map_err(|_| Error::GoMissing(versions::GO_DIRECTIVE))?;
+    let status = crate::gobuild::go_status(dir, log, args).await?;
     if status.success() {
         Ok(())
     } else {

@@ -83,18 +83,23 @@ fn launch_all(s: &mut Snapshot, claims: &[crate::plan::NewClaim]) {
 
 fn run_ees(s: &mut Snapshot, plan: &crate::plan::CapacityPlan, ready: bool) {
     for e in &plan.create_ees {
-        s.ees.push(EeView {
-            namespace: "ns".into(),
-            name: e.name.clone(),
-            version_key: e.version_key.clone(),
-            node: Some(e.node.clone()),
-            cpu_millis: 1050,
-            memory_mib: 2112,
-            ready,
-            terminating: false,
-            finished: false,
-            init_failure: None,
-        });
+        s.ees.push(ee(&e.name, &e.version_key, &e.node, ready));
+    }
+}
+
+/// A running EE of the 1-vCPU shape (with its sidecar) on `node`.
+fn ee(name: &str, version_key: &str, node: &str, ready: bool) -> EeView {
+    EeView {
+        namespace: "ns".into(),
+        name: name.into(),
+        version_key: version_key.into(),
+        node: Some(node.into()),
+        cpu_millis: 1050,
+        memory_mib: 2112,
+        ready,
+        terminating: false,
+        finished: false,
+        init_failure: None,
     }
 }
 
@@ -327,18 +332,7 @@ fn terminating_ees_are_deactivating_until_gone() {
         memory_mib: 8000,
         schedulable: true,
     });
-    s.ees.push(EeView {
-        namespace: "ns".into(),
-        name: "v-v1-ee-0".into(),
-        version_key: "ns/v-v1".into(),
-        node: Some("n".into()),
-        cpu_millis: 1050,
-        memory_mib: 2112,
-        ready: true,
-        terminating: false,
-        finished: false,
-        init_failure: None,
-    });
+    s.ees.push(ee("v-v1-ee-0", "ns/v-v1", "n", true));
     let plan = plan_capacity(&s);
     let v = &plan.versions["ns/v-v1"];
     // The one EE is planned away, so nothing live remains in the plan's view.
@@ -393,16 +387,8 @@ fn ended_ees_are_replaced_and_init_failures_fail_a_new_version() {
         schedulable: true,
     });
     s.ees.push(EeView {
-        namespace: "ns".into(),
-        name: "v-v1-ee-0".into(),
-        version_key: "ns/v-v1".into(),
-        node: Some("n".into()),
-        cpu_millis: 1050,
-        memory_mib: 2112,
-        ready: false,
-        terminating: false,
         finished: true,
-        init_failure: None,
+        ..ee("v-v1-ee-0", "ns/v-v1", "n", false)
     });
     let plan = plan_capacity(&s);
     assert_eq!(
