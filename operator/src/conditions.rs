@@ -31,15 +31,3 @@ pub fn set(
     conditions.push(condition);
     conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
 }
-
-/// Compares two condition lists ignoring transition times (to skip no-op status writes).
-pub fn same(a: &[Condition], b: &[Condition]) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| {
-            x.type_ == y.type_
-                && x.status == y.status
-                && x.reason == y.reason
-                && x.message == y.message
-                && x.observed_generation == y.observed_generation
-        })
-}

@@ -275,27 +275,27 @@ async fn bench() -> Result<()> {
         || async { Ok(namespaces.get_opt(NAMESPACE).await?.is_none().then_some(())) },
     )
     .await?;
-    for cp in cps
-        .list(&ListParams::default())
-        .await?
-        .items
-        .iter()
-        .filter(|c| c.name_any().starts_with("bench-"))
-    {
-        let _ = cps.delete(&cp.name_any(), &DeleteParams::default()).await;
+    for cp in bench_providers(&cps).await? {
+        let _ = cps.delete(&cp, &DeleteParams::default()).await;
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
     drop(operator);
     cloud.abort();
-    for cp in cps
+    for cp in bench_providers(&cps).await? {
+        force_remove(&client, &cp).await;
+    }
+    println!("operator log: {}", log.display());
+    Ok(())
+}
+
+/// Names of the capacity providers this benchmark created.
+async fn bench_providers(cps: &Api<CapacityProvider>) -> Result<Vec<String>> {
+    Ok(cps
         .list(&ListParams::default())
         .await?
         .items
         .iter()
-        .filter(|c| c.name_any().starts_with("bench-"))
-    {
-        force_remove(&client, &cp.name_any()).await;
-    }
-    println!("operator log: {}", log.display());
-    Ok(())
+        .map(|c| c.name_any())
+        .filter(|name| name.starts_with("bench-"))
+        .collect())
 }

@@ -357,15 +357,9 @@ async fn write_version_status(
         target_cpu_utilization: scaling.map(|s| percent(s.target_percent)),
         conditions,
     };
-    let unchanged = current.state == status.state
-        && current.state_reason_code == status.state_reason_code
-        && current.state_reason == status.state_reason
-        && current.observed_generation == status.observed_generation
-        && current.desired_execution_environments == status.desired_execution_environments
-        && current.ready_execution_environments == status.ready_execution_environments
-        && current.cpu_utilization == status.cpu_utilization
-        && current.target_cpu_utilization == status.target_cpu_utilization
-        && conditions::same(&current.conditions, &status.conditions);
+    // conditions::set keeps a condition's transition time while its status holds, so an
+    // unchanged status compares equal and costs no write.
+    let unchanged = current == status;
     if unchanged {
         return Ok(());
     }
@@ -469,14 +463,9 @@ async fn patch_status_if_changed(
     current: &CapacityProviderStatus,
     status: CapacityProviderStatus,
 ) -> Result<()> {
-    let unchanged = current.state == status.state
-        && current.observed_generation == status.observed_generation
-        && current.v_cpu_allocated == status.v_cpu_allocated
-        && current.v_cpu_limit == status.v_cpu_limit
-        && current.instance_count == status.instance_count
-        && current.cpu_utilization == status.cpu_utilization
-        && current.attached_function_versions == status.attached_function_versions
-        && conditions::same(&current.conditions, &status.conditions);
+    // conditions::set keeps a condition's transition time while its status holds, so an
+    // unchanged status compares equal and costs no write.
+    let unchanged = *current == status;
     if unchanged {
         return Ok(());
     }
@@ -522,7 +511,7 @@ async fn cleanup(cp: &CapacityProvider, ctx: &Context) -> Result<Action> {
             reason.clone(),
             cp.metadata.generation,
         );
-        if !conditions::same(&current.conditions, &status.conditions) {
+        if current.conditions != status.conditions {
             ctx.event(cp, true, "DeletionBlocked", reason.clone()).await;
         }
         patch_status_if_changed(cp, ctx, &current, status).await?;

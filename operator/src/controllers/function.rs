@@ -180,11 +180,9 @@ async fn reconcile_inner(function: &Function, ctx: &Context) -> Result<Action> {
         config_sha256: Some(sha),
         conditions,
     };
-    let unchanged = current.state == status.state
-        && current.observed_generation == status.observed_generation
-        && current.latest_published_version == status.latest_published_version
-        && current.config_sha256 == status.config_sha256
-        && conditions::same(&current.conditions, &status.conditions);
+    // conditions::set keeps a condition's transition time while its status holds, so an
+    // unchanged status compares equal and costs no write.
+    let unchanged = current == status;
     if !unchanged {
         let api: Api<Function> = Api::namespaced(ctx.client.clone(), &namespace);
         crate::context::apply_status(&api, &name, &status).await?;
