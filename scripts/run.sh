@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The README's main command. With no KUBECONFIG it brings up the local cluster (lmi-dev), with
-# the simulated cloud standing in for EC2 and Karpenter; then it runs the operator, applies the
-# example capacity provider and function, and waits until the published version is Active.
+# The README's main command. With no KUBECONFIG it brings up the local cluster (lmi-dev): the
+# control plane, one real node (containerd and a kubelet) with the images built here, and the
+# simulated cloud standing in for EC2 and Karpenter. Then it runs the operator and the router,
+# applies the example capacity provider and function, waits until the published version is
+# Active, and invokes it once with the AWS CLI.
 #
-#   bash scripts/run.sh          # start (idempotent) and show what runs
-#   bash scripts/run.sh down     # stop the operator and the simulated cloud (and the local cluster)
+#   bash scripts/run.sh          # start (idempotent), invoke, and show what runs
+#   bash scripts/run.sh down     # stop the router, the operator, the simulated cloud (and the local cluster)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lmi/target}"
@@ -25,6 +27,7 @@ running() {
 }
 
 if [ "${1:-}" = "down" ]; then
+    stop lmi-router
     stop lmi-operator
     stop lmi-simcloud
     if [ -z "${KUBECONFIG:-}" ]; then
@@ -35,13 +38,16 @@ if [ "${1:-}" = "down" ]; then
     exit 0
 fi
 
-echo "== building the operator and the local tools"
-cargo build --quiet -p lmi-operator -p lmi-e2e --bins
+ROUTER_ADDR=127.0.0.1:18080
+FUNCTION=hello-python
+
+echo "== building the operator, the router and the local tools"
+cargo build --quiet --locked -p lmi-operator -p lmi-router -p lmi-e2e --bins
 
 LOCAL=0
 if [ -z "${KUBECONFIG:-}" ]; then
     LOCAL=1
-    echo "== no KUBECONFIG: starting the local cluster (the first time builds Kubernetes from its Go modules)"
+    echo "== no KUBECONFIG: starting the local cluster (the first time builds Kubernetes from its Go modules and the images)"
     "$BIN/lmi-dev" up
     eval "$("$BIN/lmi-dev" env)"
 else
@@ -61,33 +67,57 @@ if ! running lmi-operator; then
     echo $! >"$RUN_DIR/lmi-operator.pid"
 fi
 
-echo "== waiting for Karpenter's CRDs"
-for _ in $(seq 1 120); do
-    kubectl get crd nodeclaims.karpenter.sh >/dev/null 2>&1 && break
-    sleep 1
-done
+if ! running lmi-router; then
+    echo "== starting the router on $ROUTER_ADDR (log: $RUN_DIR/lmi-router.log)"
+    nohup "$BIN/lmi-router" --listen "$ROUTER_ADDR" >"$RUN_DIR/lmi-router.log" 2>&1 &
+    echo $! >"$RUN_DIR/lmi-router.pid"
+fi
 
-echo "== applying the example capacity provider and function"
-kubectl apply -f examples/capacity-provider-karpenter.yaml -f examples/function.yaml
+echo "== applying the example capacity provider and function (the local node's Static provider)"
+kubectl apply -f examples/capacity-provider-static.yaml -f examples/function-local.yaml
 
-echo "== waiting for version 1 of function hello to be Active"
+echo "== waiting for version 1 of function $FUNCTION to be Active"
+state=""
 for _ in $(seq 1 180); do
-    state=$(kubectl get fv hello-v1 -o jsonpath='{.status.state}' 2>/dev/null || true)
+    state=$(kubectl get fv "$FUNCTION-v1" -o jsonpath='{.status.state}' 2>/dev/null || true)
     [ "$state" = "Active" ] && break
     sleep 1
 done
 kubectl get lmi
-kubectl get nodeclaims,nodes -l lmi.dev/capacity-provider=default
-kubectl get pods -l lmi.dev/function=hello -o wide
+kubectl get pods -l "lmi.dev/function=$FUNCTION" -o wide
 if [ "$state" != "Active" ]; then
-    echo "version hello-v1 is ${state:-not there}: see $RUN_DIR/lmi-operator.log" >&2
+    echo "version $FUNCTION-v1 is ${state:-not there}: see $RUN_DIR/lmi-operator.log and kubectl describe fv $FUNCTION-v1" >&2
     exit 1
 fi
+
+echo "== the AWS CLI (from PyPI, in $HOME/.cache/lmi/venv)"
+VENV="$HOME/.cache/lmi/venv"
+if ! "$VENV/bin/python" -c 'import awscli' 2>/dev/null; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/python-clients.txt
+fi
+export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1
+INVOKE=("$VENV/bin/aws" lambda invoke --endpoint-url "http://$ROUTER_ADDR" --function-name "$FUNCTION" --payload '{"name": "world"}')
+
+echo "== invoking $FUNCTION: ${INVOKE[*]} out.json"
+OUT="$RUN_DIR/out.json"
+# The router's watch may see the Ready EE a moment after kubectl does.
+for attempt in $(seq 1 30); do
+    if "${INVOKE[@]}" "$OUT" && ! grep -q FunctionError "$OUT" 2>/dev/null; then
+        break
+    fi
+    [ "$attempt" = 30 ] && { echo "the invocation failed: see $RUN_DIR/lmi-router.log" >&2; exit 1; }
+    sleep 1
+done
+echo "== the function answered:"
+cat "$OUT"
+echo
 cat <<MSG
 
-The operator runs (log: $RUN_DIR/lmi-operator.log). Try:
+The operator and the router run (logs in $RUN_DIR). Invoke again with:
   $( [ "$LOCAL" = 1 ] && echo "eval \"\$($BIN/lmi-dev env)\"" )
-  kubectl patch fn hello --type merge -p '{"spec":{"scalingConfig":{"minExecutionEnvironments":5,"maxExecutionEnvironments":30}}}'
-  kubectl get lmi
+  export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1
+  $VENV/bin/aws lambda invoke --endpoint-url http://$ROUTER_ADDR --function-name $FUNCTION --payload '{"name": "you"}' out.json && cat out.json
+See what runs with: kubectl get lmi; kubectl get pods -o wide
 Stop everything with: bash scripts/run.sh down
 MSG

@@ -1,5 +1,6 @@
-//! `up`, `down` and `status` of the local control plane: etcd, kube-apiserver,
-//! kube-controller-manager, kube-scheduler and kwok, each a plain process on 127.0.0.1.
+//! `up`, `down` and `status` of the local cluster: etcd, kube-apiserver, kube-controller-manager,
+//! kube-scheduler and kwok, each a plain process on 127.0.0.1, plus one real node (containerd and
+//! a kubelet, see [`crate::node`]).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::gobuild::{self, Binaries};
 use crate::health;
 use crate::logs;
+use crate::node;
 use crate::paths::Paths;
 use crate::process::{self, Tracked};
 
@@ -33,12 +35,14 @@ pub mod ports {
 pub const KWOK_NODE_ANNOTATION: (&str, &str) = ("kwok.x-k8s.io/node", "fake");
 
 /// Components in start order; `down` stops them in reverse.
-pub const COMPONENTS: [&str; 5] = [
+pub const COMPONENTS: [&str; 7] = [
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
     "kwok",
+    "containerd",
+    "kubelet",
 ];
 
 /// How long one component may take to become healthy.
@@ -112,6 +116,10 @@ pub async fn up(paths: &Paths, options: &UpOptions) -> Result<Running> {
     }
     let client = crate::kubeconfig::client(&paths.kubeconfig()).await?;
     let crds = crds::install_dir(&client, &options.crd_dir).await?;
+    // Every `up`, not only the first: the images are keyed by content, so this rebuilds and
+    // re-imports only what changed since (a new sidecar build, an edited example function).
+    let images = crate::images::ensure_images(paths, &crate::harness::repo_root()).await?;
+    crate::images::import_all(&images, &node::containerd_address()).await?;
     info!(
         seconds = started.elapsed().as_secs_f32(),
         kubeconfig = %paths.kubeconfig().display(),
@@ -139,6 +147,10 @@ pub async fn down(paths: &Paths) -> Result<()> {
 async fn stop_all(paths: &Paths) {
     let pid_dir = paths.pid_dir();
     for component in COMPONENTS.iter().rev() {
+        if *component == "containerd" {
+            // The kubelet is gone by now; the containers it started would outlive containerd.
+            node::kill_containers().await;
+        }
         if let Some(tracked) = process::tracked(&pid_dir, component) {
             tracked.stop(Duration::from_secs(15)).await;
             info!(component, pid = tracked.pid, "stopped");
@@ -266,7 +278,37 @@ async fn start_all(paths: &Paths, binaries: &Binaries) -> Result<()> {
         health::service_account_exists(&client, "default", "default")
     })
     .await?;
-    Ok(())
+    start_node(paths, binaries, &pki, &client).await
+}
+
+/// containerd and then the kubelet, until the node is Ready. (`up` imports the images next: the
+/// kubelet needs the pause image only once a pod comes.)
+async fn start_node(
+    paths: &Paths,
+    binaries: &Binaries,
+    pki: &Pki,
+    client: &kube::Client,
+) -> Result<()> {
+    node::ensure_host_packages(paths).await?;
+    let containerd_args = node::containerd_args(paths, crate::images::PAUSE_IMAGE)?;
+    let containerd = start(
+        paths,
+        "containerd",
+        &node::containerd_binary(),
+        containerd_args,
+    )?;
+    wait(&containerd, paths, node::containerd_ready).await?;
+    let kubelet = start(
+        paths,
+        "kubelet",
+        &binaries.kubelet,
+        node::kubelet_args(paths, &paths.kubeconfig(), &pki.ca_cert)?,
+    )?;
+    wait(&kubelet, paths, || {
+        health::http_ok(node::KUBELET_HEALTHZ_PORT, "/healthz")
+    })
+    .await?;
+    wait(&kubelet, paths, || node::node_ready(client)).await
 }
 
 fn start(paths: &Paths, component: &str, binary: &Path, args: Vec<String>) -> Result<Tracked> {

@@ -23,6 +23,8 @@ pub struct Binaries {
     pub kube_apiserver: PathBuf,
     pub kube_controller_manager: PathBuf,
     pub kube_scheduler: PathBuf,
+    /// The real node's agent (issue "A real node"): built with the control plane, same version.
+    pub kubelet: PathBuf,
     pub kwok: PathBuf,
 }
 
@@ -35,6 +37,7 @@ impl Binaries {
             kube_apiserver: k8s.join("kube-apiserver"),
             kube_controller_manager: k8s.join("kube-controller-manager"),
             kube_scheduler: k8s.join("kube-scheduler"),
+            kubelet: k8s.join("kubelet"),
             kwok: paths.kwok_dir().join("bin").join("kwok"),
         }
     }
@@ -45,6 +48,7 @@ impl Binaries {
             &self.kube_apiserver,
             &self.kube_controller_manager,
             &self.kube_scheduler,
+            &self.kubelet,
             &self.kwok,
         ]
         .iter()
@@ -125,6 +129,7 @@ fn builds(paths: &Paths) -> [GoBuild; 3] {
                 "kube-apiserver",
                 "kube-controller-manager",
                 "kube-scheduler",
+                "kubelet",
             ]
             .iter()
             .map(|c| format!("k8s.io/kubernetes/cmd/{c}"))
@@ -133,6 +138,7 @@ fn builds(paths: &Paths) -> [GoBuild; 3] {
                 "kube-apiserver",
                 "kube-controller-manager",
                 "kube-scheduler",
+                "kubelet",
             ],
             ldflags: kube_ldflags,
         },

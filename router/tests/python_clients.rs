@@ -11,7 +11,16 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-const PACKAGES: &[&str] = &["awslambdaric==4.2.2", "boto3", "awscli==1.46.3"];
+/// One list for the tests and the main job (`scripts/run.sh`).
+const REQUIREMENTS: &str = include_str!("../../scripts/python-clients.txt");
+
+fn packages() -> Vec<&'static str> {
+    REQUIREMENTS
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
 
 fn venv() -> PathBuf {
     let home = std::env::var("HOME").expect("HOME");
@@ -38,10 +47,10 @@ fn venv() -> PathBuf {
                 "--quiet",
                 "--disable-pip-version-check",
             ])
-            .args(PACKAGES)
+            .args(packages())
             .status()
             .is_ok_and(|s| s.success());
-        assert!(ok && ready(), "pip install {PACKAGES:?} failed");
+        assert!(ok && ready(), "pip install {:?} failed", packages());
     }
     dir
 }

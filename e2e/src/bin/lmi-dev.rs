@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use lmi_e2e::cluster::{self, UpOptions};
 use lmi_e2e::paths::Paths;
-use lmi_e2e::{Result, versions};
+use lmi_e2e::{Result, images, versions};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +34,19 @@ enum Command {
     Env,
     /// Only build the binaries for the pinned versions.
     Build,
+    /// Build the images and import them into the local node's containerd.
+    Images {
+        /// containerd's socket (default: the local node's).
+        #[arg(long)]
+        containerd: Option<PathBuf>,
+        /// Only build the image archives (under $LMI_CACHE_DIR/images/archives).
+        #[arg(long)]
+        no_import: bool,
+        /// The lmi workspace (for cargo and examples/functions); default: the one lmi-dev was
+        /// built from.
+        #[arg(long)]
+        workspace: Option<PathBuf>,
+    },
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -120,6 +133,29 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Build => {
             let binaries = lmi_e2e::gobuild::ensure_built(&paths).await?;
             eprintln!("binaries ready: {binaries:#?}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Images {
+            containerd,
+            no_import,
+            workspace,
+        } => {
+            let workspace = workspace.unwrap_or_else(lmi_e2e::harness::repo_root);
+            let built = images::ensure_images(&paths, &workspace).await?;
+            for image in &built {
+                println!(
+                    "{:<34} {} {} {}",
+                    image.name,
+                    if image.built { "built " } else { "reused" },
+                    image.manifest_digest,
+                    image.archive.display()
+                );
+            }
+            if !no_import {
+                let containerd = containerd.unwrap_or_else(lmi_e2e::node::containerd_address);
+                images::import_all(&built, &containerd).await?;
+                eprintln!("imported into {} (namespace k8s.io)", containerd.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

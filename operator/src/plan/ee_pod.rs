@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    HTTPGetAction, ObjectFieldSelector, Pod, PodSecurityContext, PodSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecurityContext, Toleration, Volume, VolumeMount,
+    HTTPGetAction, Lifecycle, LifecycleHandler, ObjectFieldSelector, Pod, PodSecurityContext,
+    PodSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Toleration, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -104,6 +105,19 @@ pub fn ee_pod(
         env: Some(function_env),
         resources: Some(guaranteed(&format!("{}", shape.vcpus), &function_memory)),
         security_context: Some(restricted(true)),
+        // On deletion the kubelet stops the function before its (native) sidecar: this hook holds
+        // the function's SIGTERM until the sidecar has drained, so no admitted invocation is cut.
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                http_get: Some(HTTPGetAction {
+                    path: Some("/drain".to_string()),
+                    port: IntOrString::Int(SIDECAR_PORT),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         volume_mounts: Some(vec![VolumeMount {
             name: "tmp".to_string(),
             mount_path: "/tmp".to_string(),
@@ -333,6 +347,10 @@ mod tests {
         assert_eq!(spec.node_name.as_deref(), Some("node-a"));
         assert_eq!(spec.share_process_namespace, Some(true));
         let function = &spec.containers[0];
+        let pre_stop = function.lifecycle.as_ref().unwrap().pre_stop.as_ref();
+        let drain = pre_stop.unwrap().http_get.as_ref().unwrap();
+        assert_eq!(drain.path.as_deref(), Some("/drain"));
+        assert_eq!(drain.port, IntOrString::Int(SIDECAR_PORT));
         let res = function.resources.as_ref().unwrap();
         assert_eq!(res.requests, res.limits);
         assert_eq!(res.limits.as_ref().unwrap()["cpu"], Quantity("2".into()));

@@ -104,10 +104,11 @@ fn is_ready(pod: &Pod) -> bool {
 
 /// Start the reflectors and keep the router's catalog in step with them. Returns once both have
 /// listed everything once (so the router does not answer 404 for functions it has not seen yet).
-pub async fn watch(router: Arc<Router>, sidecar_port: u16) -> Result<(), Error> {
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|e| Error::Kube(e.to_string()))?;
+pub async fn watch(
+    router: Arc<Router>,
+    client: kube::Client,
+    sidecar_port: u16,
+) -> Result<(), Error> {
     let changed = Arc::new(Notify::new());
     let versions: Store<FunctionVersion> = spawn_reflector(
         Api::all(client.clone()),

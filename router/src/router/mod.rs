@@ -163,27 +163,57 @@ impl Router {
     }
 }
 
-/// Run until SIGTERM/SIGINT.
-pub async fn run(config: Config) -> Result<(), Error> {
+/// A router serving the Invoke API.
+pub struct Started {
+    /// Where it listens (the port is the OS's pick when the configured one is 0).
+    pub addr: SocketAddr,
+    pub router: Arc<Router>,
+    /// The accept loop; abort it to stop serving.
+    pub server: tokio::task::JoinHandle<()>,
+}
+
+/// Loads the catalog (from the static file, else from the cluster of `client`, else of the
+/// in-cluster config or KUBECONFIG) and starts serving. Returns once the catalog is complete, so
+/// the router never answers 404 for a function it has not seen yet.
+pub async fn start(config: Config, client: Option<kube::Client>) -> Result<Started, Error> {
     let router = Arc::new(Router::new(config)?);
     match router.config.static_file.clone() {
         Some(path) => static_file::watch(router.clone(), path).await?,
-        None => cluster::watch(router.clone(), router.config.sidecar_port).await?,
+        None => {
+            let client = match client {
+                Some(client) => client,
+                None => kube::Client::try_default()
+                    .await
+                    .map_err(|e| Error::Kube(e.to_string()))?,
+            };
+            cluster::watch(router.clone(), client, router.config.sidecar_port).await?;
+        }
     }
     let listener = http_server::bind(router.config.listen_addr).await?;
-    tracing::info!(listen = %listener.local_addr()?, "router started");
+    let addr = listener.local_addr()?;
+    tracing::info!(listen = %addr, "router started");
     let r = router.clone();
     let server = tokio::spawn(http_server::serve(
         listener,
         Some(Duration::from_secs(30)),
         move |req| api::handle(r.clone(), req),
     ));
+    Ok(Started {
+        addr,
+        router,
+        server,
+    })
+}
+
+/// Run until SIGTERM/SIGINT.
+pub async fn run(config: Config) -> Result<(), Error> {
+    let started = start(config, None).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = term.recv() => {},
         _ = tokio::signal::ctrl_c() => {},
     }
-    server.abort();
+    started.server.abort();
     tracing::info!("router stopped");
     Ok(())
 }

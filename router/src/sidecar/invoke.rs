@@ -42,6 +42,21 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
             )
         }
         (&Method::GET, "/healthz") => json_response(StatusCode::OK, json!({"status": "ok"})),
+        // The function container's preStop hook: the kubelet sends the function SIGTERM only once
+        // this returns, so invocations admitted before the pod's deletion finish (a native
+        // sidecar itself is stopped only after the function container).
+        (&Method::GET, "/drain") => {
+            let drained = state.drain().await;
+            tracing::info!(
+                drained,
+                in_flight = state.in_flight(),
+                "drained for shutdown"
+            );
+            json_response(
+                StatusCode::OK,
+                json!({"drained": drained, "inFlight": state.in_flight()}),
+            )
+        }
         _ => json_response(StatusCode::NOT_FOUND, json!({"message": "not found"})),
     }
 }

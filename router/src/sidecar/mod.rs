@@ -86,13 +86,7 @@ pub async fn run(config: Config, command: Option<Vec<String>>) -> Result<(), Err
             }
         }
     }
-    state.start_draining();
-    // In-flight work ends by itself within the function timeout (the sidecar enforces it).
-    let grace = cfg.function_timeout + Duration::from_secs(1);
-    if tokio::time::timeout(grace, state.wait_idle())
-        .await
-        .is_err()
-    {
+    if !state.drain().await {
         tracing::warn!(in_flight = state.in_flight(), "drain grace period over");
     }
     if let Some(pgid) = pgid {

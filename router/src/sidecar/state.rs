@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -169,6 +169,15 @@ impl State {
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Release);
         self.metrics.ready.set(0);
+    }
+
+    /// Stops admitting and waits until nothing is in flight. In-flight work ends by itself within
+    /// the function timeout (the sidecar enforces it), so that plus a second bounds the wait.
+    /// Returns whether everything finished in time.
+    pub async fn drain(&self) -> bool {
+        self.start_draining();
+        let grace = self.config.function_timeout + Duration::from_secs(1);
+        tokio::time::timeout(grace, self.wait_idle()).await.is_ok()
     }
 
     /// Wait until nothing is in flight.

@@ -1,0 +1,326 @@
+//! End to end on the local cluster's real node (containerd and a kubelet, `e2e/src/node.rs`): the
+//! operator schedules a real execution environment (the sidecar image beside the Python function on
+//! awslambdaric) through the Static capacity provider `local`, and the router, watching the
+//! cluster, invokes it over the pod network. Both run in this test process against the cluster;
+//! the invocations are plain Invoke API requests, as the AWS SDKs send them.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use lmi_crds::{CapacityProvider, Function};
+use lmi_e2e::error::{Error, Result};
+use lmi_e2e::harness::{TestEnv, eventually, repo_root, with_namespace};
+use lmi_e2e::images::PYTHON_FUNCTION_IMAGE;
+use lmi_e2e::node::{NODE_CAPACITY_PROVIDER, NODE_NAME, NODE_POOL_LABEL};
+use lmi_e2e::operator_harness::{
+    create, ees_of, exclusive, force_remove, pod_ready, prepare, start_operator_with, tear_down,
+    test_settings, version_state,
+};
+use lmi_operator::utilization::HttpSource;
+use serde_json::{Value, json};
+
+/// Pulling nothing (the images are imported), a real EE starts in seconds; the first one after
+/// `up` may wait for the node's first CNI set-up.
+const WAIT: Duration = Duration::from_secs(120);
+
+/// The Static example provider the README's main job applies: the node is labelled and tainted
+/// for exactly it.
+fn provider() -> Result<Value> {
+    let path = repo_root().join("examples/capacity-provider-static.yaml");
+    let text = std::fs::read_to_string(&path).map_err(Error::io("reading", &path))?;
+    let manifest: Value = serde_yaml::from_str(&text)
+        .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+    assert_eq!(manifest["metadata"]["name"], NODE_CAPACITY_PROVIDER);
+    assert_eq!(
+        manifest["spec"]["provisioning"]["nodeSelector"][NODE_POOL_LABEL.0],
+        NODE_POOL_LABEL.1
+    );
+    Ok(manifest)
+}
+
+/// One EE of 1 vCPU and 2 GiB (the node has 2 cores), `concurrency` invocations at once.
+fn function(name: &str, namespace: &str, concurrency: u32, timeout: u32) -> Value {
+    json!({
+        "apiVersion": "lmi.dev/v1alpha1",
+        "kind": "Function",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "capacityProviderConfig": {
+                "capacityProviderName": NODE_CAPACITY_PROVIDER,
+                "executionEnvironmentMemoryGiBPerVCpu": 2,
+                "perExecutionEnvironmentMaxConcurrency": concurrency
+            },
+            "code": {"imageUri": PYTHON_FUNCTION_IMAGE},
+            "architecture": "x86_64",
+            "memorySize": 2048,
+            "timeout": timeout,
+            "publish": true,
+            "scalingConfig": {"minExecutionEnvironments": 1, "maxExecutionEnvironments": 1}
+        }
+    })
+}
+
+/// The operator and the router, running while `body` does; then the function and the provider
+/// are deleted while the operator still runs, so the node is empty for the next test.
+async fn on_the_real_node<F, Fut>(test: &'static str, body: F) -> Result<()>
+where
+    F: FnOnce(TestEnv, Invoker) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    // One operator at a time, and one EE fits the node: these tests run one after the other.
+    let _one_operator = exclusive().await;
+    with_namespace(test, |env| async move {
+        // The operator watches Karpenter's kinds too (for Karpenter-mode providers).
+        prepare(&env.client).await?;
+        let operator = start_operator_with(
+            env.client.clone(),
+            test_settings(),
+            Arc::new(HttpSource::new(Duration::from_secs(1))),
+        )?;
+        let outcome = async {
+            let cps: Api<CapacityProvider> = Api::all(env.client.clone());
+            cps.patch(
+                NODE_CAPACITY_PROVIDER,
+                &PatchParams::apply("lmi-e2e").force(),
+                &Patch::Apply(provider()?),
+            )
+            .await?;
+            let invoker = Invoker::start(env.client.clone(), &env.namespace).await?;
+            let result = body(env.clone(), invoker.clone()).await;
+            invoker.stop();
+            result
+        }
+        .await;
+        let cleaned = tear_down(&env.client, &env.namespace, NODE_CAPACITY_PROVIDER).await;
+        operator.abort();
+        if cleaned.is_err() {
+            force_remove(&env.client, NODE_CAPACITY_PROVIDER).await;
+        }
+        outcome.and(cleaned)
+    })
+    .await
+}
+
+/// Creates the function and waits until version 1 is Active with a Ready EE on the node.
+async fn publish(env: &TestEnv, name: &str, concurrency: u32, timeout: u32) -> Result<Pod> {
+    let functions: Api<Function> = Api::namespaced(env.client.clone(), &env.namespace);
+    create(
+        &functions,
+        function(name, &env.namespace, concurrency, timeout),
+    )
+    .await?;
+    let version = format!("{name}-v1");
+    eventually(&format!("{version} to be Active"), WAIT, || async {
+        Ok(version_state(&env.client, &env.namespace, &version)
+            .await?
+            .filter(|(state, _)| state == "Active"))
+    })
+    .await?;
+    let ee = eventually("a Ready EE", WAIT, || async {
+        Ok(ees_of(&env.client, &env.namespace, name, 1)
+            .await?
+            .into_iter()
+            .find(pod_ready))
+    })
+    .await?;
+    let node = ee.spec.as_ref().and_then(|s| s.node_name.clone());
+    assert_eq!(
+        node.as_deref(),
+        Some(NODE_NAME),
+        "the EE runs on the real node"
+    );
+    Ok(ee)
+}
+
+/// The router (in this process, watching the cluster) and an HTTP client calling it.
+#[derive(Clone)]
+struct Invoker {
+    base: String,
+    http: HttpClient<HttpConnector, Full<Bytes>>,
+    server: Arc<tokio::task::JoinHandle<()>>,
+}
+
+struct Answer {
+    status: u16,
+    /// `x-amzn-ErrorType`: the router's own errors (throttles, unknown functions).
+    error_type: Option<String>,
+    /// `X-Amz-Function-Error`: the function failed (status 200).
+    function_error: Option<String>,
+    body: Value,
+}
+
+impl Invoker {
+    async fn start(client: Client, namespace: &str) -> Result<Self> {
+        let config = lmi_router::router::Config {
+            listen_addr: ([127, 0, 0, 1], 0).into(),
+            default_namespace: namespace.to_string(),
+            ..Default::default()
+        };
+        let started = lmi_router::router::start(config, Some(client))
+            .await
+            .map_err(|e| Error::Other(format!("router: {e}")))?;
+        Ok(Invoker {
+            base: format!("http://{}", started.addr),
+            http: HttpClient::builder(TokioExecutor::new()).build_http(),
+            server: Arc::new(started.server),
+        })
+    }
+
+    fn stop(&self) {
+        self.server.abort();
+    }
+
+    async fn invoke(&self, function: &str, payload: Value) -> Result<Answer> {
+        let request = http::Request::post(format!(
+            "{}/2015-03-31/functions/{function}/invocations",
+            self.base
+        ))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(payload.to_string())))
+        .map_err(|e| Error::Other(format!("request: {e}")))?;
+        let response = self
+            .http
+            .request(request)
+            .await
+            .map_err(|e| Error::Other(format!("invoke {function}: {e}")))?;
+        let status = response.status().as_u16();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let error_type = header("x-amzn-errortype");
+        let function_error = header("x-amz-function-error");
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| Error::Other(format!("invoke {function}: {e}")))?
+            .to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(Answer {
+            status,
+            error_type,
+            function_error,
+            body,
+        })
+    }
+
+    /// Invokes until the router has seen the Ready EE (its watch may lag the test's by a moment).
+    async fn first_answer(&self, function: &str, payload: Value) -> Result<Answer> {
+        eventually("the router to route to the EE", WAIT, || async {
+            let answer = self.invoke(function, payload.clone()).await?;
+            Ok((answer.status == 200).then_some(answer))
+        })
+        .await
+    }
+}
+
+#[tokio::test]
+async fn a_published_function_answers_through_the_router() -> Result<()> {
+    on_the_real_node("real-node-answer", |env, invoker| async move {
+        let ee = publish(&env, "hello", 8, 10).await?;
+        let answer = invoker
+            .first_answer("hello", json!({"name": "e2e"}))
+            .await?;
+        assert_eq!(answer.body["message"], "Hello, e2e!", "{}", answer.body);
+        // The function runs in the EE pod (its HOSTNAME is the pod's name).
+        assert_eq!(answer.body["pod"], ee.name_any(), "{}", answer.body);
+
+        // A function error comes back as Lambda returns it: 200 with the error document.
+        let failed = invoker.invoke("hello", json!({"fail": "boom"})).await?;
+        assert_eq!(failed.status, 200);
+        assert_eq!(failed.body["errorMessage"], "boom", "{}", failed.body);
+        assert_eq!(failed.body["errorType"], "RuntimeError", "{}", failed.body);
+        assert_eq!(failed.function_error.as_deref(), Some("Unhandled"));
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn invocations_beyond_the_ees_limit_are_throttled() -> Result<()> {
+    on_the_real_node("real-node-throttle", |env, invoker| async move {
+        publish(&env, "busy", 2, 10).await?;
+        invoker.first_answer("busy", json!({})).await?;
+        // Four at once, each holding its slot for 3 s: the EE admits its 2, refuses the rest, and
+        // with no other EE to try the router throttles them.
+        let calls = (0..4).map(|_| invoker.invoke("busy", json!({"sleepMs": 3000})));
+        let answers = futures::future::try_join_all(calls).await?;
+        let ok = answers.iter().filter(|a| a.status == 200).count();
+        let throttled: Vec<&Answer> = answers.iter().filter(|a| a.status == 429).collect();
+        assert_eq!(ok, 2, "two admitted");
+        assert_eq!(throttled.len(), 2, "two throttled");
+        for t in throttled {
+            assert_eq!(t.error_type.as_deref(), Some("TooManyRequestsException"));
+            assert_eq!(t.body["Reason"], "Concurrency", "{}", t.body);
+        }
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn deleting_an_ee_under_load_loses_no_admitted_invocation() -> Result<()> {
+    on_the_real_node("real-node-drain", |env, invoker| async move {
+        let ee = publish(&env, "steady", 4, 20).await?;
+        invoker.first_answer("steady", json!({})).await?;
+        let started = Instant::now();
+        let calls: Vec<_> = (0..4)
+            .map(|i| {
+                let invoker = invoker.clone();
+                tokio::spawn(async move {
+                    invoker
+                        .invoke("steady", json!({"sleepMs": 5000, "name": i}))
+                        .await
+                })
+            })
+            .collect();
+        // Once all four are admitted, delete the EE as a scale-in or a node drain would.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.namespace);
+        pods.delete(&ee.name_any(), &DeleteParams::default())
+            .await?;
+        for call in calls {
+            let answer = call
+                .await
+                .map_err(|e| Error::Other(format!("invocation task: {e}")))??;
+            assert_eq!(answer.status, 200, "{}", answer.body);
+            assert!(
+                answer.body["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("Hello, ")),
+                "{}",
+                answer.body
+            );
+        }
+        assert!(
+            started.elapsed() >= Duration::from_secs(5),
+            "each invocation ran its full 5 s"
+        );
+        // The EE was really deleted, and the operator brought the version back to its minimum.
+        eventually("the deleted EE to be gone", WAIT, || async {
+            Ok(pods.get_opt(&ee.name_any()).await?.is_none().then_some(()))
+        })
+        .await?;
+        eventually("a new Ready EE", WAIT, || async {
+            Ok(ees_of(&env.client, &env.namespace, "steady", 1)
+                .await?
+                .into_iter()
+                .find(|p| pod_ready(p) && p.name_any() != ee.name_any()))
+        })
+        .await?;
+        Ok(())
+    })
+    .await
+}
