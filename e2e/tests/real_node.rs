@@ -5,6 +5,7 @@
 //! the invocations are plain Invoke API requests, as the AWS SDKs send them.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -15,10 +16,10 @@ use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
-use lmi_crds::{CapacityProvider, Function};
+use lmi_crds::{CapacityProvider, Function, FunctionVersion};
 use lmi_e2e::error::{Error, Result};
 use lmi_e2e::harness::{TestEnv, eventually, repo_root, with_namespace};
-use lmi_e2e::images::PYTHON_FUNCTION_IMAGE;
+use lmi_e2e::images::{PYTHON_FUNCTION_IMAGE, RUST_FUNCTION_IMAGE};
 use lmi_e2e::node::{NODE_CAPACITY_PROVIDER, NODE_NAME, NODE_POOL_LABEL};
 use lmi_e2e::operator_harness::{
     create, ees_of, exclusive, force_remove, pod_ready, prepare, start_operator_with, tear_down,
@@ -46,7 +47,8 @@ fn provider() -> Result<Value> {
     Ok(manifest)
 }
 
-/// One EE of 1 vCPU and 2 GiB (the node has 2 cores), `concurrency` invocations at once.
+/// One EE of 1 vCPU and 2 GiB (the node has 2 cores), `concurrency` invocations at once, of
+/// the Python example function.
 fn function(name: &str, namespace: &str, concurrency: u32, timeout: u32) -> Value {
     json!({
         "apiVersion": "lmi.dev/v1alpha1",
@@ -111,12 +113,17 @@ where
 
 /// Creates the function and waits until version 1 is Active with a Ready EE on the node.
 async fn publish(env: &TestEnv, name: &str, concurrency: u32, timeout: u32) -> Result<Pod> {
-    let functions: Api<Function> = Api::namespaced(env.client.clone(), &env.namespace);
-    create(
-        &functions,
+    publish_manifest(
+        env,
+        name,
         function(name, &env.namespace, concurrency, timeout),
     )
-    .await?;
+    .await
+}
+
+async fn publish_manifest(env: &TestEnv, name: &str, manifest: Value) -> Result<Pod> {
+    let functions: Api<Function> = Api::namespaced(env.client.clone(), &env.namespace);
+    create(&functions, manifest).await?;
     let version = format!("{name}-v1");
     eventually(&format!("{version} to be Active"), WAIT, || async {
         Ok(version_state(&env.client, &env.namespace, &version)
@@ -319,6 +326,77 @@ async fn deleting_an_ee_under_load_loses_no_admitted_invocation() -> Result<()> 
                 .into_iter()
                 .find(|p| pod_ready(p) && p.name_any() != ee.name_any()))
         })
+        .await?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn cpu_measured_by_the_sidecar_drives_the_autoscaler() -> Result<()> {
+    on_the_real_node("real-node-autoscale", |env, invoker| async move {
+        // The Rust example (lambda_runtime): `{"spinMs": N}` burns a core for N ms. The
+        // provider's target is 60% (band 50-70); max 2 EEs.
+        let mut manifest = function("spin", &env.namespace, 8, 30);
+        manifest["spec"]["code"]["imageUri"] = json!(RUST_FUNCTION_IMAGE);
+        manifest["spec"]["scalingConfig"]["maxExecutionEnvironments"] = json!(2);
+        publish_manifest(&env, "spin", manifest).await?;
+        invoker.first_answer("spin", json!({})).await?;
+        let versions: Api<FunctionVersion> = Api::namespaced(env.client.clone(), &env.namespace);
+
+        // Two callers keep two invocations spinning: the EE's 1 vCPU is saturated. The
+        // autoscaler reads that from the sidecar (/utilization, measured under /proc), wants a
+        // second EE, and the version says why it cannot have one: the node is full.
+        let stop = Arc::new(AtomicBool::new(false));
+        let callers: Vec<_> = (0..2)
+            .map(|_| {
+                let (invoker, stop) = (invoker.clone(), stop.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        // Refusals (CPU pressure) are part of the load, not failures.
+                        let _ = invoker.invoke("spin", json!({"spinMs": 1000})).await;
+                    }
+                })
+            })
+            .collect();
+        let busy = eventually("the autoscaler to want 2 EEs", WAIT, || async {
+            let status = versions.get("spin-v1").await?.status.unwrap_or_default();
+            Ok((status.desired_execution_environments == Some(2)).then_some(status))
+        })
+        .await;
+        stop.store(true, Ordering::Relaxed);
+        for caller in callers {
+            let _ = caller.await;
+        }
+        let busy = busy?;
+        assert!(
+            busy.cpu_utilization.is_some_and(|cpu| cpu > 70),
+            "measured CPU above the band: {:?}",
+            busy.cpu_utilization
+        );
+        assert_eq!(busy.target_cpu_utilization, Some(60));
+        assert_eq!(
+            busy.state_reason_code.as_deref(),
+            Some("InsufficientCapacity"),
+            "{:?}",
+            busy.state_reason
+        );
+        assert_eq!(
+            ees_of(&env.client, &env.namespace, "spin", 1).await?.len(),
+            1
+        );
+
+        // Idle again: after the stabilization window the wish returns to the minimum.
+        eventually(
+            "the wish back to 1 EE",
+            Duration::from_secs(180),
+            || async {
+                let status = versions.get("spin-v1").await?.status.unwrap_or_default();
+                Ok((status.desired_execution_environments == Some(1)
+                    && status.state_reason_code.is_none())
+                .then_some(()))
+            },
+        )
         .await?;
         Ok(())
     })

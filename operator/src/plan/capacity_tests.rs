@@ -377,6 +377,45 @@ fn static_providers_use_any_zone_with_room_and_report_when_full() {
 }
 
 #[test]
+fn an_active_version_says_why_the_autoscalers_wish_waits() {
+    // One node with room for one EE; min 1 is met, the autoscaler wants 2.
+    let mut s = snapshot(
+        Provisioner::Static,
+        vec![VersionView {
+            wish: Some(2),
+            previous_state: Some(State::Active),
+            ..version("ns/v-v1", 1, Some(2))
+        }],
+    );
+    s.nodes.push(NodeView {
+        name: "n".into(),
+        zone: "a".into(),
+        cpu_millis: 2000,
+        memory_mib: 8000,
+        schedulable: true,
+    });
+    s.ees.push(ee("v-v1-ee-0", "ns/v-v1", "n", true));
+    let plan = plan_capacity(&s);
+    assert!(plan.create_ees.is_empty(), "no room for a second EE");
+    let v = &plan.versions["ns/v-v1"];
+    assert_eq!((v.desired, v.unplaced), (2, 1));
+    let state = version_state(Some(State::Active), &s.versions[0].bounds, v);
+    assert_eq!(
+        (state.state, state.reason_code),
+        (State::Active, Some("InsufficientCapacity"))
+    );
+    // Without a wish beyond what runs, Active says nothing.
+    s.versions[0].wish = Some(1);
+    let plan = plan_capacity(&s);
+    let state = version_state(
+        Some(State::Active),
+        &s.versions[0].bounds,
+        &plan.versions["ns/v-v1"],
+    );
+    assert_eq!((state.state, state.reason_code), (State::Active, None));
+}
+
+#[test]
 fn ended_ees_are_replaced_and_init_failures_fail_a_new_version() {
     let mut s = snapshot(Provisioner::Static, vec![version("ns/v-v1", 1, None)]);
     s.nodes.push(NodeView {

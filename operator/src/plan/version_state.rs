@@ -48,7 +48,15 @@ pub fn version_state(
     }
     let needed = bounds.min.max(1);
     if plan.ready >= needed {
-        return VersionState::new(State::Active, None, None);
+        // Serving. EEs beyond the minimum (the autoscaler's wish) that cannot be placed are
+        // still reported, so "why does it not scale out?" has an answer on the version.
+        return match (&plan.waiting, plan.unplaced) {
+            (Some(_), unplaced) if unplaced > 0 => {
+                let (code, reason) = waiting_reason(plan, needed);
+                VersionState::new(State::Active, code, Some(reason))
+            }
+            _ => VersionState::new(State::Active, None, None),
+        };
     }
     if previous == Some(State::Active) {
         return VersionState::new(
@@ -67,7 +75,13 @@ pub fn version_state(
             Some(failure.message.clone()),
         );
     }
-    let (code, reason) = match &plan.waiting {
+    let (code, reason) = waiting_reason(plan, needed);
+    VersionState::new(State::Pending, code, Some(reason))
+}
+
+/// The reason code and message of whatever keeps EEs from being placed.
+fn waiting_reason(plan: &VersionPlan, needed: u32) -> (Option<&'static str>, String) {
+    match &plan.waiting {
         Some(Waiting::VcpuLimitExceeded { limit }) => (
             Some("VcpuLimitExceeded"),
             format!(
@@ -92,6 +106,5 @@ pub fn version_state(
             None,
             format!("{} of {} execution environments ready", plan.ready, needed),
         ),
-    };
-    VersionState::new(State::Pending, code, Some(reason))
+    }
 }
