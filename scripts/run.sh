@@ -62,7 +62,7 @@ if [ "$LOCAL" = 1 ] && ! running lmi-simcloud; then
 fi
 if ! running lmi-operator; then
     echo "== starting the operator (log: $RUN_DIR/lmi-operator.log)"
-    nohup "$BIN/lmi-operator" --sidecar-image localhost/lmi/sidecar:dev --no-leader-election \
+    nohup "$BIN/lmi-operator" --sidecar-image localhost/lmi/lmi-sidecar:dev --no-leader-election \
         --metrics-addr 127.0.0.1:18081 >"$RUN_DIR/lmi-operator.log" 2>&1 &
     echo $! >"$RUN_DIR/lmi-operator.pid"
 fi

@@ -53,7 +53,8 @@ impl Pki {
 
     /// Generates the PKI unless a complete one is already there (a second `up` keeps it, so
     /// kubeconfigs handed out earlier stay valid).
-    pub fn ensure(dir: &Path) -> Result<Self> {
+    /// `node_ip`: the host's address, on which pods reach the apiserver (the `kubernetes` service).
+    pub fn ensure(dir: &Path, node_ip: &str) -> Result<Self> {
         let pki = Pki::locate(dir);
         if pki.all().iter().all(|p| p.is_file()) {
             return Ok(pki);
@@ -76,12 +77,13 @@ impl Pki {
         write(&pki.ca_key, &ca_key.serialize_pem())?;
         let issuer = Issuer::new(ca_params, ca_key);
 
-        // The names a client may use for the apiserver: loopback from the host, and the in-cluster
-        // service names (with the first address of the service range) for completeness.
+        // The names a client may use for the apiserver: loopback from the host, the host's address
+        // (pods on the real node), and the in-cluster service names with the service's address.
         let serving_key = KeyPair::generate()?;
         let mut serving = CertificateParams::new(vec![
             "localhost".to_string(),
             "127.0.0.1".to_string(),
+            node_ip.to_string(),
             "10.96.0.1".to_string(),
             "kubernetes".to_string(),
             "kubernetes.default".to_string(),
@@ -129,11 +131,11 @@ mod tests {
     #[test]
     fn generates_a_complete_pki_once() -> Result<()> {
         let dir = std::env::temp_dir().join(format!("lmi-pki-test-{}", std::process::id()));
-        let pki = Pki::ensure(&dir)?;
+        let pki = Pki::ensure(&dir, "192.0.2.2")?;
         let first =
             std::fs::read_to_string(&pki.ca_cert).map_err(Error::io("reading", &pki.ca_cert))?;
         assert!(first.contains("BEGIN CERTIFICATE"));
-        let again = Pki::ensure(&dir)?;
+        let again = Pki::ensure(&dir, "192.0.2.2")?;
         let second = std::fs::read_to_string(&again.ca_cert)
             .map_err(Error::io("reading", &again.ca_cert))?;
         assert_eq!(first, second, "a second ensure keeps the CA");

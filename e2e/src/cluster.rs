@@ -35,7 +35,7 @@ pub mod ports {
 pub const KWOK_NODE_ANNOTATION: (&str, &str) = ("kwok.x-k8s.io/node", "fake");
 
 /// Components in start order; `down` stops them in reverse.
-pub const COMPONENTS: [&str; 7] = [
+pub const COMPONENTS: [&str; 8] = [
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
@@ -43,6 +43,7 @@ pub const COMPONENTS: [&str; 7] = [
     "kwok",
     "containerd",
     "kubelet",
+    "kube-proxy",
 ];
 
 /// How long one component may take to become healthy.
@@ -226,7 +227,8 @@ async fn start_all(paths: &Paths, binaries: &Binaries) -> Result<()> {
     for dir in [&state, &log_dir] {
         std::fs::create_dir_all(dir).map_err(Error::io("creating", dir))?;
     }
-    let pki = Pki::ensure(&paths.pki_dir())?;
+    let node_ip = node::node_ip()?;
+    let pki = Pki::ensure(&paths.pki_dir(), &node_ip)?;
     let kubeconfig = paths.kubeconfig();
     let server = format!("https://127.0.0.1:{}", ports::APISERVER);
     crate::kubeconfig::write(&kubeconfig, &server, &pki)?;
@@ -237,7 +239,7 @@ async fn start_all(paths: &Paths, binaries: &Binaries) -> Result<()> {
         paths,
         "kube-apiserver",
         &binaries.kube_apiserver,
-        apiserver_args(&pki),
+        apiserver_args(&pki, &node_ip),
     )?;
     let client = crate::kubeconfig::client(&kubeconfig).await?;
     wait(&apiserver, paths, || health::apiserver_ready(&client)).await?;
@@ -308,7 +310,18 @@ async fn start_node(
         health::http_ok(node::KUBELET_HEALTHZ_PORT, "/healthz")
     })
     .await?;
-    wait(&kubelet, paths, || node::node_ready(client)).await
+    wait(&kubelet, paths, || node::node_ready(client)).await?;
+    // Services (the `kubernetes` one for in-cluster clients, the router's) on the node and host.
+    let proxy = start(
+        paths,
+        "kube-proxy",
+        &binaries.kube_proxy,
+        node::kube_proxy_args(&paths.kubeconfig()),
+    )?;
+    wait(&proxy, paths, || {
+        health::http_ok(node::KUBE_PROXY_HEALTHZ_PORT, "/healthz")
+    })
+    .await
 }
 
 fn start(paths: &Paths, component: &str, binary: &Path, args: Vec<String>) -> Result<Tracked> {
@@ -375,12 +388,14 @@ fn etcd_args(paths: &Paths) -> Vec<String> {
     ]
 }
 
-fn apiserver_args(pki: &Pki) -> Vec<String> {
+fn apiserver_args(pki: &Pki, node_ip: &str) -> Vec<String> {
     let p = |path: &PathBuf| path.display().to_string();
     vec![
         format!("--etcd-servers=http://127.0.0.1:{}", ports::ETCD_CLIENT),
-        "--bind-address=127.0.0.1".into(),
-        "--advertise-address=127.0.0.1".into(),
+        // On every address: the host's clients use 127.0.0.1, pods on the real node reach it as
+        // the `kubernetes` service, whose endpoint is the advertised host address.
+        "--bind-address=0.0.0.0".into(),
+        format!("--advertise-address={node_ip}"),
         format!("--secure-port={}", ports::APISERVER),
         format!("--tls-cert-file={}", p(&pki.serving_cert)),
         format!("--tls-private-key-file={}", p(&pki.serving_key)),
@@ -396,10 +411,9 @@ fn apiserver_args(pki: &Pki) -> Vec<String> {
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
         "--authorization-mode=RBAC".into(),
         "--service-cluster-ip-range=10.96.0.0/16".into(),
-        // No kubelets and no real endpoints: the `kubernetes` service would point at loopback,
-        // which the endpoint validation rejects, so skip the reconciler.
-        "--endpoint-reconciler-type=none".into(),
         "--allow-privileged=true".into(),
+        // `kubectl logs/exec` reach the kubelet by the node's address (no DNS for node names).
+        "--kubelet-preferred-address-types=InternalIP".into(),
         "--profiling=false".into(),
         "--v=1".into(),
     ]

@@ -25,6 +25,8 @@ pub struct Binaries {
     pub kube_scheduler: PathBuf,
     /// The real node's agent (issue "A real node"): built with the control plane, same version.
     pub kubelet: PathBuf,
+    /// Services on the real node (iptables rules for ClusterIPs).
+    pub kube_proxy: PathBuf,
     pub kwok: PathBuf,
 }
 
@@ -38,6 +40,7 @@ impl Binaries {
             kube_controller_manager: k8s.join("kube-controller-manager"),
             kube_scheduler: k8s.join("kube-scheduler"),
             kubelet: k8s.join("kubelet"),
+            kube_proxy: k8s.join("kube-proxy"),
             kwok: paths.kwok_dir().join("bin").join("kwok"),
         }
     }
@@ -49,6 +52,7 @@ impl Binaries {
             &self.kube_controller_manager,
             &self.kube_scheduler,
             &self.kubelet,
+            &self.kube_proxy,
             &self.kwok,
         ]
         .iter()
@@ -130,6 +134,7 @@ fn builds(paths: &Paths) -> [GoBuild; 3] {
                 "kube-controller-manager",
                 "kube-scheduler",
                 "kubelet",
+                "kube-proxy",
             ]
             .iter()
             .map(|c| format!("k8s.io/kubernetes/cmd/{c}"))
@@ -139,6 +144,7 @@ fn builds(paths: &Paths) -> [GoBuild; 3] {
                 "kube-controller-manager",
                 "kube-scheduler",
                 "kubelet",
+                "kube-proxy",
             ],
             ldflags: kube_ldflags,
         },

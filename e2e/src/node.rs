@@ -36,14 +36,17 @@ pub const POD_SUBNET: &str = "10.88.0.0/16";
 /// Away from the kubelet's defaults (10250, 10248) like the control plane's ports.
 pub const KUBELET_PORT: u16 = 11250;
 pub const KUBELET_HEALTHZ_PORT: u16 = 11248;
+pub const KUBE_PROXY_HEALTHZ_PORT: u16 = 11256;
+pub const KUBE_PROXY_METRICS_PORT: u16 = 11249;
 /// Where Debian's `containernetworking-plugins` installs the plugins.
 const CNI_BIN_DIR: &str = "/usr/lib/cni";
 /// Debian packages the node needs; installed by `up` when missing (it runs as root here).
-const HOST_PACKAGES: [&str; 5] = [
+const HOST_PACKAGES: [&str; 6] = [
     "containerd",
     "runc",
     "containernetworking-plugins",
     "iptables",
+    "conntrack",
     "debootstrap",
 ];
 
@@ -78,9 +81,16 @@ fn cni_conf_dir(paths: &Paths) -> PathBuf {
 
 /// Installs the Debian packages the node needs when one of their programs is missing.
 pub async fn ensure_host_packages(paths: &Paths) -> Result<()> {
-    let missing = ["containerd", "runc", "ctr", "iptables", "debootstrap"]
-        .iter()
-        .any(|program| !on_path(program))
+    let missing = [
+        "containerd",
+        "runc",
+        "ctr",
+        "iptables",
+        "conntrack",
+        "debootstrap",
+    ]
+    .iter()
+    .any(|program| !on_path(program))
         || !Path::new(CNI_BIN_DIR).join("bridge").is_file();
     if !missing {
         return Ok(());
@@ -280,6 +290,22 @@ pub fn kubelet_args(paths: &Paths, kubeconfig: &Path, ca_cert: &Path) -> Result<
     ])
 }
 
+/// kube-proxy in iptables mode: ClusterIPs work from pods and from the host.
+pub fn kube_proxy_args(kubeconfig: &Path) -> Vec<String> {
+    vec![
+        format!("--kubeconfig={}", kubeconfig.display()),
+        format!("--hostname-override={NODE_NAME}"),
+        "--proxy-mode=iptables".into(),
+        format!("--cluster-cidr={POD_SUBNET}"),
+        format!("--healthz-bind-address=127.0.0.1:{KUBE_PROXY_HEALTHZ_PORT}"),
+        format!("--metrics-bind-address=127.0.0.1:{KUBE_PROXY_METRICS_PORT}"),
+        // Leave the host's conntrack table size alone (it is not ours to tune, and may be
+        // read-only here).
+        "--conntrack-max-per-core=0".into(),
+        "--v=1".into(),
+    ]
+}
+
 fn kubelet_config(ca_cert: &Path) -> String {
     format!(
         r#"# Written by lmi-dev (e2e/src/node.rs).
@@ -326,7 +352,7 @@ maxPods: 110
 }
 
 /// The host's first global IPv4 address: the kubelet refuses a loopback node address.
-fn node_ip() -> Result<String> {
+pub fn node_ip() -> Result<String> {
     let out = std::process::Command::new("ip")
         .args(["-4", "-o", "addr", "show", "scope", "global"])
         .output()

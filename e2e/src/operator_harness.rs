@@ -39,7 +39,7 @@ pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
 pub fn test_settings() -> Settings {
     Settings {
         ee: EeSettings {
-            sidecar_image: "localhost/lmi/sidecar:dev".to_string(),
+            sidecar_image: crate::images::SIDECAR_IMAGE.to_string(),
             region: "us-east-1".to_string(),
             image_pull_policy: Some("Never".to_string()),
         },

@@ -1,7 +1,9 @@
 //! The Helm chart (`charts/lmi`): its CRDs are the generated ones, `helm lint` and `helm template`
 //! pass with the default values and with `ci/full-values.yaml`, the rendered manifests pass a
 //! server-side dry run on the test cluster (Pod Security "restricted" enforced on the pods the
-//! Deployments would create), and the docs generated from the chart's inputs are current.
+//! Deployments would create), the docs generated from the chart's inputs are current, and
+//! `helm install` on the local cluster's real node runs the operator and the router, through which
+//! a function answers.
 //!
 //! helm is built from its Go module on first use (`lmi_e2e::helm`, cached in
 //! `$HOME/.cache/lmi/helm-<version>`).
@@ -9,12 +11,24 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::Namespace;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
+use lmi_crds::{CapacityProvider, Function};
 use lmi_e2e::harness::{self, TestEnv};
 use lmi_e2e::helm::Helm;
+use lmi_e2e::images::PYTHON_FUNCTION_IMAGE;
 use lmi_e2e::manifests::{self, ApplyOptions};
+use lmi_e2e::node::NODE_CAPACITY_PROVIDER;
+use lmi_e2e::operator_harness;
 use lmi_e2e::paths::Paths;
 use lmi_e2e::{Error, Result};
 use serde_json::{Value, json};
@@ -35,13 +49,21 @@ fn full_values() -> PathBuf {
     chart_dir().join("ci/full-values.yaml")
 }
 
-/// The two value sets every check runs with: the defaults, and every value set.
+fn local_values() -> PathBuf {
+    chart_dir().join("ci/local-values.yaml")
+}
+
+/// The value sets every check runs with: the defaults, every value set, and the local node's.
 fn value_sets() -> Vec<(&'static str, Vec<String>)> {
     vec![
         ("default values", vec![]),
         (
             "ci/full-values.yaml",
             vec!["--values".into(), full_values().display().to_string()],
+        ),
+        (
+            "ci/local-values.yaml",
+            vec!["--values".into(), local_values().display().to_string()],
         ),
     ]
 }
@@ -451,4 +473,156 @@ async fn rendered_manifests_pass_a_server_side_dry_run() -> Result<()> {
         Ok(())
     })
     .await
+}
+
+/// `helm install` with the images `lmi-dev` builds (`ci/local-values.yaml`): the operator (two
+/// replicas, one leading) and the router run as pods on the real node; the example Static provider
+/// and a function published through that operator answer through the router's Service.
+#[tokio::test]
+async fn helm_install_runs_the_operator_and_the_router_on_the_real_node() -> Result<()> {
+    // The installed operator acts cluster-wide: no other operator may run meanwhile.
+    let _one_operator = operator_harness::exclusive().await;
+    harness::with_namespace("chart-install", |env: TestEnv| async move {
+        let kubeconfig = harness::kubeconfig().await?.display().to_string();
+        let chart = chart_dir().display().to_string();
+        let values = local_values().display().to_string();
+        let helm = helm().await?;
+        helm.run(&[
+            "install",
+            "lmi",
+            &chart,
+            "--namespace",
+            &env.namespace,
+            "--values",
+            &values,
+            "--kubeconfig",
+            &kubeconfig,
+            "--wait",
+            "--timeout",
+            "180s",
+        ])
+        .await?;
+        let outcome = install_serves_a_function(&env).await;
+        // The provider's finalizer needs the installed operator: delete before uninstalling.
+        let cleaned =
+            operator_harness::tear_down(&env.client, &env.namespace, NODE_CAPACITY_PROVIDER).await;
+        if cleaned.is_err() {
+            operator_harness::force_remove(&env.client, NODE_CAPACITY_PROVIDER).await;
+        }
+        let uninstalled = helm
+            .run(&[
+                "uninstall",
+                "lmi",
+                "--namespace",
+                &env.namespace,
+                "--kubeconfig",
+                &kubeconfig,
+                "--wait",
+            ])
+            .await
+            .map(|_| ());
+        outcome.and(cleaned).and(uninstalled)
+    })
+    .await
+}
+
+async fn install_serves_a_function(env: &TestEnv) -> Result<()> {
+    let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &env.namespace);
+    for name in ["lmi-operator", "lmi-router"] {
+        let status = deployments.get(name).await?.status.unwrap_or_default();
+        assert_eq!(
+            status.ready_replicas,
+            Some(2),
+            "{name}: both replicas ready"
+        );
+    }
+    let example = std::fs::read_to_string(
+        harness::repo_root().join("examples/capacity-provider-static.yaml"),
+    )
+    .map_err(|e| Error::Other(format!("reading the Static example: {e}")))?;
+    let provider: Value = serde_yaml::from_str(&example)
+        .map_err(|e| Error::Other(format!("the Static example: {e}")))?;
+    Api::<CapacityProvider>::all(env.client.clone())
+        .patch(
+            NODE_CAPACITY_PROVIDER,
+            &PatchParams::apply("lmi-e2e").force(),
+            &Patch::Apply(provider),
+        )
+        .await?;
+    let function = json!({
+        "apiVersion": "lmi.dev/v1alpha1",
+        "kind": "Function",
+        "metadata": {"name": "hello", "namespace": env.namespace},
+        "spec": {
+            "capacityProviderConfig": {"capacityProviderName": NODE_CAPACITY_PROVIDER, "executionEnvironmentMemoryGiBPerVCpu": 2},
+            "code": {"imageUri": PYTHON_FUNCTION_IMAGE},
+            "architecture": "x86_64",
+            "memorySize": 2048,
+            "publish": true,
+            "scalingConfig": {"minExecutionEnvironments": 1, "maxExecutionEnvironments": 1}
+        }
+    });
+    operator_harness::create(
+        &Api::<Function>::namespaced(env.client.clone(), &env.namespace),
+        function,
+    )
+    .await?;
+    harness::eventually(
+        "hello-v1 to be Active",
+        Duration::from_secs(120),
+        || async {
+            Ok(
+                operator_harness::version_state(&env.client, &env.namespace, "hello-v1")
+                    .await?
+                    .filter(|(state, _)| state == "Active"),
+            )
+        },
+    )
+    .await?;
+
+    // The router's Service, reached from the host through kube-proxy; the namespace goes in the
+    // ARN's account field (docs/data-plane.md).
+    let services: Api<Service> = Api::namespaced(env.client.clone(), &env.namespace);
+    let ip = services
+        .get("lmi-router")
+        .await?
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .ok_or_else(|| Error::Other("the router Service has no ClusterIP".into()))?;
+    let arn = format!("arn:aws:lambda:us-east-1:{}:function:hello", env.namespace);
+    let url = format!("http://{ip}:80/2015-03-31/functions/{arn}/invocations");
+    let answer = harness::eventually(
+        "an answer through the router Service",
+        Duration::from_secs(60),
+        || async {
+            Ok(invoke(&url, r#"{"name": "chart"}"#)
+                .await
+                .ok()
+                .filter(|(status, _)| *status == 200))
+        },
+    )
+    .await?;
+    assert_eq!(answer.1["message"], "Hello, chart!", "{}", answer.1);
+    Ok(())
+}
+
+/// One Invoke API request (what the SDKs send), over a fresh connection.
+async fn invoke(url: &str, payload: &str) -> Result<(u16, Value)> {
+    let client: HttpClient<HttpConnector, Full<Bytes>> =
+        HttpClient::builder(TokioExecutor::new()).build_http();
+    let request = http::Request::post(url)
+        .body(Full::new(Bytes::from(payload.to_string())))
+        .map_err(|e| Error::Other(format!("request: {e}")))?;
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| Error::Other(format!("invoke: {e}")))?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| Error::Other(format!("invoke: {e}")))?
+        .to_bytes();
+    Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
 }

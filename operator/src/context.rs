@@ -38,13 +38,21 @@ pub struct Context {
 }
 
 impl Stores {
-    /// Waits until every store holds its first full list, so that a plan made after a restart
-    /// sees every EE and NodeClaim that already exists.
+    /// Waits until the stores of the core kinds hold their first full list, so that a plan made
+    /// after a restart sees every EE that already exists. Karpenter's kinds are waited for
+    /// separately ([`Stores::karpenter_ready`]): a cluster without Karpenter (Static providers
+    /// only) never fills them.
     pub async fn ready(&self) -> Result<(), kube::runtime::reflector::store::WriterDropped> {
         self.functions.wait_until_ready().await?;
         self.versions.wait_until_ready().await?;
         self.pods.wait_until_ready().await?;
-        self.nodes.wait_until_ready().await?;
+        self.nodes.wait_until_ready().await
+    }
+
+    /// Karpenter's NodeClaims and EC2NodeClasses are listed (their CRDs are installed).
+    pub async fn karpenter_ready(
+        &self,
+    ) -> Result<(), kube::runtime::reflector::store::WriterDropped> {
         self.claims.wait_until_ready().await?;
         self.node_classes.wait_until_ready().await
     }

@@ -50,7 +50,7 @@ impl Operator {
         let child = Command::new(binary)
             .args([
                 "--sidecar-image",
-                "localhost/lmi/sidecar:dev",
+                lmi_e2e::images::SIDECAR_IMAGE,
                 "--no-leader-election",
             ])
             .args([

@@ -3,7 +3,7 @@
 //! | image | layers |
 //! |---|---|
 //! | [`PAUSE_IMAGE`] | `/pause`, compiled from Kubernetes' own `build/pause/linux/pause.c` |
-//! | [`SIDECAR_IMAGE`] | Debian base + `/usr/local/bin/lmi-sidecar` |
+//! | [`SIDECAR_IMAGE`], [`OPERATOR_IMAGE`], [`ROUTER_IMAGE`] | Debian base + `/usr/local/bin/<program>` |
 //! | [`PYTHON_FUNCTION_IMAGE`] | Debian base + awslambdaric in `/opt/lambda/python` + `/var/task/app.py` |
 //! | [`RUST_FUNCTION_IMAGE`] | Debian base + `/var/runtime/bootstrap` (router/examples/fixture_fn.rs) |
 //!
@@ -21,8 +21,16 @@ use crate::versions;
 
 /// The sandbox ("pause") image for the node's containerd (`sandbox_image`).
 pub const PAUSE_IMAGE: &str = "localhost/lmi/pause:3.10";
+/// The chart's image names under the registry `localhost/lmi` with the tag `dev`
+/// (`helm install --set image.registry=localhost/lmi,image.tag=dev`).
+pub const LOCAL_REGISTRY: &str = "localhost/lmi";
+pub const LOCAL_TAG: &str = "dev";
 /// The EE sidecar (`lmi-sidecar`): Runtime API for the function, invoke endpoint for the router.
-pub const SIDECAR_IMAGE: &str = "localhost/lmi/sidecar:dev";
+pub const SIDECAR_IMAGE: &str = "localhost/lmi/lmi-sidecar:dev";
+/// The operator (`lmi-operator`), for running it in the cluster with the chart.
+pub const OPERATOR_IMAGE: &str = "localhost/lmi/lmi-operator:dev";
+/// The router (`lmi-router`), for running it in the cluster with the chart.
+pub const ROUTER_IMAGE: &str = "localhost/lmi/lmi-router:dev";
 /// examples/functions/hello-python on the real Python runtime client (awslambdaric).
 pub const PYTHON_FUNCTION_IMAGE: &str = "localhost/lmi/hello-python:dev";
 /// router/examples/fixture_fn.rs on the real Rust runtime client (lambda_runtime).
@@ -37,8 +45,8 @@ pub const PYTHON_FUNCTION_SOURCE: &str = "examples/functions/hello-python/app.py
 /// Debian's default search path; images without a PATH get none from containerd's CRI.
 const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// `cargo build --locked -p lmi-router --bin lmi-sidecar --example fixture_fn` in
-/// `workspace_root`; returns cargo's target directory (honours `CARGO_TARGET_DIR`).
+/// `cargo build` of the programs and the Rust example function in `workspace_root`; returns
+/// cargo's target directory (honours `CARGO_TARGET_DIR`).
 pub async fn build_binaries(workspace_root: &Path, log: &Path) -> Result<PathBuf> {
     let mut build = Command::new("cargo");
     build
@@ -47,8 +55,14 @@ pub async fn build_binaries(workspace_root: &Path, log: &Path) -> Result<PathBuf
             "--locked",
             "-p",
             "lmi-router",
+            "-p",
+            "lmi-operator",
             "--bin",
             "lmi-sidecar",
+            "--bin",
+            "lmi-router",
+            "--bin",
+            "lmi-operator",
             "--example",
             "fixture_fn",
         ])
@@ -91,13 +105,24 @@ pub async fn specs(
     };
 
     let pause = pause_layer(cache, log).await?;
-    let sidecar = file_layer(
-        cache,
-        log,
-        &target_dir.join("debug").join("lmi-sidecar"),
-        "usr/local/bin/lmi-sidecar",
-    )
-    .await?;
+    let mut programs = Vec::new();
+    for (image, program) in [
+        (SIDECAR_IMAGE, "lmi-sidecar"),
+        (OPERATOR_IMAGE, "lmi-operator"),
+        (ROUTER_IMAGE, "lmi-router"),
+    ] {
+        let dest = format!("usr/local/bin/{program}");
+        let layer = file_layer(cache, log, &target_dir.join("debug").join(program), &dest).await?;
+        programs.push(ImageSpec {
+            name: image,
+            run: RunConfig {
+                env: debian_env(&[]),
+                entrypoint: vec![format!("/{dest}")],
+                ..RunConfig::default()
+            },
+            layers: vec![base.clone(), layer],
+        });
+    }
     let rust_fn = file_layer(
         cache,
         log,
@@ -108,7 +133,7 @@ pub async fn specs(
     let python_runtime = python_runtime_layer(cache, log).await?;
     let python_app = python_app_layer(cache, workspace_root, log).await?;
 
-    Ok(vec![
+    let mut images = vec![
         ImageSpec {
             name: PAUSE_IMAGE,
             // As Kubernetes' own pause image: nobody, from scratch.
@@ -118,15 +143,6 @@ pub async fn specs(
                 ..RunConfig::default()
             },
             layers: vec![pause],
-        },
-        ImageSpec {
-            name: SIDECAR_IMAGE,
-            run: RunConfig {
-                env: debian_env(&[]),
-                entrypoint: vec!["/usr/local/bin/lmi-sidecar".into()],
-                ..RunConfig::default()
-            },
-            layers: vec![base.clone(), sidecar],
         },
         ImageSpec {
             name: PYTHON_FUNCTION_IMAGE,
@@ -159,7 +175,9 @@ pub async fn specs(
             },
             layers: vec![base, rust_fn],
         },
-    ])
+    ];
+    images.extend(programs);
+    Ok(images)
 }
 
 /// One executable at `dest`, keyed by the source's fingerprint (not its bytes: hashing a debug

@@ -32,7 +32,10 @@ use crate::logs;
 use crate::paths::Paths;
 use oci::{Descriptor, Digest};
 
-pub use catalog::{PAUSE_IMAGE, PYTHON_FUNCTION_IMAGE, RUST_FUNCTION_IMAGE, SIDECAR_IMAGE};
+pub use catalog::{
+    LOCAL_REGISTRY, LOCAL_TAG, OPERATOR_IMAGE, PAUSE_IMAGE, PYTHON_FUNCTION_IMAGE, ROUTER_IMAGE,
+    RUST_FUNCTION_IMAGE, SIDECAR_IMAGE,
+};
 
 /// The containerd namespace the kubelet's CRI plugin uses.
 pub const CONTAINERD_NAMESPACE: &str = "k8s.io";

@@ -91,6 +91,15 @@ async fn apply(cp: &CapacityProvider, ctx: &Context) -> Result<Action> {
     }
     let karpenter = cp.spec.provisioning.mode == ProvisioningMode::Karpenter;
     if karpenter {
+        match tokio::time::timeout(Duration::from_secs(30), ctx.stores.karpenter_ready()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Error::WatchNotReady(format!("a watch ended: {e}"))),
+            Err(_) => {
+                return Err(Error::Config(
+                    "Karpenter's NodeClaims and EC2NodeClasses cannot be listed after 30 s: is Karpenter installed? (Static mode needs no Karpenter)".to_string(),
+                ));
+            }
+        }
         let class = node_class(cp, &ctx.settings.cluster_name, &ctx.settings.ami_alias);
         let api: Api<EC2NodeClass> = Api::all(ctx.client.clone());
         api.patch(
@@ -517,13 +526,15 @@ async fn cleanup(cp: &CapacityProvider, ctx: &Context) -> Result<Action> {
         patch_status_if_changed(cp, ctx, &current, status).await?;
         return Err(Error::DeletionBlocked { name, reason });
     }
-    let claims: Api<NodeClaim> = Api::all(ctx.client.clone());
-    let selector = ListParams::default().labels(&format!("{CAPACITY_PROVIDER_LABEL}={name}"));
-    claims
-        .delete_collection(&DeleteParams::default(), &selector)
-        .await?;
-    let classes: Api<EC2NodeClass> = Api::all(ctx.client.clone());
+    // Only Karpenter-mode providers launch instances; a Static one has nothing to release (and
+    // its cluster may not serve Karpenter's kinds at all).
     if cp.spec.provisioning.mode == ProvisioningMode::Karpenter {
+        let claims: Api<NodeClaim> = Api::all(ctx.client.clone());
+        let selector = ListParams::default().labels(&format!("{CAPACITY_PROVIDER_LABEL}={name}"));
+        claims
+            .delete_collection(&DeleteParams::default(), &selector)
+            .await?;
+        let classes: Api<EC2NodeClass> = Api::all(ctx.client.clone());
         ignore_not_found(
             classes
                 .delete(&name, &DeleteParams::default())
