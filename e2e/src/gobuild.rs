@@ -207,7 +207,7 @@ impl GoBuild {
             std::fs::write(&path, contents).map_err(Error::io("writing", &path))?;
         }
         let go_mod = match self.component {
-            "kubernetes" => kubernetes_go_mod(&self.dir, log).await?,
+            "kubernetes" => kubernetes_go_mod(log).await?,
             "etcd" => simple_go_mod("etcd", "go.etcd.io/etcd/server/v3", versions::ETCD),
             _ => simple_go_mod("kwok", "sigs.k8s.io/kwok", versions::KWOK),
         };
@@ -270,39 +270,23 @@ fn simple_go_mod(name: &str, module: &str, version: &str) -> String {
 /// k8s.io/kubernetes requires its staging modules at `v0.0.0` and replaces them with local
 /// directories, which a dependent module cannot see. So the wrapper replaces each of them with
 /// its published tag; the list is read from the kubernetes go.mod so that it follows new versions.
-async fn kubernetes_go_mod(dir: &Path, log: &Path) -> Result<String> {
-    let module = format!("k8s.io/kubernetes@v{}", versions::KUBERNETES);
-    let out = Command::new("go")
-        .args(["mod", "download", "-json", &module])
-        // Outside any module, so that no go.mod around the caller's directory gets involved.
-        .current_dir(dir)
-        .env("GOTOOLCHAIN", "local")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(|_| Error::GoMissing(versions::GO_DIRECTIVE))?;
-    logs::append_line(log, &String::from_utf8_lossy(&out.stdout))?;
-    logs::append_line(log, &String::from_utf8_lossy(&out.stderr))?;
+async fn kubernetes_go_mod(log: &Path) -> Result<String> {
     let failed = |message: String| Error::Build {
         component: "kubernetes".into(),
         message,
         log: log.to_path_buf(),
         tail: logs::tail(log, 40),
     };
-    if !out.status.success() {
-        return Err(failed(format!("`go mod download {module}` failed")));
-    }
-    let info: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let go_mod_path = info
-        .get("GoMod")
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| failed("`go mod download -json` printed no GoMod".into()))?;
+    let module = crate::gomod::download("k8s.io/kubernetes", versions::KUBERNETES)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
     let upstream =
-        std::fs::read_to_string(go_mod_path).map_err(Error::io("reading", go_mod_path))?;
+        std::fs::read_to_string(&module.go_mod).map_err(Error::io("reading", &module.go_mod))?;
     let staging = staging_modules(&upstream);
     if staging.is_empty() {
         return Err(failed(format!(
-            "no staging replace directives in {go_mod_path}"
+            "no staging replace directives in {}",
+            module.go_mod.display()
         )));
     }
     Ok(render_kubernetes_go_mod(&staging))

@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod crds;
 pub mod error;
 pub mod gobuild;
+pub mod gomod;
 pub mod harness;
 pub mod health;
 pub mod helm;

@@ -226,32 +226,6 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
         .map_err(Error::io("setting the mode of", path))
 }
 
-/// Where Kubernetes' source of the pause binary is: the k8s.io/kubernetes module, downloaded
-/// (or found in the module cache) by `go mod download`.
-async fn kubernetes_module_dir(cwd: &Path) -> Result<PathBuf> {
-    let module = format!("k8s.io/kubernetes@v{}", versions::KUBERNETES);
-    let out = Command::new("go")
-        .args(["mod", "download", "-json", &module])
-        // Outside any module, so that no go.mod around gets involved.
-        .current_dir(cwd)
-        .env("GOTOOLCHAIN", "local")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(|_| Error::GoMissing(versions::GO_DIRECTIVE))?;
-    if !out.status.success() {
-        return Err(Error::Other(format!(
-            "`go mod download {module}` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    let info: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    info.get("Dir")
-        .and_then(serde_json::Value::as_str)
-        .map(PathBuf::from)
-        .ok_or_else(|| Error::Other(format!("`go mod download -json {module}` printed no Dir")))
-}
-
 /// The pause image's version, from the `TAG ?= 3.10.2` line of Kubernetes' build/pause/Makefile.
 pub fn pause_tag(makefile: &str) -> Option<&str> {
     makefile.lines().find_map(|line| {
@@ -265,8 +239,9 @@ pub fn pause_tag(makefile: &str) -> Option<&str> {
 /// this machine's gcc and static glibc instead of their cross-compiler image; no `-Werror`, so a
 /// newer gcc's new warnings do not fail the build.
 async fn pause_layer(cache: &LayerCache, log: &Path) -> Result<Layer> {
-    let module = kubernetes_module_dir(cache.tmp_dir()).await?;
-    let dir = module.join("build").join("pause");
+    // Kubernetes' source of the pause binary is in its module.
+    let module = crate::gomod::download("k8s.io/kubernetes", versions::KUBERNETES).await?;
+    let dir = module.dir.join("build").join("pause");
     let source_path = dir.join("linux").join("pause.c");
     let source =
         std::fs::read_to_string(&source_path).map_err(Error::io("reading", &source_path))?;
