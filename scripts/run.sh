@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's main command. With no KUBECONFIG it brings up the local cluster (lmi-dev): the
-# control plane, one real node (containerd and a kubelet) with the images built here, and the
+# control plane, two real nodes (containerd and a kubelet each) with the images built here, and the
 # simulated cloud standing in for EC2 and Karpenter. Then it runs the operator and the router,
 # applies the example capacity provider and function, waits until the published version is
 # Active, and invokes it once with the AWS CLI.

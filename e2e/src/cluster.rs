@@ -1,6 +1,6 @@
 //! `up`, `down` and `status` of the local cluster: etcd, kube-apiserver, kube-controller-manager,
-//! kube-scheduler and kwok, each a plain process on 127.0.0.1, plus one real node (containerd and
-//! a kubelet, see [`crate::node`]).
+//! kube-scheduler and kwok, each a plain process on 127.0.0.1, plus two real nodes (containerd and
+//! a kubelet each, and one kube-proxy; see [`crate::node`]).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -35,7 +35,7 @@ pub mod ports {
 pub const KWOK_NODE_ANNOTATION: (&str, &str) = ("kwok.x-k8s.io/node", "fake");
 
 /// Components in start order; `down` stops them in reverse.
-pub const COMPONENTS: [&str; 8] = [
+pub const COMPONENTS: [&str; 10] = [
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
@@ -43,6 +43,8 @@ pub const COMPONENTS: [&str; 8] = [
     "kwok",
     "containerd",
     "kubelet",
+    "containerd-2",
+    "kubelet-2",
     "kube-proxy",
 ];
 
@@ -120,7 +122,9 @@ pub async fn up(paths: &Paths, options: &UpOptions) -> Result<Running> {
     // Every `up`, not only the first: the images are keyed by content, so this rebuilds and
     // re-imports only what changed since (a new sidecar build, an edited example function).
     let images = crate::images::ensure_images(paths, &crate::harness::repo_root()).await?;
-    crate::images::import_all(&images, &node::containerd_address()).await?;
+    for node in node::NODES {
+        crate::images::import_all(&images, &node.containerd_address()).await?;
+    }
     info!(
         seconds = started.elapsed().as_secs_f32(),
         kubeconfig = %paths.kubeconfig().display(),
@@ -148,9 +152,12 @@ pub async fn down(paths: &Paths) -> Result<()> {
 async fn stop_all(paths: &Paths) {
     let pid_dir = paths.pid_dir();
     for component in COMPONENTS.iter().rev() {
-        if *component == "containerd" {
-            // The kubelet is gone by now; the containers it started would outlive containerd.
-            node::kill_containers().await;
+        if let Some(node) = node::NODES
+            .into_iter()
+            .find(|n| n.containerd_component() == *component)
+        {
+            // Its kubelet is gone by now; the containers it started would outlive containerd.
+            node::kill_containers(node).await;
         }
         if let Some(tracked) = process::tracked(&pid_dir, component) {
             tracked.stop(Duration::from_secs(15)).await;
@@ -283,8 +290,8 @@ async fn start_all(paths: &Paths, binaries: &Binaries) -> Result<()> {
     start_node(paths, binaries, &pki, &client).await
 }
 
-/// containerd and then the kubelet, until the node is Ready. (`up` imports the images next: the
-/// kubelet needs the pause image only once a pod comes.)
+/// Each node's containerd and then its kubelet, until the node is Ready; then kube-proxy. (`up`
+/// imports the images next: a kubelet needs the pause image only once a pod comes.)
 async fn start_node(
     paths: &Paths,
     binaries: &Binaries,
@@ -292,26 +299,27 @@ async fn start_node(
     client: &kube::Client,
 ) -> Result<()> {
     node::ensure_host_packages(paths).await?;
-    let containerd_args = node::containerd_args(paths, crate::images::PAUSE_IMAGE)?;
-    let containerd = start(
-        paths,
-        "containerd",
-        &node::containerd_binary(),
-        containerd_args,
-    )?;
-    wait(&containerd, paths, node::containerd_ready).await?;
-    let kubelet = start(
-        paths,
-        "kubelet",
-        &binaries.kubelet,
-        node::kubelet_args(paths, &paths.kubeconfig(), &pki.ca_cert)?,
-    )?;
-    wait(&kubelet, paths, || {
-        health::http_ok(node::KUBELET_HEALTHZ_PORT, "/healthz")
-    })
-    .await?;
-    wait(&kubelet, paths, || node::node_ready(client)).await?;
-    // Services (the `kubernetes` one for in-cluster clients, the router's) on the node and host.
+    for n in node::NODES {
+        let containerd = start(
+            paths,
+            &n.containerd_component(),
+            &node::containerd_binary(),
+            node::containerd_args(n, paths, crate::images::PAUSE_IMAGE)?,
+        )?;
+        wait(&containerd, paths, || node::containerd_ready(n)).await?;
+        let kubelet = start(
+            paths,
+            &n.kubelet_component(),
+            &binaries.kubelet,
+            node::kubelet_args(n, paths, &paths.kubeconfig(), &pki.ca_cert)?,
+        )?;
+        wait(&kubelet, paths, || {
+            health::http_ok(n.kubelet_healthz_port(), "/healthz")
+        })
+        .await?;
+        wait(&kubelet, paths, || node::node_ready(n, client)).await?;
+    }
+    // Services (the `kubernetes` one for in-cluster clients, the router's) on the nodes and host.
     let proxy = start(
         paths,
         "kube-proxy",

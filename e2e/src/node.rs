@@ -1,14 +1,18 @@
-//! The local cluster's one real node: containerd and runc from Debian, a bridge network from
-//! Debian's CNI plugins, and a kubelet built from the pinned Kubernetes module.
+//! The local cluster's real nodes: containerd and runc from Debian, a bridge network from
+//! Debian's CNI plugins, and a kubelet built from the pinned Kubernetes module, twice.
 //!
-//! kwok nodes run nothing; this node runs execution-environment pods for real, so the README's main
-//! job and the end-to-end tests of the data plane and the autoscaler can invoke functions. It is
-//! registered as [`NODE_NAME`] with the labels a Static capacity provider selects
-//! (`examples/capacity-provider-static.yaml`) and a taint only that provider's EEs tolerate, so
-//! that nothing else the tests create is ever scheduled onto it.
+//! kwok nodes run nothing; these nodes run execution-environment pods for real, so the README's
+//! main job and the end-to-end tests of the data plane and the autoscaler can invoke functions.
+//! Two of them ([`NODES`]: `lmi-node` in zone local-a, `lmi-node-2` in local-b), because the
+//! machine's 2 cores give each node room for one EE of 1 vCPU, and scaling out, spreading over
+//! zones and routing to a second EE need a second one. Each has its own containerd (a kubelet
+//! garbage-collects every container its runtime shows), its own bridge and address range, and
+//! its own cgroup root. They carry the labels a Static capacity provider selects
+//! (`examples/capacity-provider-static.yaml`) and a taint only that provider's EEs tolerate, so that
+//! nothing else the tests create is ever scheduled onto them.
 //!
-//! Pod addresses come from a host-local range on the bridge [`BRIDGE`], whose gateway address is
-//! on the host: the router and the tests, running on the host, reach every pod directly.
+//! Pod addresses come from host-local ranges on bridges whose gateway addresses are on the host:
+//! the router and the tests, running on the host, reach every pod directly.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,27 +24,17 @@ use crate::error::{Error, Result};
 use crate::logs;
 use crate::paths::Paths;
 
-/// Name the kubelet registers.
-pub const NODE_NAME: &str = "lmi-node";
-/// Labels of the node: what `examples/capacity-provider-static.yaml` selects, plus the well-known
-/// labels Karpenter would set on an EC2 instance (zone, instance type, architecture come from the
-/// kubelet itself for `kubernetes.io/arch`).
+/// Labels of the nodes: what `examples/capacity-provider-static.yaml` selects, plus the well-known
+/// labels Karpenter would set on an EC2 instance (`kubernetes.io/arch` comes from the kubelet).
 pub const NODE_POOL_LABEL: (&str, &str) = ("lmi.dev/pool", "functions");
-pub const NODE_ZONE: &str = "local-a";
 pub const NODE_INSTANCE_TYPE: &str = "local";
 /// The capacity provider whose EEs may run here (the taint's value): the Static example's name.
 pub const NODE_CAPACITY_PROVIDER: &str = "local";
-/// Pod network: a Linux bridge with the gateway address on the host.
-pub const BRIDGE: &str = "lmi0";
-pub const POD_SUBNET: &str = "10.88.0.0/16";
-/// Away from the kubelet's defaults (10250, 10248) like the control plane's ports.
-pub const KUBELET_PORT: u16 = 11250;
-pub const KUBELET_HEALTHZ_PORT: u16 = 11248;
 pub const KUBE_PROXY_HEALTHZ_PORT: u16 = 11256;
 pub const KUBE_PROXY_METRICS_PORT: u16 = 11249;
 /// Where Debian's `containernetworking-plugins` installs the plugins.
 const CNI_BIN_DIR: &str = "/usr/lib/cni";
-/// Debian packages the node needs; installed by `up` when missing (it runs as root here).
+/// Debian packages the nodes need; installed by `up` when missing (it runs as root here).
 const HOST_PACKAGES: [&str; 6] = [
     "containerd",
     "runc",
@@ -50,33 +44,109 @@ const HOST_PACKAGES: [&str; 6] = [
     "debootstrap",
 ];
 
-/// Runtime state lives on tmpfs (`/run`) like a real node's: sockets, CNI address leases, netns.
-pub fn containerd_state_dir() -> PathBuf {
-    PathBuf::from("/run/lmi/containerd")
+/// The real nodes, in start order.
+pub const NODES: [Node; 2] = [Node { index: 0 }, Node { index: 1 }];
+
+/// The first node: the chart's pods go there (`charts/lmi/ci/local-values.yaml`).
+pub const NODE_NAME: &str = "lmi-node";
+
+/// One real node; everything of node 0 is named as when there was only one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Node {
+    index: u8,
 }
 
-/// The socket the kubelet, `ctr` and the image import talk to.
-pub fn containerd_address() -> PathBuf {
-    containerd_state_dir().join("containerd.sock")
-}
+impl Node {
+    /// "" for the first node, "-2" for the second: appended to every name and path.
+    fn suffix(self) -> String {
+        match self.index {
+            0 => String::new(),
+            i => format!("-{}", i + 1),
+        }
+    }
 
-/// containerd's content store and snapshots: kept across `down` and `up` (outside the cluster
-/// state), so imported images survive a restart and a second `up` imports nothing.
-pub fn containerd_root(paths: &Paths) -> PathBuf {
-    paths.root().join("node").join("containerd")
-}
+    /// The name the kubelet registers.
+    pub fn name(self) -> String {
+        format!("{NODE_NAME}{}", self.suffix())
+    }
 
-/// The kubelet's root directory (pod volumes, its serving certificate).
-pub fn kubelet_root(paths: &Paths) -> PathBuf {
-    paths.root().join("node").join("kubelet")
-}
+    pub fn zone(self) -> String {
+        format!("local-{}", char::from(b'a' + self.index))
+    }
 
-fn node_config_dir(paths: &Paths) -> PathBuf {
-    paths.state_dir().join("node")
-}
+    /// Component names for the pid files and logs.
+    pub fn containerd_component(self) -> String {
+        format!("containerd{}", self.suffix())
+    }
 
-fn cni_conf_dir(paths: &Paths) -> PathBuf {
-    node_config_dir(paths).join("net.d")
+    pub fn kubelet_component(self) -> String {
+        format!("kubelet{}", self.suffix())
+    }
+
+    /// Pod network: a Linux bridge with the gateway address on the host.
+    pub fn bridge(self) -> String {
+        format!("lmi{}", self.index)
+    }
+
+    pub fn pod_subnet(self) -> String {
+        format!("10.{}.0.0/16", 88 + u16::from(self.index))
+    }
+
+    /// Away from the kubelet's defaults (10250, 10248) like the control plane's ports.
+    pub fn kubelet_port(self) -> u16 {
+        11250 + 10 * u16::from(self.index)
+    }
+
+    pub fn kubelet_healthz_port(self) -> u16 {
+        11248 + 10 * u16::from(self.index)
+    }
+
+    /// Each kubelet's pods under a cgroup of their own (the first keeps the default, `/`).
+    fn cgroup_root(self) -> String {
+        match self.index {
+            0 => "/".to_string(),
+            _ => format!("/{}", self.name()),
+        }
+    }
+
+    /// Runtime state lives on tmpfs (`/run`) like a real node's: sockets, CNI leases, netns.
+    pub fn containerd_state_dir(self) -> PathBuf {
+        PathBuf::from(format!("/run/lmi/containerd{}", self.suffix()))
+    }
+
+    /// The socket the kubelet, `ctr` and the image import talk to.
+    pub fn containerd_address(self) -> PathBuf {
+        self.containerd_state_dir().join("containerd.sock")
+    }
+
+    fn cni_data_dir(self) -> String {
+        format!("/run/lmi/cni{}", self.suffix())
+    }
+
+    /// containerd's content store and snapshots: kept across `down` and `up` (outside the
+    /// cluster state), so imported images survive a restart and a second `up` imports nothing.
+    pub fn containerd_root(self, paths: &Paths) -> PathBuf {
+        paths
+            .root()
+            .join(format!("node{}", self.suffix()))
+            .join("containerd")
+    }
+
+    /// The kubelet's root directory (pod volumes, its serving certificate).
+    pub fn kubelet_root(self, paths: &Paths) -> PathBuf {
+        paths
+            .root()
+            .join(format!("node{}", self.suffix()))
+            .join("kubelet")
+    }
+
+    fn config_dir(self, paths: &Paths) -> PathBuf {
+        paths.state_dir().join(format!("node{}", self.suffix()))
+    }
+
+    fn cni_conf_dir(self, paths: &Paths) -> PathBuf {
+        self.config_dir(paths).join("net.d")
+    }
 }
 
 /// Installs the Debian packages the node needs when one of their programs is missing.
@@ -126,10 +196,10 @@ pub fn containerd_binary() -> PathBuf {
 }
 
 /// containerd answers on its socket.
-pub async fn containerd_ready() -> Result<()> {
+pub async fn containerd_ready(node: Node) -> Result<()> {
     let out = Command::new("ctr")
         .arg("--address")
-        .arg(containerd_address())
+        .arg(node.containerd_address())
         .arg("version")
         .stdin(std::process::Stdio::null())
         .output()
@@ -146,9 +216,10 @@ pub async fn containerd_ready() -> Result<()> {
 }
 
 /// The node is registered and Ready (its CNI network configured, the runtime answering).
-pub async fn node_ready(client: &kube::Client) -> Result<()> {
+pub async fn node_ready(node: Node, client: &kube::Client) -> Result<()> {
     let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
-    let node = nodes.get(NODE_NAME).await?;
+    let name = node.name();
+    let node = nodes.get(&name).await?;
     let ready = node
         .status
         .and_then(|s| s.conditions)
@@ -158,7 +229,7 @@ pub async fn node_ready(client: &kube::Client) -> Result<()> {
     if ready {
         Ok(())
     } else {
-        Err(Error::Other(format!("node {NODE_NAME} is not Ready yet")))
+        Err(Error::Other(format!("node {name} is not Ready yet")))
     }
 }
 
@@ -186,22 +257,22 @@ async fn run_logged(program: &str, args: &[&str], log: &Path) -> Result<()> {
 }
 
 /// Writes containerd's configuration and returns the arguments that start it.
-pub fn containerd_args(paths: &Paths, pause_image: &str) -> Result<Vec<String>> {
-    let dir = node_config_dir(paths);
-    let net_d = cni_conf_dir(paths);
+pub fn containerd_args(node: Node, paths: &Paths, pause_image: &str) -> Result<Vec<String>> {
+    let dir = node.config_dir(paths);
+    let net_d = node.cni_conf_dir(paths);
     for d in [&dir, &net_d] {
         std::fs::create_dir_all(d).map_err(Error::io("creating", d))?;
     }
     let config = dir.join("containerd.toml");
-    let toml = containerd_config(paths, pause_image);
+    let toml = containerd_config(node, paths, pause_image);
     std::fs::write(&config, toml).map_err(Error::io("writing", &config))?;
     let conflist = net_d.join("10-lmi-bridge.conflist");
-    std::fs::write(&conflist, cni_conflist()).map_err(Error::io("writing", &conflist))?;
+    std::fs::write(&conflist, cni_conflist(node)).map_err(Error::io("writing", &conflist))?;
     Ok(vec![format!("--config={}", config.display())])
 }
 
-fn containerd_config(paths: &Paths, pause_image: &str) -> String {
-    let state = containerd_state_dir();
+fn containerd_config(node: Node, paths: &Paths, pause_image: &str) -> String {
+    let state = node.containerd_state_dir();
     format!(
         r#"# Written by lmi-dev (e2e/src/node.rs).
 version = 2
@@ -232,31 +303,31 @@ state = "{state}"
     bin_dir = "{cni_bin}"
     conf_dir = "{net_d}"
 "#,
-        root = containerd_root(paths).display(),
+        root = node.containerd_root(paths).display(),
         state = state.display(),
-        address = containerd_address().display(),
+        address = node.containerd_address().display(),
         cni_bin = CNI_BIN_DIR,
-        net_d = cni_conf_dir(paths).display(),
+        net_d = node.cni_conf_dir(paths).display(),
     )
 }
 
 /// A bridge with the gateway on the host (so the host reaches pods), masquerading for traffic
 /// leaving the pod range, host-local addresses whose leases live on tmpfs.
-fn cni_conflist() -> String {
+fn cni_conflist(node: Node) -> String {
     serde_json::json!({
         "cniVersion": "1.0.0",
-        "name": "lmi",
+        "name": format!("lmi{}", node.suffix()),
         "plugins": [{
             "type": "bridge",
-            "bridge": BRIDGE,
+            "bridge": node.bridge(),
             "isGateway": true,
             "ipMasq": true,
             "hairpinMode": true,
             "ipam": {
                 "type": "host-local",
-                "ranges": [[{"subnet": POD_SUBNET}]],
+                "ranges": [[{"subnet": node.pod_subnet()}]],
                 "routes": [{"dst": "0.0.0.0/0"}],
-                "dataDir": "/run/lmi/cni",
+                "dataDir": node.cni_data_dir(),
             },
         }],
     })
@@ -264,22 +335,31 @@ fn cni_conflist() -> String {
 }
 
 /// Writes the kubelet's configuration file and returns its arguments.
-pub fn kubelet_args(paths: &Paths, kubeconfig: &Path, ca_cert: &Path) -> Result<Vec<String>> {
-    let dir = node_config_dir(paths);
+pub fn kubelet_args(
+    node: Node,
+    paths: &Paths,
+    kubeconfig: &Path,
+    ca_cert: &Path,
+) -> Result<Vec<String>> {
+    let dir = node.config_dir(paths);
     std::fs::create_dir_all(&dir).map_err(Error::io("creating", &dir))?;
-    let root = kubelet_root(paths);
+    let root = node.kubelet_root(paths);
     std::fs::create_dir_all(&root).map_err(Error::io("creating", &root))?;
+    ensure_cgroup_root(node)?;
     let config = dir.join("kubelet.yaml");
-    std::fs::write(&config, kubelet_config(ca_cert)).map_err(Error::io("writing", &config))?;
+    std::fs::write(&config, kubelet_config(node, ca_cert))
+        .map_err(Error::io("writing", &config))?;
     let node_ip = node_ip()?;
+    let name = node.name();
+    let zone = node.zone();
     Ok(vec![
         format!("--config={}", config.display()),
         format!("--kubeconfig={}", kubeconfig.display()),
         format!("--root-dir={}", root.display()),
-        format!("--hostname-override={NODE_NAME}"),
+        format!("--hostname-override={name}"),
         format!("--node-ip={node_ip}"),
         format!(
-            "--node-labels={}={},topology.kubernetes.io/zone={NODE_ZONE},node.kubernetes.io/instance-type={NODE_INSTANCE_TYPE}",
+            "--node-labels={}={},topology.kubernetes.io/zone={zone},node.kubernetes.io/instance-type={NODE_INSTANCE_TYPE}",
             NODE_POOL_LABEL.0, NODE_POOL_LABEL.1
         ),
         format!(
@@ -294,9 +374,10 @@ pub fn kubelet_args(paths: &Paths, kubeconfig: &Path, ca_cert: &Path) -> Result<
 pub fn kube_proxy_args(kubeconfig: &Path) -> Vec<String> {
     vec![
         format!("--kubeconfig={}", kubeconfig.display()),
+        // One kube-proxy serves the host and both nodes: they share its network namespace.
         format!("--hostname-override={NODE_NAME}"),
         "--proxy-mode=iptables".into(),
-        format!("--cluster-cidr={POD_SUBNET}"),
+        "--cluster-cidr=10.88.0.0/15".into(),
         format!("--healthz-bind-address=127.0.0.1:{KUBE_PROXY_HEALTHZ_PORT}"),
         format!("--metrics-bind-address=127.0.0.1:{KUBE_PROXY_METRICS_PORT}"),
         // Leave the host's conntrack table size alone (it is not ours to tune, and may be
@@ -306,7 +387,7 @@ pub fn kube_proxy_args(kubeconfig: &Path) -> Vec<String> {
     ]
 }
 
-fn kubelet_config(ca_cert: &Path) -> String {
+fn kubelet_config(node: Node, ca_cert: &Path) -> String {
     format!(
         r#"# Written by lmi-dev (e2e/src/node.rs).
 apiVersion: kubelet.config.k8s.io/v1beta1
@@ -314,6 +395,7 @@ kind: KubeletConfiguration
 containerRuntimeEndpoint: unix://{address}
 # This machine has cgroup v1 and no systemd; Kubernetes 1.35+ refuses cgroup v1 unless told.
 cgroupDriver: cgroupfs
+cgroupRoot: {cgroup_root}
 failCgroupV1: false
 failSwapOn: false
 port: {port}
@@ -344,9 +426,10 @@ serializeImagePulls: false
 registerNode: true
 maxPods: 110
 "#,
-        address = containerd_address().display(),
-        port = KUBELET_PORT,
-        healthz = KUBELET_HEALTHZ_PORT,
+        address = node.containerd_address().display(),
+        cgroup_root = node.cgroup_root(),
+        port = node.kubelet_port(),
+        healthz = node.kubelet_healthz_port(),
         ca = ca_cert.display(),
     )
 }
@@ -359,8 +442,8 @@ pub fn node_ip() -> Result<String> {
         .map_err(Error::io("running", Path::new("ip")))?;
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        // "2: eth0    inet 192.0.2.2/24 brd ..." (the pod bridge is skipped: it comes and goes)
-        .filter(|line| !line.contains(BRIDGE))
+        // "2: eth0    inet 192.0.2.2/24 brd ..." (the pod bridges are skipped: they come and go)
+        .filter(|line| !NODES.iter().any(|n| line.contains(&n.bridge())))
         .find_map(|line| {
             let mut words = line.split_whitespace();
             words.find(|w| *w == "inet")?;
@@ -374,10 +457,10 @@ pub fn node_ip() -> Result<String> {
         })
 }
 
-/// Kills every container this node's containerd still runs (the kubelet is stopped first), so
+/// Kills every container the node's containerd still runs (the kubelet is stopped first), so
 /// `down` leaves no function processes behind.
-pub async fn kill_containers() {
-    let address = containerd_address();
+pub async fn kill_containers(node: Node) {
+    let address = node.containerd_address();
     if !address.exists() {
         return;
     }
@@ -418,30 +501,94 @@ pub async fn kill_containers() {
     }
 }
 
+/// The kubelet checks that its cgroup root exists in every controller's hierarchy (cgroup v1):
+/// make it, and give its cpuset the parent's CPUs and memory nodes (an empty cpuset admits no
+/// process).
+fn ensure_cgroup_root(node: Node) -> Result<()> {
+    let root = node.cgroup_root();
+    let relative = root.trim_start_matches('/');
+    if relative.is_empty() {
+        return Ok(());
+    }
+    let hierarchies =
+        std::fs::read_dir(CGROUP_MOUNT).map_err(Error::io("reading", Path::new(CGROUP_MOUNT)))?;
+    for hierarchy in hierarchies.flatten() {
+        let dir = hierarchy.path();
+        // cgroup v2's hierarchy ("unified") is empty here; the kubelet ignores it on v1.
+        if hierarchy.file_name() == "unified" || !dir.join("cgroup.procs").is_file() {
+            continue;
+        }
+        let path = dir.join(relative);
+        std::fs::create_dir_all(&path).map_err(Error::io("creating", &path))?;
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            let (parent, child) = (dir.join(file), path.join(file));
+            if parent.is_file()
+                && std::fs::read_to_string(&child).is_ok_and(|c| c.trim().is_empty())
+            {
+                let value =
+                    std::fs::read_to_string(&parent).map_err(Error::io("reading", &parent))?;
+                std::fs::write(&child, value.trim()).map_err(Error::io("writing", &child))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+const CGROUP_MOUNT: &str = "/sys/fs/cgroup";
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn cni_config_is_a_bridge_with_host_local_addresses() {
-        let v: serde_json::Value = serde_json::from_str(&cni_conflist()).unwrap();
-        let bridge = &v["plugins"][0];
-        assert_eq!(bridge["type"], "bridge");
-        assert_eq!(bridge["bridge"], BRIDGE);
-        assert_eq!(bridge["isGateway"], true);
-        assert_eq!(bridge["ipam"]["ranges"][0][0]["subnet"], POD_SUBNET);
+        for node in NODES {
+            let v: serde_json::Value = serde_json::from_str(&cni_conflist(node)).unwrap();
+            let bridge = &v["plugins"][0];
+            assert_eq!(bridge["type"], "bridge");
+            assert_eq!(bridge["bridge"], node.bridge());
+            assert_eq!(bridge["isGateway"], true);
+            assert_eq!(bridge["ipam"]["ranges"][0][0]["subnet"], node.pod_subnet());
+        }
     }
 
     #[test]
     fn kubelet_config_allows_cgroup_v1_and_names_the_runtime() {
-        let yaml = kubelet_config(Path::new("/ca.crt"));
+        let yaml = kubelet_config(NODES[1], Path::new("/ca.crt"));
         let v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
         assert_eq!(v["failCgroupV1"], serde_yaml::Value::Bool(false));
         assert_eq!(v["cgroupDriver"], "cgroupfs");
         assert_eq!(
             v["containerRuntimeEndpoint"].as_str().unwrap(),
-            format!("unix://{}", containerd_address().display())
+            format!("unix://{}", NODES[1].containerd_address().display())
         );
-        assert_eq!(v["port"].as_u64(), Some(u64::from(KUBELET_PORT)));
+        assert_eq!(v["port"].as_u64(), Some(11260));
+        assert_eq!(v["cgroupRoot"], "/lmi-node-2");
+    }
+}
+
+#[cfg(test)]
+mod naming_tests {
+    use super::*;
+
+    #[test]
+    fn the_first_node_keeps_the_single_node_names_and_the_second_differs_everywhere() {
+        let [a, b] = NODES;
+        assert_eq!(
+            (a.name(), a.zone(), a.bridge()),
+            ("lmi-node".into(), "local-a".into(), "lmi0".into())
+        );
+        assert_eq!(
+            (b.name(), b.zone(), b.bridge()),
+            ("lmi-node-2".into(), "local-b".into(), "lmi1".into())
+        );
+        assert_eq!(
+            a.containerd_address(),
+            PathBuf::from("/run/lmi/containerd/containerd.sock")
+        );
+        assert_ne!(a.containerd_address(), b.containerd_address());
+        assert_ne!(a.pod_subnet(), b.pod_subnet());
+        assert_ne!(a.kubelet_healthz_port(), b.kubelet_healthz_port());
+        assert_eq!(a.cgroup_root(), "/");
     }
 }

@@ -36,7 +36,7 @@ enum Command {
     Build,
     /// Build the images and import them into the local node's containerd.
     Images {
-        /// containerd's socket (default: the local node's).
+        /// containerd's socket (default: each real node's).
         #[arg(long)]
         containerd: Option<PathBuf>,
         /// Only build the image archives (under $LMI_CACHE_DIR/images/archives).
@@ -152,9 +152,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
             if !no_import {
-                let containerd = containerd.unwrap_or_else(lmi_e2e::node::containerd_address);
-                images::import_all(&built, &containerd).await?;
-                eprintln!("imported into {} (namespace k8s.io)", containerd.display());
+                let sockets = match containerd {
+                    Some(socket) => vec![socket],
+                    None => lmi_e2e::node::NODES
+                        .iter()
+                        .map(|n| n.containerd_address())
+                        .collect(),
+                };
+                for socket in sockets {
+                    images::import_all(&built, &socket).await?;
+                    eprintln!("imported into {} (namespace k8s.io)", socket.display());
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -13,7 +13,7 @@
 //!   never leaves a cache entry that looks finished.
 //!
 //! Usage: `let images = ensure_images(&paths, workspace_root).await?;` then
-//! `import_all(&images, &node::containerd_address()).await?`.
+//! `import_all(&images, &node.containerd_address()).await?` for each of [`crate::node::NODES`].
 
 pub mod base;
 pub mod catalog;
