@@ -20,6 +20,22 @@ pub struct Policy {
     pub stabilization_seconds: i64,
     /// At most this share of the EEs (and at least one) goes in one scale-down.
     pub max_step_down: f64,
+    /// How far ahead (seconds) a scale-up looks: the reaction time, from a decision to new EEs
+    /// serving (see [`super::Reaction::seconds`]; [`Policy::for_reaction`]). Zero: no forecast
+    /// either way, the rule is purely reactive. (A scale-down ahead looks as far as the
+    /// stabilization window: removing EEs takes effect at once, waiting is its only delay.)
+    pub lead_seconds: f64,
+    /// Weight of a new sample in the demand's smoothed level (Holt's alpha, 0-1).
+    pub level_smoothing: f64,
+    /// Weight of a new sample in the demand's smoothed slope (Holt's beta, 0-1).
+    pub slope_smoothing: f64,
+    /// Most growth the forecast believes, as a share of the demand per second. A spike's first
+    /// samples (refused work added back) make a huge slope; the forecast is for the ramps the Auto
+    /// target is built for, the reactive rule handles the rest.
+    pub max_growth_per_second: f64,
+    /// Within the band, a scale-up starts ahead when the utilization forecast at the end of the
+    /// lead passes `target + ahead_margin` with what is already asked for.
+    pub ahead_margin: f64,
 }
 
 impl Default for Policy {
@@ -29,6 +45,21 @@ impl Default for Policy {
             saturation_threshold: 0.8,
             stabilization_seconds: 30,
             max_step_down: 0.25,
+            lead_seconds: super::Reaction::default().seconds(),
+            level_smoothing: 0.5,
+            slope_smoothing: 0.2,
+            max_growth_per_second: 1.0 / super::target::DOUBLING_PERIOD.as_secs_f64(),
+            ahead_margin: BAND_POINTS,
+        }
+    }
+}
+
+impl Policy {
+    /// The default policy, looking ahead by this reaction time.
+    pub fn for_reaction(reaction: &super::Reaction) -> Self {
+        Self {
+            lead_seconds: reaction.seconds(),
+            ..Self::default()
         }
     }
 }
@@ -76,7 +107,7 @@ impl Limits {
 }
 
 /// What the decision remembers between samples.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScalerState {
     /// The last desired count (the wish given to the planner).
@@ -85,6 +116,80 @@ pub struct ScalerState {
     pub below_since: Option<i64>,
     /// The most EEs any sample since `below_since` needed: the scale-down goes no lower.
     pub below_needed: u32,
+    /// The version's demand, smoothed, and how fast it moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trend: Option<Trend>,
+}
+
+/// The demand of a version (ready EEs x utilization, in EE-percent: 3 EEs at 50% are 150)
+/// smoothed with Holt's linear method: a level and a slope, as of a time.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Trend {
+    pub level: f64,
+    /// EE-percent per second.
+    pub slope: f64,
+    /// Unix seconds of the last sample.
+    pub at: i64,
+}
+
+/// A version refusing more than this share of its invocations is in a spike: its trend restarts.
+const THROTTLED_RESTARTS_TREND: f64 = 0.01;
+
+/// A trend older than this (seconds) says nothing about the load now: it starts again.
+const TREND_STALE_SECONDS: i64 = 120;
+
+impl Trend {
+    /// The trend after a sample of `demand` (EE-percent) at `now`.
+    fn update(previous: Option<Trend>, policy: &Policy, demand: f64, now: i64) -> Trend {
+        let fresh = Trend {
+            level: demand,
+            slope: 0.0,
+            at: now,
+        };
+        let Some(p) = previous else {
+            return fresh;
+        };
+        let dt = now - p.at;
+        if dt > TREND_STALE_SECONDS || !p.level.is_finite() || !p.slope.is_finite() {
+            return fresh;
+        }
+        if dt <= 0 {
+            return Trend {
+                level: p.level + policy.level_smoothing * (demand - p.level),
+                ..p
+            };
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let dt = dt as f64;
+        let predicted = p.level + p.slope * dt;
+        let level = predicted + policy.level_smoothing * (demand - predicted);
+        let slope = p.slope + policy.slope_smoothing * ((level - p.level) / dt - p.slope);
+        Trend {
+            level,
+            slope,
+            at: now,
+        }
+    }
+
+    /// The demand `lead` seconds ahead of `demand` (EE-percent, measured now): growth only (a
+    /// falling load is met by the scale-down), at most `max_growth_per_second` of `demand` per
+    /// second.
+    fn ahead(&self, policy: &Policy, demand: f64) -> f64 {
+        let growth = self
+            .slope
+            .clamp(0.0, policy.max_growth_per_second * demand.max(0.0));
+        demand + growth * policy.lead_seconds.max(0.0)
+    }
+
+    /// The demand `seconds` ahead of `demand`: decline only, at most `max_growth_per_second`
+    /// of `demand` per second.
+    fn behind(&self, policy: &Policy, demand: f64, seconds: f64) -> f64 {
+        let decline = self
+            .slope
+            .clamp(-policy.max_growth_per_second * demand.max(0.0), 0.0);
+        demand + decline * seconds.max(0.0)
+    }
 }
 
 /// Why the decision came out as it did.
@@ -96,12 +201,18 @@ pub enum Reason {
     InBand,
     /// Above the band (or concurrency saturated): scale up at once.
     ScaleUp,
+    /// Not above the band yet, but the trend takes it above `target + ahead_margin` before new
+    /// capacity could serve: scale up now, for the demand forecast at that time.
+    ScaleUpAhead,
     /// Above the band, but what is already asked for covers it (EEs still starting).
     UpPending,
     /// Below the band, waiting out the stabilization window.
     Stabilizing,
     /// Below the band for the whole window: scale down by a bounded step.
     ScaleDown,
+    /// Still in the band, but falling so fast that it would be below the band before the
+    /// stabilization window could end: scale down to the target now, by a bounded step.
+    ScaleDownAhead,
     /// Out of the band but pinned at min, max or the vCPU ceiling.
     AtLimit,
 }
@@ -112,9 +223,11 @@ impl Reason {
             Reason::NoSignal => "NoSignal",
             Reason::InBand => "InBand",
             Reason::ScaleUp => "ScaleUp",
+            Reason::ScaleUpAhead => "ScaleUpAhead",
             Reason::UpPending => "UpPending",
             Reason::Stabilizing => "Stabilizing",
             Reason::ScaleDown => "ScaleDown",
+            Reason::ScaleDownAhead => "ScaleDownAhead",
             Reason::AtLimit => "AtLimit",
         }
     }
@@ -145,11 +258,15 @@ fn scaled(n: u32, x: f64, target: f64) -> u32 {
 
 /// Decides the desired EE count of one version at `now` (unix seconds).
 ///
-/// `target` is in percent (see [`super::target_for`]). Within `target +/- band`: no change. Above
-/// (or when concurrency saturation reaches the threshold): at once to
-/// `ceil(ready * U / target)`, never below what is already asked. Below: only once every sample
-/// for `stabilization_seconds` was below, then to the largest count any of those samples needed,
-/// removing at most `max_step_down` of the EEs.
+/// `target` is in percent (see [`super::target_for`]). Above the band (or when concurrency
+/// saturation reaches the threshold): at once to `ceil(ready * U / target)`, or to the demand
+/// the trend forecasts at the end of the lead if that is more, never below what is already
+/// asked. Not above the band, but forecast above `target + ahead_margin` at the end of the lead
+/// with what is asked: scale up ahead, to the forecast. Within the band but falling so fast that
+/// it would be below it before `stabilization_seconds` could pass: scale down ahead, to the
+/// target (a bounded step). Otherwise, within the band: no change. Below: only once every sample
+/// for `stabilization_seconds` was below, then to the largest count any of those samples
+/// needed, removing at most `max_step_down` of the EEs.
 pub fn decide(
     policy: &Policy,
     target: f64,
@@ -159,18 +276,18 @@ pub fn decide(
     now: i64,
 ) -> Decision {
     let current = limits.clamp(state.desired.unwrap_or(obs.live_ees));
-    let reset = ScalerState {
-        desired: Some(current),
-        below_since: None,
-        below_needed: 0,
-    };
     if obs.ready_ees == 0 {
         return Decision {
             desired: current,
             reason: Reason::NoSignal,
             demand_percent: 0.0,
             needed: current,
-            next: reset,
+            next: ScalerState {
+                desired: Some(current),
+                below_since: None,
+                below_needed: 0,
+                trend: state.trend,
+            },
         };
     }
     // Refused invocations are demand the CPU figure does not show: add them back. Capped so a
@@ -181,11 +298,27 @@ pub fn decide(
     let saturation = obs.saturation / served;
     let n = obs.ready_ees;
     let needed = scaled(n, demand, target);
+    let total = f64::from(n) * demand;
+    // Refusing work is a jump the Auto target was not built for (a spike, not a ramp), and the
+    // demand is an estimate then: the trend starts again, and only the reactive rule acts.
+    let trend = if obs.throttled_share > THROTTLED_RESTARTS_TREND {
+        Trend::update(None, policy, total, now)
+    } else {
+        Trend::update(state.trend, policy, total, now)
+    };
+    let ahead = trend.ahead(policy, total);
+    let needed_ahead = scaled(1, ahead, target);
+    let reset = ScalerState {
+        desired: Some(current),
+        below_since: None,
+        below_needed: 0,
+        trend: Some(trend),
+    };
 
     let above = demand > target + policy.band;
     let saturated = saturation >= policy.saturation_threshold;
     if above || saturated {
-        let mut wanted = needed;
+        let mut wanted = needed.max(needed_ahead);
         if saturated {
             // Bring concurrency to the same share of its limit as CPU is brought to of its own.
             wanted = wanted.max(scaled(n, saturation, target / 100.0));
@@ -209,7 +342,46 @@ pub fn decide(
             },
         };
     }
+    // What is asked for, at the demand forecast for when new capacity could serve.
+    if current > 0 && ahead > total && ahead / f64::from(current) > target + policy.ahead_margin {
+        let desired = limits.clamp(current.max(needed_ahead));
+        if desired > current {
+            return Decision {
+                desired,
+                reason: Reason::ScaleUpAhead,
+                demand_percent: demand,
+                needed: needed_ahead,
+                next: ScalerState {
+                    desired: Some(desired),
+                    ..reset
+                },
+            };
+        }
+    }
     if demand >= target - policy.band {
+        // Falling so fast that it would be below the band before the stabilization window could
+        // end: bring it to the target now (the step still bounded).
+        let falling = trend.behind(policy, total, policy.stabilization_seconds as f64);
+        if policy.lead_seconds > 0.0
+            && falling < total
+            && current > 0
+            && falling / f64::from(current) < target - policy.band
+        {
+            let step = scaled(current, policy.max_step_down, 1.0).max(1);
+            let desired = limits.clamp(needed.max(current.saturating_sub(step)));
+            if desired < current {
+                return Decision {
+                    desired,
+                    reason: Reason::ScaleDownAhead,
+                    demand_percent: demand,
+                    needed,
+                    next: ScalerState {
+                        desired: Some(desired),
+                        ..reset
+                    },
+                };
+            }
+        }
         return Decision {
             desired: current,
             reason: Reason::InBand,
@@ -234,9 +406,9 @@ pub fn decide(
             demand_percent: demand,
             needed,
             next: ScalerState {
-                desired: Some(current),
                 below_since: Some(since),
                 below_needed,
+                ..reset
             },
         };
     }

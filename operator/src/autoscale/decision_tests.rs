@@ -1,9 +1,10 @@
 //! Unit tests of the scaling decision: the band and its edges, scale-up, the stabilization window
-//! and bounded step of scale-down, min/max and the vCPU ceiling.
+//! and bounded step of scale-down, min/max and the vCPU ceiling, and the trend (scale-up and
+//! scale-down ahead).
 
 use lmi_crds::rules::ScalingBounds;
 
-use super::decision::{Limits, Observation, Policy, Reason, ScalerState, decide};
+use super::decision::{Decision, Limits, Observation, Policy, Reason, ScalerState, Trend, decide};
 
 const T: f64 = 60.0;
 
@@ -211,12 +212,31 @@ fn state_round_trips_through_json() {
         desired: Some(4),
         below_since: Some(17),
         below_needed: 2,
+        trend: None,
     };
     let text = serde_json::to_string(&s).expect("serializes");
+    // A state written before the trend existed reads the same.
     assert_eq!(text, r#"{"desired":4,"belowSince":17,"belowNeeded":2}"#);
     assert_eq!(
         serde_json::from_str::<ScalerState>(&text).expect("parses"),
         s
+    );
+    let with_trend = ScalerState {
+        trend: Some(Trend {
+            level: 250.5,
+            slope: -0.25,
+            at: 40,
+        }),
+        ..s
+    };
+    let text = serde_json::to_string(&with_trend).expect("serializes");
+    assert_eq!(
+        text,
+        r#"{"desired":4,"belowSince":17,"belowNeeded":2,"trend":{"level":250.5,"slope":-0.25,"at":40}}"#
+    );
+    assert_eq!(
+        serde_json::from_str::<ScalerState>(&text).expect("parses"),
+        with_trend
     );
 }
 
@@ -246,4 +266,190 @@ fn scale_down_continues_step_by_step_to_min() {
         vec![3, 2],
         "{steps:?}"
     );
+}
+
+/// Feeds `cpu(t)` for 10 ready EEs every 10 s from t=0 until the decision changes the count (or
+/// t reaches `until`); returns the decision that did, with the CPU it saw.
+fn until_change(
+    p: &Policy,
+    l: &Limits,
+    cpu: impl Fn(i64) -> f64,
+    until: i64,
+) -> Option<(f64, Decision)> {
+    let mut state = asked(10);
+    for t in (0..=until).step_by(10) {
+        let c = cpu(t);
+        let d = decide(p, T, &obs(10, c), l, &state, t);
+        if d.desired != 10 {
+            return Some((c, d));
+        }
+        state = d.next;
+    }
+    None
+}
+
+#[test]
+fn a_ramp_is_met_ahead_of_the_band() {
+    let p = Policy::default();
+    let l = limits(1, None, None);
+    // 10 EEs from 50% up by 0.15 points a second: 1.5 EE-percent a second, 120 over the lead.
+    let (cpu, d) = until_change(&p, &l, |t| 50.0 + 0.15 * t as f64, 300).expect("scales up");
+    assert_eq!(d.reason, Reason::ScaleUpAhead);
+    // Still within the band when it acts, and for the forecast demand, not the measured one.
+    assert!(cpu <= T + p.band, "{cpu}");
+    assert!(d.desired > 10 && d.desired == d.needed, "{d:?}");
+    let reactive = (10.0 * cpu / T).ceil() as u32;
+    assert!(d.desired > reactive, "{d:?} vs {reactive}");
+    // The forecast at the end of the lead is within the band with what is asked.
+    let forecast = 10.0 * (cpu + 0.15 * p.lead_seconds);
+    assert!(forecast / f64::from(d.desired) <= T + p.band, "{d:?}");
+}
+
+#[test]
+fn without_a_lead_the_rule_is_purely_reactive() {
+    let p = Policy {
+        lead_seconds: 0.0,
+        ..Policy::default()
+    };
+    let l = limits(1, None, None);
+    let (cpu, d) = until_change(&p, &l, |t| 50.0 + 0.15 * t as f64, 300).expect("scales up");
+    assert_eq!(d.reason, Reason::ScaleUp);
+    assert!(cpu > T + p.band);
+    assert_eq!(d.desired, (10.0 * cpu / T - 1e-9).ceil() as u32);
+    // Falling: nothing until the stabilization window below the band has passed.
+    let (cpu, d) = until_change(&p, &l, |t| 70.0 - 0.15 * t as f64, 600).expect("scales down");
+    assert_eq!(d.reason, Reason::ScaleDown);
+    assert!(cpu < T - p.band);
+}
+
+#[test]
+fn noise_around_the_target_moves_nothing() {
+    let p = Policy::default();
+    let l = limits(1, None, None);
+    // +/- 6 points around the target, alternating: no trend, always within the band.
+    let wobble = |t: i64| if (t / 10) % 2 == 0 { T + 6.0 } else { T - 6.0 };
+    assert_eq!(until_change(&p, &l, wobble, 600), None);
+    // Steady at either edge of the band: no trend, no change.
+    assert_eq!(until_change(&p, &l, |_| T + p.band, 600), None);
+    assert_eq!(until_change(&p, &l, |_| T - p.band, 600), None);
+}
+
+#[test]
+fn the_forecast_believes_no_more_than_the_doubling_it_is_built_for() {
+    let p = Policy::default();
+    let l = limits(1, None, None);
+    // A steep climb within the band: 2 points a second.
+    let (cpu, d) = until_change(&p, &l, |t| 50.0 + 2.0 * t as f64, 60).expect("scales up");
+    // At most 1 + lead / 300 times the measured demand.
+    let most = (10.0 * cpu * (1.0 + p.lead_seconds / 300.0) / T).ceil() as u32;
+    assert!(d.desired <= most, "{d:?} > {most}");
+}
+
+#[test]
+fn refusals_restart_the_trend() {
+    let p = Policy::default();
+    let l = limits(1, None, None);
+    let rising = ScalerState {
+        trend: Some(Trend {
+            level: 500.0,
+            slope: 5.0,
+            at: 990,
+        }),
+        ..asked(10)
+    };
+    let refusing = Observation {
+        throttled_share: 0.5,
+        ..obs(10, 90.0)
+    };
+    let d = decide(&p, T, &refusing, &l, &rising, 1000);
+    let trend = d.next.trend.expect("trend");
+    assert_eq!((trend.level, trend.slope, trend.at), (1800.0, 0.0, 1000));
+    // Sized on the measured demand alone: ceil(10 * 180 / 60).
+    assert_eq!((d.desired, d.reason), (30, Reason::ScaleUp));
+    // The same rise without refusals is believed.
+    let d = decide(&p, T, &obs(10, 65.0), &l, &rising, 1000);
+    assert_eq!(d.reason, Reason::ScaleUpAhead);
+}
+
+#[test]
+fn a_stale_trend_starts_again() {
+    let p = Policy::default();
+    let l = limits(1, None, None);
+    let old = ScalerState {
+        trend: Some(Trend {
+            level: 100.0,
+            slope: 50.0,
+            at: 0,
+        }),
+        ..asked(10)
+    };
+    let d = decide(&p, T, &obs(10, 65.0), &l, &old, 1000);
+    assert_eq!(d.reason, Reason::InBand);
+    assert_eq!(d.next.trend.map(|t| t.slope), Some(0.0));
+    // No signal keeps the trend as it was.
+    let none = Observation {
+        live_ees: 10,
+        ..obs(0, 0.0)
+    };
+    assert_eq!(decide(&p, T, &none, &l, &old, 1000).next.trend, old.trend);
+}
+
+#[test]
+fn a_fall_is_met_ahead_of_the_band_with_a_bounded_step() {
+    let p = Policy::default();
+    let l = limits(1, None, None);
+    // 10 EEs from 70% down by 0.3 points a second.
+    let (cpu, d) = until_change(&p, &l, |t| 70.0 - 0.3 * t as f64, 300).expect("scales down");
+    assert_eq!(d.reason, Reason::ScaleDownAhead);
+    assert!(cpu >= T - p.band, "{cpu}");
+    // To the target for the demand measured now, never past it, and at most 25% of the EEs.
+    assert_eq!(
+        d.desired,
+        ((10.0 * cpu / T - 1e-9).ceil() as u32).max(10 - 3)
+    );
+    assert!(10.0 * cpu / f64::from(d.desired) <= T + p.band);
+    // A new stabilization window starts.
+    assert_eq!(d.next.below_since, None);
+}
+
+#[test]
+fn ahead_decisions_stay_within_min_max_and_the_ceiling() {
+    let p = Policy::default();
+    let up = |t: i64| 50.0 + 0.15 * t as f64;
+    // Max 11: the scale-up ahead stops there.
+    let (_, d) = until_change(&p, &limits(1, Some(11), None), up, 300).expect("scales up");
+    assert_eq!((d.desired, d.reason), (11, Reason::ScaleUpAhead));
+    // The ceiling at 10: nothing to add, whatever the trend; above the band it says so.
+    let (cpu, d) = until_change(&p, &limits(1, None, Some(10)), up, 300)
+        .map_or((0.0, None), |(c, d)| (c, Some(d)));
+    assert_eq!(d, None, "{cpu}");
+    let mut state = asked(10);
+    for t in (0..=200).step_by(10) {
+        state = decide(
+            &p,
+            T,
+            &obs(10, up(t)),
+            &limits(1, None, Some(10)),
+            &state,
+            t,
+        )
+        .next;
+    }
+    let d = decide(
+        &p,
+        T,
+        &obs(10, up(210)),
+        &limits(1, None, Some(10)),
+        &state,
+        210,
+    );
+    assert_eq!((d.desired, d.reason), (10, Reason::AtLimit));
+    // Min 10: a fall ahead of the band removes nothing.
+    let down = |t: i64| 70.0 - 0.3 * t as f64;
+    let mut state = asked(10);
+    for t in (0..=150).step_by(10) {
+        let d = decide(&p, T, &obs(10, down(t)), &limits(10, None, None), &state, t);
+        assert_eq!(d.desired, 10, "t={t} {d:?}");
+        state = d.next;
+    }
 }

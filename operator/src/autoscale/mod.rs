@@ -21,7 +21,8 @@
 //!     // Karpenter: vcpu_ceiling_ees(max_vcpu, vCPUs of the other versions' EEs, &shape, &reqs)
 //!     ceiling,
 //! };
-//! let d = decide(&Policy::default(), target, &obs, &limits, &state[version], now_unix_seconds);
+//! let policy = Policy::for_reaction(&reaction);   // looks ahead by the reaction time
+//! let d = decide(&policy, target, &obs, &limits, &state[version], now_unix_seconds);
 //! state[version] = d.next;                // keep per version (it serializes, e.g. to an annotation)
 //! version_view.wish = Some(d.desired);    // then plan_capacity(&snapshot) as today
 //! ```
@@ -32,10 +33,18 @@
 //!
 //! # The rule
 //!
-//! - Within `T +/- 10`: no change.
+//! - Within `T +/- 10`: no change, unless the trend says it leaves the band before the rule
+//!   could react (below).
 //! - Above the band, or mean concurrency saturation at 80% or more: scale up at once to
 //!   `ceil(n * U / T)` (`n` ready EEs, `U` their mean CPU with refused invocations added back),
-//!   never below what is already asked (EEs still starting are not counted twice).
+//!   or to the demand forecast for when new EEs serve if that is more; never below what is
+//!   already asked (EEs still starting are not counted twice).
+//! - The trend: the demand `n * U` smoothed (Holt: a level and a slope). A rise that takes `U`
+//!   above the band, with what is asked, within the reaction time (interval + launch + start-up)
+//!   scales up *ahead*, to put the forecast demand at `T`. A fall that takes it below the band
+//!   within the stabilization window scales down ahead, to `T` now (a bounded step). The
+//!   forecast believes at most the growth the Auto target is built for (doubling in 5 minutes),
+//!   and restarts while the version refuses work (a spike is the reactive rule's business).
 //! - Below the band: only after every sample for the stabilization window (30 s) was below, to
 //!   the largest count those samples needed, removing at most 25% of the EEs (at least one).
 //! - Always within the version's [min, max] and the capacity provider's vCPU ceiling.
@@ -47,7 +56,7 @@ pub mod decision;
 pub mod target;
 
 pub use ceiling::vcpu_ceiling_ees;
-pub use decision::{Decision, Limits, Observation, Policy, Reason, ScalerState, decide};
+pub use decision::{Decision, Limits, Observation, Policy, Reason, ScalerState, Trend, decide};
 pub use target::{BAND_POINTS, DEFAULT_CPU_REFUSAL_PERCENT, Reaction, auto_target, target_for};
 
 #[cfg(test)]

@@ -179,7 +179,7 @@ async fn tick(
         );
         let previous = table.get(&version_key).copied().unwrap_or_default();
         let decision = decide(
-            &Policy::default(),
+            &Policy::for_reaction(reaction),
             target,
             &observation,
             &limits,

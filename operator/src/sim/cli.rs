@@ -29,8 +29,10 @@ usage: lmi-sim [flags]
   --cpu-threshold PCT       the sidecar refuses work above this CPU [90]
   --cooldown-s S            how long an empty instance is kept [300]
   --max-vcpu N              override the capacity provider's maxVCpuCount
-  --stabilization-s S       scale-down stabilization window [60]
+  --stabilization-s S       scale-down stabilization window [30]
   --step-down FRACTION      most of the EEs one scale-down removes [0.25]
+  --lead-s S                how far ahead scale-up forecasts the load; 0: purely reactive
+                            [interval + launch + start-up]
   --seed N                  random seed [1]
   --name NAME               output file stem [the profile's name]
   --out DIR                 where NAME.csv and NAME.svg go [lmi-sim-out]
@@ -109,6 +111,7 @@ pub fn parse(args: &[String]) -> Result<Options> {
             "--seed" => o.params.seed = number(flag, value)?,
             "--stabilization-s" => o.params.policy.stabilization_seconds = number(flag, value)?,
             "--step-down" => o.params.policy.max_step_down = number(flag, value)?,
+            "--lead-s" => o.params.lead_seconds = Some(number(flag, value)?),
             "--name" => o.name = Some(value.clone()),
             "--out" => o.out = PathBuf::from(value),
             other => {

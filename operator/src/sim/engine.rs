@@ -12,7 +12,8 @@
 //!    EEs drain for one invocation's duration).
 
 use crate::autoscale::{
-    Limits, Observation, Reaction, Reason, ScalerState, decide, target_for, vcpu_ceiling_ees,
+    Limits, Observation, Policy, Reaction, Reason, ScalerState, decide, target_for,
+    vcpu_ceiling_ees,
 };
 use crate::plan::plan_capacity;
 
@@ -54,7 +55,8 @@ pub struct Sample {
     pub ready: u32,
     pub desired: u32,
     pub reason: Reason,
-    /// Live EEs at the version's min (nothing to remove) or its max / ceiling (nothing to add).
+    /// Out of the band only because the count is pinned: below the band at the version's min
+    /// (nothing to remove), or above it at its max or the vCPU ceiling (nothing to add).
     pub pinned: bool,
 }
 
@@ -102,11 +104,15 @@ impl Smoothed {
 /// Runs a scenario to the end of its profile.
 pub fn run(scenario: &Scenario) -> Run {
     let params = &scenario.params;
-    let policy = params.policy;
     let reaction = Reaction {
         sample_interval: std::time::Duration::from_secs(u64::from(params.sample_interval_seconds)),
         instance_launch: std::time::Duration::from_secs(u64::from(params.instance_launch_seconds)),
         ee_startup: std::time::Duration::from_secs(u64::from(params.ee_startup_seconds)),
+    };
+    // As the operator does: the scale-up looks ahead by the reaction time (unless overridden).
+    let policy = Policy {
+        lead_seconds: params.lead_seconds.unwrap_or_else(|| reaction.seconds()),
+        ..params.policy
     };
     let target = target_for(
         &scenario.provider.scaling,
@@ -255,9 +261,14 @@ pub fn run(scenario: &Scenario) -> Run {
                 wishes[i] = Some(d.desired);
                 reasons[i] = d.reason;
                 sampled[i] = obs.cpu_percent;
-                let pinned = counts.live <= limits.clamp(0)
-                    || counts.live >= limits.clamp(u32::MAX)
-                    || d.reason == Reason::AtLimit;
+                // Out of the band only because the count may not move that way: below it at
+                // min (or at the ceiling when that is below min), above it at max or the
+                // ceiling. Not the other way round: a version above the band at min is late.
+                let at_limit = d.reason == Reason::AtLimit;
+                let pinned = (obs.cpu_percent < target - policy.band
+                    && (counts.live <= limits.clamp(0) || at_limit))
+                    || (obs.cpu_percent > target + policy.band
+                        && (counts.live >= limits.clamp(u32::MAX) || at_limit));
                 if record && counts.ready > 0 {
                     run.samples.push(Sample {
                         t: t + 1,
@@ -311,6 +322,26 @@ mod tests {
         // 300/s x 50 ms = 15 vCPUs; at 61% that is 25 EEs.
         assert!((24..=28).contains(&f.peak_ees), "{f:?}");
         assert!(summary.cost_usd > 0.0 && summary.oracle_cost_usd > 0.0);
+    }
+
+    #[test]
+    fn the_ramp_profile_meets_the_issue_goals_for_band_and_throttling() {
+        let mut s = scenario(Curve::Constant(0.0), 0);
+        s.profile = crate::sim::profile::builtin("ramp", 100.0).expect("builtin");
+        let f = summarize(&s, &run(&s)).functions[0].clone();
+        assert!(f.in_band >= 0.9, "{f:?}");
+        assert!(f.throttled_share() <= 0.001, "{f:?}");
+        // The decision holds about the oracle's EEs.
+        assert!((f.ee_hours / f.oracle_ee_hours - 1.0).abs() < 0.05, "{f:?}");
+    }
+
+    #[test]
+    fn below_the_band_at_min_counts_as_pinned() {
+        // 20/s x 50 ms = 1 vCPU: min 3 EEs hold the CPU at about 33%, below the band.
+        let s = scenario(Curve::Constant(20.0), 600);
+        let f = summarize(&s, &run(&s)).functions[0].clone();
+        assert!(f.in_band < 0.1, "{f:?}");
+        assert!(f.in_band_or_pinned > 0.95, "{f:?}");
     }
 
     #[test]

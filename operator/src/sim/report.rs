@@ -19,6 +19,10 @@ pub struct FunctionSummary {
     /// The longest stretch with throttles (seconds; throttles less than 10 s apart join).
     pub longest_throttling_seconds: i64,
     pub peak_ees: u32,
+    /// Live EEs (ready or starting) over time, and the oracle's: what the decision itself asks
+    /// for, apart from how the planner packs it on instances.
+    pub ee_hours: f64,
+    pub oracle_ee_hours: f64,
 }
 
 impl FunctionSummary {
@@ -91,6 +95,9 @@ pub fn summarize(scenario: &Scenario, run: &Run) -> Summary {
                 throttled: seconds.iter().map(|s| s.throttled).sum(),
                 longest_throttling_seconds: longest,
                 peak_ees: seconds.iter().map(|s| s.live).max().unwrap_or(0),
+                ee_hours: seconds.iter().map(|s| f64::from(s.live)).sum::<f64>() / 3600.0,
+                oracle_ee_hours: seconds.iter().map(|s| f64::from(s.oracle_ees)).sum::<f64>()
+                    / 3600.0,
             }
         })
         .collect();
@@ -107,8 +114,8 @@ pub fn summarize(scenario: &Scenario, run: &Run) -> Summary {
 
 /// The header of the summary table (Markdown).
 pub fn table_header() -> String {
-    "| profile | function | target | in band | in band or pinned | throttled | longest throttling | peak EEs | instance-hours (oracle) | cost USD (oracle) | cost / oracle |\n\
-     |---|---|---|---|---|---|---|---|---|---|---|\n"
+    "| profile | function | target | in band | in band or pinned | throttled | longest throttling | peak EEs | EE-hours (oracle) | instance-hours (oracle) | cost USD (oracle) | cost / oracle |\n\
+     |---|---|---|---|---|---|---|---|---|---|---|---|\n"
         .to_string()
 }
 
@@ -118,7 +125,7 @@ pub fn table_rows(s: &Summary) -> String {
     for f in &s.functions {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0}% | {:.1}% | {:.1}% | {:.3}% ({} of {}) | {} s | {} | {:.2} ({:.2}) | {:.3} ({:.3}) | {:.2} |",
+            "| {} | {} | {:.0}% | {:.1}% | {:.1}% | {:.3}% ({} of {}) | {} s | {} | {:.1} ({:.1}) | {:.2} ({:.2}) | {:.3} ({:.3}) | {:.2} |",
             s.profile,
             f.name,
             s.target,
@@ -129,6 +136,8 @@ pub fn table_rows(s: &Summary) -> String {
             f.invocations,
             f.longest_throttling_seconds,
             f.peak_ees,
+            f.ee_hours,
+            f.oracle_ee_hours,
             s.instance_hours,
             s.oracle_instance_hours,
             s.cost_usd,

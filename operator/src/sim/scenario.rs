@@ -43,8 +43,11 @@ pub struct Params {
     /// How long an empty instance is kept (the operator's `--empty-claim-cooldown-seconds`).
     pub empty_claim_cooldown_seconds: i64,
     pub seed: u64,
-    /// The decision's tunables.
+    /// The decision's tunables (its `lead_seconds` is set from the reaction time, see
+    /// `lead_seconds` below).
     pub policy: crate::autoscale::Policy,
+    /// How far ahead the scale-up looks; None: the reaction time (interval + launch + start-up).
+    pub lead_seconds: Option<f64>,
 }
 
 impl Default for Params {
@@ -57,6 +60,7 @@ impl Default for Params {
             empty_claim_cooldown_seconds: 300,
             seed: 1,
             policy: crate::autoscale::Policy::default(),
+            lead_seconds: None,
         }
     }
 }
