@@ -19,6 +19,7 @@ pub mod karpenter_crds;
 pub mod kubeconfig;
 pub mod logs;
 pub mod manifests;
+pub mod monitoring_crds;
 pub mod node;
 pub mod nodes;
 pub mod operator_harness;

@@ -22,6 +22,13 @@ pub const KARPENTER_AWS: &str = "1.13.0";
 /// for Go 1.26.0, no newer than [`GO_DIRECTIVE`].
 pub const HELM: &str = "3.22.0";
 
+/// prometheus-operator's API types (`github.com/prometheus-operator/prometheus-operator/pkg/apis/
+/// monitoring`), from which the chart tests generate the ServiceMonitor and PodMonitor CRDs.
+pub const PROMETHEUS_OPERATOR: &str = "0.95.2";
+
+/// controller-gen (`sigs.k8s.io/controller-tools`), the generator of those CRDs.
+pub const CONTROLLER_TOOLS: &str = "0.23.0";
+
 /// The `go` directive written into the generated wrapper modules: what k8s.io/kubernetes needs.
 pub const GO_DIRECTIVE: &str = "1.26.0";
 
