@@ -259,9 +259,9 @@ fn scaled(n: u32, x: f64, target: f64) -> u32 {
 /// Decides the desired EE count of one version at `now` (unix seconds).
 ///
 /// `target` is in percent (see [`super::target_for`]). Above the band (or when concurrency
-/// saturation reaches the threshold): at once to `ceil(ready * U / target)`, or to the demand
-/// the trend forecasts at the end of the lead if that is more, never below what is already
-/// asked. Not above the band, but forecast above `target + ahead_margin` at the end of the lead
+/// saturation reaches the threshold): at once to `ceil(ready * U / target)`, never below what
+/// is already asked (a jump out of the band is a spike, not the trend: sizing it for the trend
+/// over-provisions, and the simulator shows no gain from it). Not above the band, but forecast above `target + ahead_margin` at the end of the lead
 /// with what is asked: scale up ahead, to the forecast. Within the band but falling so fast that
 /// it would be below it before `stabilization_seconds` could pass: scale down ahead, to the
 /// target (a bounded step). Otherwise, within the band: no change. Below: only once every sample
@@ -318,7 +318,7 @@ pub fn decide(
     let above = demand > target + policy.band;
     let saturated = saturation >= policy.saturation_threshold;
     if above || saturated {
-        let mut wanted = needed.max(needed_ahead);
+        let mut wanted = needed;
         if saturated {
             // Bring concurrency to the same share of its limit as CPU is brought to of its own.
             wanted = wanted.max(scaled(n, saturation, target / 100.0));

@@ -306,6 +306,24 @@ fn a_ramp_is_met_ahead_of_the_band() {
 }
 
 #[test]
+fn above_the_band_the_step_is_reactive_even_on_a_rising_trend() {
+    // A rising trend, then a jump above the band: the step is ceil(n x U / T), as specified;
+    // the forecast only acts while still in the band (a jump is a spike, not the trend).
+    let p = Policy::default();
+    let l = limits(1, None, None);
+    let mut state = asked(2);
+    for (t, cpu) in [(0, 50.0), (10, 54.0), (20, 58.0)] {
+        state = decide(&p, 50.0, &obs(2, cpu), &l, &state, t).next;
+    }
+    let d = decide(&p, 50.0, &obs(2, 95.0), &l, &state, 30);
+    assert_eq!(
+        (d.desired, d.reason),
+        (4, Reason::ScaleUp),
+        "ceil(2 x 95 / 50) = 4"
+    );
+}
+
+#[test]
 fn without_a_lead_the_rule_is_purely_reactive() {
     let p = Policy {
         lead_seconds: 0.0,

@@ -32,6 +32,28 @@ pub struct VersionScaling {
     pub target_percent: f64,
 }
 
+/// What the autoscaler starts from for a version it has no memory of (a new version, or any
+/// version after an operator restart or a change of leader): the desired count its status shows,
+/// which the previous leader's wish set. Without this a restart would forget a scale-up whose EEs
+/// are still starting and plan for the EEs that run now. The stabilization window starts again
+/// (the safe side: no scale-down on a half-remembered window), and so does the trend.
+pub fn resumed(status_desired: Option<i32>) -> VersionScaling {
+    match status_desired
+        .and_then(|d| u32::try_from(d).ok())
+        .filter(|d| *d > 0)
+    {
+        Some(desired) => VersionScaling {
+            wish: Some(desired),
+            state: ScalerState {
+                desired: Some(desired),
+                ..ScalerState::default()
+            },
+            ..VersionScaling::default()
+        },
+        None => VersionScaling::default(),
+    }
+}
+
 /// Shared by the autoscaler loop and the planner, by version key.
 pub type ScalingTable = Arc<Mutex<BTreeMap<String, VersionScaling>>>;
 
@@ -177,7 +199,14 @@ async fn tick(
             reaction,
             DEFAULT_CPU_REFUSAL_PERCENT,
         );
-        let previous = table.get(&version_key).copied().unwrap_or_default();
+        let previous = table.get(&version_key).copied().unwrap_or_else(|| {
+            resumed(
+                version
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.desired_execution_environments),
+            )
+        });
         let decision = decide(
             &Policy::for_reaction(reaction),
             target,
@@ -243,5 +272,26 @@ async fn tick(
     changed_providers.dedup();
     for cp in changed_providers {
         let _ = replan.send(ObjectRef::new(&cp));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restart_resumes_from_the_desired_count_in_the_status() {
+        let resumed = resumed(Some(4));
+        assert_eq!(resumed.wish, Some(4));
+        assert_eq!(resumed.state.desired, Some(4));
+        assert_eq!(resumed.state.below_since, None, "the window starts again");
+        assert!(resumed.state.trend.is_none());
+    }
+
+    #[test]
+    fn nothing_to_resume_without_a_status() {
+        assert_eq!(resumed(None), VersionScaling::default());
+        assert_eq!(resumed(Some(0)), VersionScaling::default());
+        assert_eq!(resumed(Some(-1)), VersionScaling::default());
     }
 }
