@@ -184,12 +184,7 @@ async fn go(dir: &Path, log: &Path, args: &[&str]) -> Result<()> {
 }
 
 fn failed(log: &Path, message: String) -> Error {
-    Error::Build {
-        component: "helm".into(),
-        message,
-        log: log.to_path_buf(),
-        tail: logs::tail(log, 40),
-    }
+    logs::build_failed("helm", log, message)
 }
 
 #[cfg(test)]

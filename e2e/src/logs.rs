@@ -35,3 +35,45 @@ pub fn tail(path: &Path, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
+
+/// Runs `cmd` with its output appended to `log`; a failure names `component` and shows the
+/// log's tail. (Every build step and package install of lmi-dev goes through here.)
+pub async fn run_logged(
+    component: &str,
+    log: &Path,
+    cmd: &mut tokio::process::Command,
+) -> Result<()> {
+    let std_cmd = cmd.as_std();
+    let line = std::iter::once(std_cmd.get_program())
+        .chain(std_cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    append_line(log, &format!("$ {line}"))?;
+    let status = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(append(log)?)
+        .stderr(append(log)?)
+        .status()
+        .await
+        .map_err(|e| build_failed(component, log, format!("could not run `{line}`: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(build_failed(
+            component,
+            log,
+            format!("`{line}` exited with {status}"),
+        ))
+    }
+}
+
+/// A failed step of `component`, with the last lines of its log.
+pub fn build_failed(component: &str, log: &Path, message: String) -> Error {
+    Error::Build {
+        component: component.to_string(),
+        message,
+        log: log.to_path_buf(),
+        tail: tail(log, 40),
+    }
+}

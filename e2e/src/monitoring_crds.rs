@@ -87,29 +87,10 @@ fn write(path: &Path, contents: &str) -> Result<()> {
 }
 
 async fn run(dir: &Path, log: &Path, program: &str, args: &[&str]) -> Result<()> {
-    logs::append_line(log, &format!("$ {program} {}", args.join(" ")))?;
-    let out = Command::new(program)
-        .args(args)
+    let mut cmd = Command::new(program);
+    cmd.args(args)
         .current_dir(dir)
         .env("GOFLAGS", "-mod=mod")
-        .env("GOTOOLCHAIN", "local")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound if program == "go" => Error::GoMissing(GO_DIRECTIVE),
-            _ => Error::Other(format!("running {program}: {e}")),
-        })?;
-    logs::append_line(log, &String::from_utf8_lossy(&out.stdout))?;
-    logs::append_line(log, &String::from_utf8_lossy(&out.stderr))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(Error::Build {
-            component: "monitoring-crds".into(),
-            message: format!("`{program} {}` exited with {}", args.join(" "), out.status),
-            log: log.to_path_buf(),
-            tail: logs::tail(log, 30),
-        })
-    }
+        .env("GOTOOLCHAIN", "local");
+    logs::run_logged("monitoring-crds", log, &mut cmd).await
 }

@@ -171,9 +171,9 @@ pub async fn ensure_host_packages(paths: &Paths) -> Result<()> {
     let mut install = vec!["install", "-y", "--no-install-recommends"];
     install.extend(HOST_PACKAGES);
     // A fresh machine may have no package lists yet: update once if the first try fails.
-    if run_logged("apt-get", &install, &log).await.is_err() {
-        run_logged("apt-get", &["update"], &log).await?;
-        run_logged("apt-get", &install, &log).await?;
+    if apt_get(&install, &log).await.is_err() {
+        apt_get(&["update"], &log).await?;
+        apt_get(&install, &log).await?;
     }
     Ok(())
 }
@@ -233,27 +233,10 @@ pub async fn node_ready(node: Node, client: &kube::Client) -> Result<()> {
     }
 }
 
-async fn run_logged(program: &str, args: &[&str], log: &Path) -> Result<()> {
-    logs::append_line(log, &format!("$ {program} {}", args.join(" ")))?;
-    let out = Command::new(program)
-        .args(args)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(Error::io("running", Path::new(program)))?;
-    logs::append_line(log, &String::from_utf8_lossy(&out.stdout))?;
-    logs::append_line(log, &String::from_utf8_lossy(&out.stderr))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(Error::Component {
-            component: program.to_string(),
-            message: format!("`{program} {}` exited with {}", args.join(" "), out.status),
-            tail: logs::tail(log, 20),
-            log: log.to_path_buf(),
-        })
-    }
+async fn apt_get(args: &[&str], log: &Path) -> Result<()> {
+    let mut cmd = Command::new("apt-get");
+    cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+    logs::run_logged("apt-get", log, &mut cmd).await
 }
 
 /// Writes containerd's configuration and returns the arguments that start it.

@@ -401,7 +401,7 @@ async fn cpu_measured_by_the_sidecar_adds_an_ee_and_idling_removes_it() -> Resul
 
         // Two callers keep two invocations spinning: the EE's 1 vCPU is saturated. The
         // autoscaler reads that from the sidecar (/utilization, measured under /proc) and adds
-        // an EE on the other node.
+        // an EE on the other node (reason ScaleUp, or ScaleUpAhead on the rising trend).
         let stop = Arc::new(AtomicBool::new(false));
         let callers: Vec<_> = (0..2)
             .map(|_| {
@@ -436,10 +436,12 @@ async fn cpu_measured_by_the_sidecar_adds_an_ee_and_idling_removes_it() -> Resul
         }
         let busy = busy?;
         second?;
+        // Above the target: the autoscaler acts above the band (70%), or ahead of it when the
+        // trend of the measured CPU would leave the band before a new EE could serve.
         let highest_cpu = highest_cpu.load(Ordering::Relaxed);
         assert!(
-            highest_cpu > 70,
-            "measured CPU above the band: {highest_cpu}%"
+            highest_cpu > 60,
+            "measured CPU above the 60% target: {highest_cpu}%"
         );
         assert_eq!(busy.target_cpu_utilization, Some(60));
 

@@ -492,36 +492,13 @@ fn tar_blocking(
     }
 }
 
-/// Runs `cmd` with its output appended to `log`; a failure names `what` and shows the log's tail.
+/// [`logs::run_logged`] for an image step.
 pub(crate) async fn run_logged(what: &str, log: &Path, cmd: &mut Command) -> Result<()> {
-    let std_cmd = cmd.as_std();
-    let line = std::iter::once(std_cmd.get_program())
-        .chain(std_cmd.get_args())
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ");
-    logs::append_line(log, &format!("$ {line}"))?;
-    let status = cmd
-        .stdin(Stdio::null())
-        .stdout(logs::append(log)?)
-        .stderr(logs::append(log)?)
-        .status()
-        .await
-        .map_err(|e| failed(what, log, format!("could not run `{line}`: {e}")))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(failed(what, log, format!("`{line}` exited with {status}")))
-    }
+    logs::run_logged(&format!("image {what}"), log, cmd).await
 }
 
 fn failed(what: &str, log: &Path, message: String) -> Error {
-    Error::Build {
-        component: format!("image {what}"),
-        message,
-        log: log.to_path_buf(),
-        tail: logs::tail(log, 40),
-    }
+    logs::build_failed(&format!("image {what}"), log, message)
 }
 
 #[cfg(test)]
