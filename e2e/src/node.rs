@@ -484,17 +484,22 @@ pub async fn kill_containers(node: Node) {
     }
 }
 
-/// The kubelet checks that its cgroup root exists in every controller's hierarchy (cgroup v1):
-/// make it, and give its cpuset the parent's CPUs and memory nodes (an empty cpuset admits no
-/// process).
+/// The kubelet checks that its cgroup root exists in every controller's hierarchy: make it (on
+/// cgroup v1, as here, in each hierarchy, giving its cpuset the parent's CPUs and memory nodes:
+/// an empty cpuset admits no process).
 fn ensure_cgroup_root(node: Node) -> Result<()> {
     let root = node.cgroup_root();
     let relative = root.trim_start_matches('/');
     if relative.is_empty() {
         return Ok(());
     }
-    let hierarchies =
-        std::fs::read_dir(CGROUP_MOUNT).map_err(Error::io("reading", Path::new(CGROUP_MOUNT)))?;
+    let mount = Path::new(CGROUP_MOUNT);
+    if mount.join("cgroup.controllers").is_file() {
+        // cgroup v2 (one unified hierarchy): one directory is the whole cgroup root.
+        let path = mount.join(relative);
+        return std::fs::create_dir_all(&path).map_err(Error::io("creating", &path));
+    }
+    let hierarchies = std::fs::read_dir(mount).map_err(Error::io("reading", mount))?;
     for hierarchy in hierarchies.flatten() {
         let dir = hierarchy.path();
         // cgroup v2's hierarchy ("unified") is empty here; the kubelet ignores it on v1.
