@@ -91,7 +91,7 @@ pub async fn ensure_images(paths: &Paths, workspace_root: &Path) -> Result<Vec<B
     }
     let mut built = Vec::new();
     for spec in specs {
-        let image = write_archive(&cache, &archives, &spec, &log)?;
+        let image = write_archive(&cache, &archives, &spec, &log).await?;
         keep.insert(image.archive.clone());
         info!(
             image = %image.name,
@@ -212,7 +212,7 @@ impl Layer {
 
 /// Writes `archives/<image>-<key>.tar` unless it exists; the key covers the name and the manifest,
 /// which covers the config and every layer.
-fn write_archive(
+async fn write_archive(
     cache: &LayerCache,
     archives: &Path,
     spec: &ImageSpec,
@@ -233,7 +233,7 @@ fn write_archive(
     }
 
     let work = cache.work_dir(&key)?;
-    let result = (|| {
+    let result = async {
         let layout = work.join("layout");
         let blob_dir = layout.join("blobs").join("sha256");
         std::fs::create_dir_all(&blob_dir).map_err(Error::io("creating", &blob_dir))?;
@@ -257,15 +257,17 @@ fn write_archive(
             }
         }
         let partial = work.join("archive.tar");
-        tar_blocking(
+        tar(
             &layout,
             &partial,
             &["oci-layout", "index.json", "blobs"],
             false,
             log,
-        )?;
+        )
+        .await?;
         std::fs::rename(&partial, &archive).map_err(Error::io("installing", &archive))
-    })();
+    }
+    .await;
     let _ = std::fs::remove_dir_all(&work);
     result.map(|()| image(true))
 }
@@ -468,37 +470,9 @@ async fn tar(
     run_logged("tar", log, &mut cmd).await
 }
 
-/// The archive step runs outside async code (it is quick: the blobs are hard links).
-fn tar_blocking(
-    dir: &Path,
-    out: &Path,
-    members: &[&str],
-    normalize_modes: bool,
-    log: &Path,
-) -> Result<()> {
-    let args = tar_args(dir, out, members, normalize_modes);
-    logs::append_line(log, &format!("$ tar {}", args.join(" ")))?;
-    let status = std::process::Command::new("tar")
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(logs::append(log)?)
-        .stderr(logs::append(log)?)
-        .status()
-        .map_err(|e| Error::Other(format!("running tar: {e}")))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(failed("tar", log, format!("`tar` exited with {status}")))
-    }
-}
-
 /// [`logs::run_logged`] for an image step.
 pub(crate) async fn run_logged(what: &str, log: &Path, cmd: &mut Command) -> Result<()> {
     logs::run_logged(&format!("image {what}"), log, cmd).await
-}
-
-fn failed(what: &str, log: &Path, message: String) -> Error {
-    logs::build_failed(&format!("image {what}"), log, message)
 }
 
 #[cfg(test)]
