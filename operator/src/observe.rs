@@ -20,6 +20,14 @@ use crate::quantity;
 /// Annotation on a NodeClaim: unix seconds since which it holds no EE.
 pub const EMPTY_SINCE_ANNOTATION: &str = "lmi.dev/empty-since";
 
+/// Annotation on a NodeClaim: unix seconds since which its EEs move away (consolidation).
+pub const CONSOLIDATING_SINCE_ANNOTATION: &str = "lmi.dev/consolidating-since";
+
+/// Unix seconds of an object's creation, if the API server set it.
+fn created_at(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<i64> {
+    meta.creation_timestamp.as_ref().map(|t| t.0.as_second())
+}
+
 /// `namespace/name` of an object.
 pub fn key(namespace: Option<&str>, name: &str) -> String {
     format!("{}/{name}", namespace.unwrap_or_default())
@@ -106,6 +114,11 @@ pub fn observe(
                     .annotations()
                     .get(EMPTY_SINCE_ANNOTATION)
                     .and_then(|v| v.parse().ok()),
+                consolidating_since: c
+                    .annotations()
+                    .get(CONSOLIDATING_SINCE_ANNOTATION)
+                    .and_then(|v| v.parse().ok()),
+                created_at: created_at(&c.metadata),
                 deleting: c.metadata.deletion_timestamp.is_some(),
             })
             .collect()
@@ -314,6 +327,7 @@ fn ee_view(
         terminating: pod.metadata.deletion_timestamp.is_some(),
         finished: phase == "Failed" || phase == "Succeeded",
         init_failure,
+        created_at: created_at(&pod.metadata),
     }
 }
 

@@ -23,7 +23,10 @@ use crate::context::{Context, FIELD_MANAGER};
 use crate::controllers::autoscaler::VersionScaling;
 use crate::error::{Error, Result};
 use crate::karpenter::{EC2NodeClass, NodeClaim};
-use crate::observe::{EMPTY_SINCE_ANNOTATION, Observed, attached_versions, key, observe};
+use crate::observe::{
+    CONSOLIDATING_SINCE_ANNOTATION, EMPTY_SINCE_ANNOTATION, Observed, attached_versions, key,
+    observe,
+};
 use crate::plan::capacity::VersionPlan;
 use crate::plan::ee_pod::ee_pod;
 use crate::plan::karpenter_objects::{node_claim, node_class};
@@ -117,9 +120,16 @@ async fn apply(cp: &CapacityProvider, ctx: &Context) -> Result<Action> {
     write_version_statuses(ctx, &observed, &plan, &scaling).await?;
     write_status(cp, ctx, &observed, &plan, &scaling).await?;
 
-    // While something waits (EEs without a node, zones not resolved yet) plan again soon, besides
-    // the watches; an empty instance is looked at again when its cool-down may have passed.
-    let waiting = !observed.zones_known || plan.versions.values().any(|v| v.unplaced > 0);
+    // While something waits (EEs without a node, zones not resolved yet, EEs moving off an
+    // instance) plan again soon, besides the watches; an empty instance is looked at again when
+    // its cool-down may have passed.
+    let moving = !plan.moves.is_empty()
+        || observed
+            .snapshot
+            .claims
+            .iter()
+            .any(|c| c.consolidating_since.is_some() && c.empty_since.is_none());
+    let waiting = !observed.zones_known || moving || plan.versions.values().any(|v| v.unplaced > 0);
     let cooling = plan.mark_claims.iter().any(|(_, since)| since.is_some())
         || observed
             .snapshot
@@ -166,6 +176,32 @@ async fn apply_plan(
         )
         .await;
     }
+    // The consolidation mark goes first: should the operator stop before its replacement EEs
+    // exist, the next plan starts them (rather than seeing surplus EEs to delete).
+    for (name, since) in &plan.consolidate_claims {
+        let value = since.map(|s| s.to_string());
+        let patch = json!({"metadata": {"annotations": {CONSOLIDATING_SINCE_ANNOTATION: value}}});
+        ignore_not_found(
+            claims
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map(|_| ()),
+        )?;
+        let (reason, note) = match since {
+            Some(_) => (
+                "ConsolidatingInstance",
+                format!("NodeClaim {name}: its execution environments move to instances with room"),
+            ),
+            None => (
+                "ConsolidationCalledOff",
+                format!(
+                    "NodeClaim {name} keeps its execution environments: a scale-up needs its room, or their replacements did not become ready"
+                ),
+            ),
+        };
+        tracing::info!(capacity_provider = %cp.name_any(), claim = %name, reason, "consolidation");
+        ctx.event(cp, false, reason, note).await;
+    }
     for new in &plan.create_ees {
         let Some(version) = observed.versions.get(&new.version_key) else {
             continue;
@@ -190,6 +226,10 @@ async fn apply_plan(
             Api::namespaced(ctx.client.clone(), &version.namespace().unwrap_or_default());
         ignore_conflict(pods.create(&PostParams::default(), &pod).await)?;
         tracing::info!(ee = %new.name, node = %new.node, "started execution environment");
+    }
+    for m in &plan.moves {
+        tracing::info!(version = %m.version_key, from = %m.from, to = %m.to, replacement = %m.replacement,
+            "moving execution environment: the old one drains once the replacement is ready");
     }
     for (namespace, name) in &plan.delete_ees {
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);

@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use lmi_crds::catalog::{Catalog, ee_pod_resources};
 use lmi_crds::rules::EeShape;
 
-use super::snapshot::{InitFailure, Provisioner, Snapshot, VersionView};
+use super::consolidation;
+use super::snapshot::{EeView, InitFailure, Provisioner, Snapshot, VersionView};
 
 /// A new EE pod, bound to `node`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,40 +66,87 @@ pub struct CapacityPlan {
     pub delete_claims: Vec<String>,
     /// NodeClaims whose empty-since mark changes: set to the time, or cleared.
     pub mark_claims: Vec<(String, Option<i64>)>,
+    /// NodeClaims whose consolidating-since mark changes: set to the time (its EEs move away),
+    /// or cleared (the move is called off). Applied before the EEs are created.
+    pub consolidate_claims: Vec<(String, Option<i64>)>,
+    /// EEs started to replace EEs of an instance being consolidated (for the log and events).
+    pub moves: Vec<Move>,
     pub versions: BTreeMap<String, VersionPlan>,
     pub vcpu_allocated: u32,
     pub instance_count: u32,
 }
 
+/// An EE to move: `replacement` starts on `to` (a node), then `from` (an EE) drains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    pub version_key: String,
+    pub from: String,
+    pub replacement: String,
+    pub to: String,
+}
+
 /// Room on a node, or on a NodeClaim that is still launching.
 #[derive(Debug, Clone)]
-struct Slot {
+pub(super) struct Slot {
     /// Node name (real) or NodeClaim name (launching).
-    name: String,
-    zone: String,
-    free_cpu: i64,
-    free_memory: i64,
-    real: bool,
+    pub(super) name: String,
+    pub(super) zone: String,
+    pub(super) free_cpu: i64,
+    pub(super) free_memory: i64,
+    pub(super) real: bool,
     /// EEs of this plan that wait for this launching claim.
-    planned: u32,
+    pub(super) planned: u32,
 }
 
 impl Slot {
-    fn fits(&self, cpu: i64, memory: i64) -> bool {
+    pub(super) fn fits(&self, cpu: i64, memory: i64) -> bool {
         self.free_cpu >= cpu && self.free_memory >= memory
+    }
+
+    pub(super) fn take(&mut self, cpu: i64, memory: i64) {
+        self.free_cpu -= cpu;
+        self.free_memory -= memory;
     }
 }
 
-fn resources(shape: &EeShape) -> (i64, i64) {
+pub(super) fn resources(shape: &EeShape) -> (i64, i64) {
     let (cpu, memory) = ee_pod_resources(shape);
     (i64::from(cpu), i64::try_from(memory).unwrap_or(i64::MAX))
 }
 
 /// Plans one capacity provider.
+///
+/// In Karpenter mode it also consolidates (see [`consolidation`]): instances being consolidated
+/// take no new EEs, and their EEs go once replacements elsewhere are Ready. Should a scale-up
+/// need more room than the other instances have, consolidation is called off and the plan is
+/// made again with those instances' room.
 pub fn plan_capacity(snapshot: &Snapshot) -> CapacityPlan {
+    let leaving = consolidation::leaving_nodes(snapshot);
+    let (mut plan, mut slots) = plan_with(snapshot, &leaving);
+    if !leaving.is_empty() && wants_more_room(&plan) {
+        let (mut plan, _) = plan_with(snapshot, &BTreeSet::new());
+        consolidation::call_off(snapshot, &mut plan);
+        return plan;
+    }
+    consolidation::abandon_stuck(snapshot, &mut plan);
+    if consolidation::may_start(snapshot, &leaving, &plan) {
+        consolidation::start_moves(snapshot, &mut slots, &mut plan);
+    }
+    plan
+}
+
+/// Whether some version waits for room: launches, or EEs with nowhere to go.
+fn wants_more_room(plan: &CapacityPlan) -> bool {
+    !plan.create_claims.is_empty() || plan.versions.values().any(|v| v.unplaced > 0)
+}
+
+/// The plan with the nodes in `leaving` (being consolidated) taking no new EEs, and the room
+/// left on every node afterwards.
+fn plan_with(snapshot: &Snapshot, leaving: &BTreeSet<String>) -> (CapacityPlan, Vec<Slot>) {
     let catalog = Catalog::builtin();
     let mut plan = CapacityPlan::default();
     let mut slots = build_slots(snapshot, catalog);
+    slots.retain(|s| !leaving.contains(&s.name));
     let mut ees_per_node: BTreeMap<&str, u32> = BTreeMap::new();
     for ee in snapshot.ees.iter().filter(|e| !e.finished) {
         if let Some(node) = &ee.node {
@@ -130,6 +178,7 @@ pub fn plan_capacity(snapshot: &Snapshot) -> CapacityPlan {
             version,
             &mut slots,
             &ees_per_node,
+            leaving,
             &mut vcpu_allocated,
             &mut claim_names,
             &mut plan,
@@ -149,7 +198,7 @@ pub fn plan_capacity(snapshot: &Snapshot) -> CapacityPlan {
         }
         Provisioner::Static => u32::try_from(snapshot.nodes.len()).unwrap_or(u32::MAX),
     };
-    plan
+    (plan, slots)
 }
 
 /// Room on every schedulable node, and on every NodeClaim whose node is not up yet.
@@ -215,6 +264,7 @@ fn plan_version(
     version: &VersionView,
     slots: &mut Vec<Slot>,
     ees_per_node: &BTreeMap<&str, u32>,
+    leaving: &BTreeSet<String>,
     vcpu_allocated: &mut u32,
     claim_names: &mut BTreeSet<String>,
     plan: &mut CapacityPlan,
@@ -232,11 +282,13 @@ fn plan_version(
             .push((ee.namespace.clone(), ee.name.clone()));
     }
     outcome.init_failure = mine.iter().find_map(|e| e.init_failure.clone());
-    let mut live: Vec<_> = mine
+    // EEs on instances being consolidated are not counted towards the desired EEs: they are
+    // replaced elsewhere, and go once the replacements serve.
+    let (mut live, moving): (Vec<&EeView>, Vec<&EeView>) = mine
         .iter()
         .filter(|e| !e.terminating && !e.finished)
         .copied()
-        .collect();
+        .partition(|e| !e.node.as_ref().is_some_and(|n| leaving.contains(n)));
     outcome.desired = if version.bounds.is_deactivated() {
         0
     } else {
@@ -250,7 +302,7 @@ fn plan_version(
         // Remove EEs that are not serving first, then those on the emptiest nodes (so whole
         // instances free up), newest name last.
         live.sort_by(|a, b| {
-            let load = |e: &&super::snapshot::EeView| {
+            let load = |e: &&EeView| {
                 e.node
                     .as_deref()
                     .and_then(|n| ees_per_node.get(n))
@@ -268,8 +320,10 @@ fn plan_version(
                 .push((ee.namespace.clone(), ee.name.clone()));
         }
     }
-    outcome.live = u32::try_from(live.len()).unwrap_or(u32::MAX);
-    outcome.ready = u32::try_from(live.iter().filter(|e| e.ready).count()).unwrap_or(u32::MAX);
+    let ready_staying = live.iter().filter(|e| e.ready).count();
+    let kept = consolidation::drain_moved(&moving, ready_staying, desired, plan);
+    outcome.live = u32::try_from(live.len() + kept).unwrap_or(u32::MAX);
+    outcome.ready = u32::try_from(ready_staying + kept).unwrap_or(u32::MAX);
 
     let need = desired.saturating_sub(live.len());
     if need == 0 {
@@ -299,13 +353,12 @@ fn plan_version(
             *zone_counts.entry((*zone).to_string()).or_default() += 1;
         }
     }
-    let used: BTreeSet<String> = mine.iter().map(|e| e.name.clone()).collect();
-    let mut ordinals = (0u32..)
-        .map(|i| format!("{}{i}", version.pod_prefix))
-        .filter(|n| !used.contains(n));
+    let mut ordinals = fresh_ee_names(snapshot, version, plan);
     let (cpu, memory) = resources(&version.shape);
 
-    for placed_so_far in 0..need {
+    // The version's EEs before this scale-up, for the room a launch leaves for the next one.
+    let before = u32::try_from(live.len()).unwrap_or(u32::MAX);
+    for _ in 0..need {
         let mut order: Vec<(u32, String)> =
             zone_counts.iter().map(|(z, c)| (*c, z.clone())).collect();
         order.sort();
@@ -319,20 +372,7 @@ fn plan_version(
             });
             continue;
         };
-        // Until the version's first EEs cover as many zones as its minimum allows, Karpenter mode
-        // keeps the spread strict (it can launch in the preferred zone). After that, and always
-        // in Static mode, room anywhere is taken first (least used zones first).
-        let covered = zone_counts.values().filter(|c| **c > 0).count();
-        let spread_target = zone_counts
-            .len()
-            .min(usize::try_from(version.bounds.min).unwrap_or(usize::MAX));
-        let strict = matches!(snapshot.provisioner, Provisioner::Karpenter { .. })
-            && covered < spread_target;
-        let candidates: Vec<String> = if strict {
-            vec![preferred.clone()]
-        } else {
-            order.iter().map(|(_, z)| z.clone()).collect()
-        };
+        let candidates = candidate_zones(&snapshot.provisioner, version, &order);
         let mut chosen = candidates
             .iter()
             .find_map(|zone| best_slot(slots, zone, cpu, memory));
@@ -343,14 +383,19 @@ fn plan_version(
                 ..
             } = &snapshot.provisioner
             {
-                let remaining_here = (need - placed_so_far).div_ceil(zone_counts.len().max(1));
+                let wanted = slots_wanted(
+                    outcome.desired,
+                    before,
+                    zone_counts.len(),
+                    zone_counts.get(&preferred).copied().unwrap_or(0),
+                );
                 match launch(
                     snapshot,
                     version,
                     requirements,
                     *max_vcpu,
                     &preferred,
-                    remaining_here,
+                    wanted,
                     vcpu_allocated,
                     claim_names,
                 ) {
@@ -405,8 +450,70 @@ fn plan_version(
     outcome
 }
 
+/// How many EEs of a version a zone may hold beyond its least used zone before Karpenter mode
+/// launches in the least used zone rather than use room elsewhere: the room launched for the next
+/// scale-up then fills evenly, and the version stays spread.
+const ZONE_SLACK: u32 = 1;
+
+/// The zones where the next EE of `version` may take room, best first; `order` is every zone
+/// with the version's EEs there, least used first.
+///
+/// Until the version's first EEs cover as many zones as its minimum allows, Karpenter mode keeps
+/// the spread strict (it can launch in the least used zone). After that it takes room in zones
+/// within `ZONE_SLACK` of the least used. Static mode cannot launch: room anywhere is taken
+/// (least used zones first).
+fn candidate_zones(
+    provisioner: &Provisioner,
+    version: &VersionView,
+    order: &[(u32, String)],
+) -> Vec<String> {
+    let Some((fewest, preferred)) = order.first() else {
+        return Vec::new();
+    };
+    if matches!(provisioner, Provisioner::Static) {
+        return order.iter().map(|(_, z)| z.clone()).collect();
+    }
+    let covered = order.iter().filter(|(c, _)| *c > 0).count();
+    let spread_target = order
+        .len()
+        .min(usize::try_from(version.bounds.min).unwrap_or(usize::MAX));
+    if covered < spread_target {
+        return vec![preferred.clone()];
+    }
+    order
+        .iter()
+        .filter(|(c, _)| *c <= fewest.saturating_add(ZONE_SLACK))
+        .map(|(_, z)| z.clone())
+        .collect()
+}
+
+/// EE names of `version` not used by any pod, nor by an EE `plan` creates (names are
+/// deterministic, so a restarted operator does not create the same EE twice).
+pub(super) fn fresh_ee_names(
+    snapshot: &Snapshot,
+    version: &VersionView,
+    plan: &CapacityPlan,
+) -> impl Iterator<Item = String> + use<> {
+    let used: BTreeSet<String> = snapshot
+        .ees
+        .iter()
+        .filter(|e| e.version_key == version.key)
+        .map(|e| e.name.clone())
+        .chain(
+            plan.create_ees
+                .iter()
+                .filter(|e| e.version_key == version.key)
+                .map(|e| e.name.clone()),
+        )
+        .collect();
+    let prefix = version.pod_prefix.clone();
+    (0u32..)
+        .map(move |i| format!("{prefix}{i}"))
+        .filter(move |n| !used.contains(n))
+}
+
 /// The fullest slot in `zone` that still fits an EE: real nodes before launching ones.
-fn best_slot(slots: &[Slot], zone: &str, cpu: i64, memory: i64) -> Option<usize> {
+pub(super) fn best_slot(slots: &[Slot], zone: &str, cpu: i64, memory: i64) -> Option<usize> {
     slots
         .iter()
         .enumerate()
@@ -420,8 +527,35 @@ fn best_slot(slots: &[Slot], zone: &str, cpu: i64, memory: i64) -> Option<usize>
         .map(|(i, _)| i)
 }
 
-/// Chooses the instance type for `waiting` EEs of `version` in `zone`: the cheapest per EE it
-/// would actually hold, within the vCPU ceiling.
+/// Room a new instance is sized for, as a share of the version's EEs already in the zone: the
+/// next scale-up of a growing version then finds room instead of launching again, and the
+/// larger types are up to 40% cheaper per EE (`c7g.2xlarge` holds six EEs of 1 vCPU at $0.048
+/// each, a `c7g.large` one at $0.0725). Half the zone's EEs is what a doubling within 5 minutes
+/// (the Auto target's assumption) adds in about the reaction time of two scale-ups; more would
+/// leave room idle when the load turns, which only consolidation gets back.
+const HEADROOM_SHARE: f64 = 0.5;
+
+/// The EE slots a launch in a zone is sized for: the EEs that will wait for it (the zone's share
+/// of the `desired` EEs, less the `in_zone` it has), plus room for the next scale-up (a share of
+/// the zone's part of the `before` EEs the version had).
+fn slots_wanted(desired: u32, before: u32, zones: usize, in_zone: u32) -> u32 {
+    let zones = u32::try_from(zones.max(1)).unwrap_or(u32::MAX);
+    let waiting = desired.div_ceil(zones).saturating_sub(in_zone).max(1);
+    // A share of a count of EEs: small, non-negative, and rounded up to whole slots.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let headroom = (f64::from(before.div_ceil(zones)) * HEADROOM_SHARE).ceil() as u32;
+    waiting.saturating_add(headroom)
+}
+
+/// Price per hour of the slots of `candidate` that `wanted` EEs would use: an instance is
+/// judged by the EEs it will hold, not by the EEs it could hold.
+fn price_per_used_slot(candidate: &lmi_crds::catalog::Candidate<'_>, wanted: u32) -> f64 {
+    let used = candidate.ees_per_instance.min(wanted.max(1));
+    candidate.instance_type.price_per_hour / f64::from(used)
+}
+
+/// Chooses the instance type for `wanted` EE slots of `version` in `zone`: the cheapest per slot
+/// those EEs would use (smaller types win ties: less idle room), within the vCPU ceiling.
 #[allow(clippy::too_many_arguments)]
 fn launch(
     snapshot: &Snapshot,
@@ -429,7 +563,7 @@ fn launch(
     requirements: &lmi_crds::capacity_provider::InstanceRequirements,
     max_vcpu: u32,
     zone: &str,
-    waiting: usize,
+    wanted: u32,
     vcpu_allocated: &mut u32,
     claim_names: &mut BTreeSet<String>,
 ) -> Result<NewClaim, Waiting> {
@@ -437,17 +571,12 @@ fn launch(
         .select(requirements, &version.shape)
         .map_err(|e| Waiting::InsufficientCapacity(e.to_string()))?;
     let room = max_vcpu.saturating_sub(*vcpu_allocated);
-    let waiting = u32::try_from(waiting.max(1)).unwrap_or(u32::MAX);
     let best = candidates
         .iter()
         .filter(|c| c.instance_type.vcpu <= room)
         .min_by(|a, b| {
-            let cost = |c: &lmi_crds::catalog::Candidate<'_>| {
-                c.instance_type.price_per_hour / f64::from(c.ees_per_instance.min(waiting))
-            };
-            cost(a)
-                .partial_cmp(&cost(b))
-                .unwrap_or(std::cmp::Ordering::Equal)
+            price_per_used_slot(a, wanted)
+                .total_cmp(&price_per_used_slot(b, wanted))
                 .then(a.instance_type.vcpu.cmp(&b.instance_type.vcpu))
         })
         .ok_or(Waiting::VcpuLimitExceeded { limit: max_vcpu })?;

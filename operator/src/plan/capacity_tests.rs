@@ -8,6 +8,9 @@ use crate::plan::capacity::{Waiting, plan_capacity};
 use crate::plan::snapshot::{ClaimView, EeView, NodeView, Provisioner, Snapshot, VersionView};
 use crate::plan::version_state::version_state;
 
+/// The snapshots' clock (unix seconds) unless a test moves it.
+const NOW: i64 = 1000;
+
 const ZONES: [&str; 3] = ["us-east-1a", "us-east-1b", "us-east-1c"];
 
 fn shape_1vcpu() -> EeShape {
@@ -51,7 +54,7 @@ fn snapshot(provisioner: Provisioner, versions: Vec<VersionView>) -> Snapshot {
         claims: vec![],
         ees: vec![],
         versions,
-        now: 1000,
+        now: NOW,
         empty_claim_cooldown_seconds: 60,
     }
 }
@@ -69,6 +72,8 @@ fn launch_all(s: &mut Snapshot, claims: &[crate::plan::NewClaim]) {
             zone: c.zone.clone(),
             node_name: Some(format!("node-{}", c.name)),
             empty_since: None,
+            consolidating_since: None,
+            created_at: Some(s.now),
             deleting: false,
         });
         s.nodes.push(NodeView {
@@ -100,6 +105,7 @@ fn ee(name: &str, version_key: &str, node: &str, ready: bool) -> EeView {
         terminating: false,
         finished: false,
         init_failure: None,
+        created_at: Some(NOW),
     }
 }
 
@@ -137,6 +143,8 @@ fn replanning_while_instances_launch_launches_nothing_more() {
             zone: c.zone.clone(),
             node_name: None,
             empty_since: None,
+            consolidating_since: None,
+            created_at: Some(s.now),
             deleting: false,
         });
     }
@@ -458,5 +466,77 @@ fn ended_ees_are_replaced_and_init_failures_fail_a_new_version() {
     assert_eq!(
         (state.state, state.reason_code),
         (State::Failed, Some("FunctionError.RuntimeInitError"))
+    );
+}
+
+#[test]
+fn launches_choose_the_type_cheapest_per_slot_the_ees_will_use() {
+    let mut s = snapshot(
+        karpenter(
+            400,
+            &["c7g.large", "c7g.xlarge", "c7g.2xlarge", "c7g.4xlarge"],
+        ),
+        vec![version("ns/v-v1", 3, None)],
+    );
+    // One EE per zone and nothing there yet: a c7g.large is the cheapest for the one slot used.
+    let plan = plan_capacity(&s);
+    assert!(
+        plan.create_claims
+            .iter()
+            .all(|c| c.instance_type == "c7g.large"),
+        "{:?}",
+        plan.create_claims
+    );
+    launch_all(&mut s, &plan.create_claims);
+    let plan = plan_capacity(&s);
+    run_ees(&mut s, &plan, true);
+    // Scale to 15: four EEs wait per zone, plus room for half the one already there. Four
+    // c7g.large ($0.0725 per EE) lose to one c7g.2xlarge used for five of its six slots
+    // ($0.058 per slot used); a c7g.4xlarge would be used for 5 of 13 ($0.116).
+    s.versions[0].wish = Some(15);
+    let plan = plan_capacity(&s);
+    let types: Vec<_> = plan
+        .create_claims
+        .iter()
+        .map(|c| c.instance_type.as_str())
+        .collect();
+    assert_eq!(types, ["c7g.2xlarge"; 3], "one per zone");
+    let mut zones: Vec<_> = plan.create_claims.iter().map(|c| c.zone.as_str()).collect();
+    zones.sort();
+    assert_eq!(zones, ZONES);
+    assert_eq!(plan.versions["ns/v-v1"].unplaced, 12);
+}
+
+#[test]
+fn launch_sizing_counts_waiting_ees_and_room_for_the_next_scale_up() {
+    use super::{price_per_used_slot, slots_wanted};
+    // Min 3 on a fresh provider: one EE per zone, no room beyond it.
+    assert_eq!(slots_wanted(3, 0, 3, 0), 1);
+    // 30 to 45 EEs: 15 per zone wanted, 10 there, and room for half of those 10.
+    assert_eq!(slots_wanted(45, 30, 3, 10), 10);
+    assert_eq!(
+        slots_wanted(3, 3, 3, 1),
+        2,
+        "at least one EE waits for a launch"
+    );
+    let candidates = lmi_crds::catalog::Catalog::builtin()
+        .select(
+            &InstanceRequirements {
+                architectures: vec![Architecture::Arm64],
+                allowed_instance_types: vec!["c7g.2xlarge".into()],
+                excluded_instance_types: vec![],
+            },
+            &shape_1vcpu(),
+        )
+        .unwrap();
+    let c = &candidates[0];
+    assert_eq!(c.ees_per_instance, 6);
+    assert!(
+        (price_per_used_slot(c, 2) - 0.145).abs() < 1e-9,
+        "2 of 6 slots used"
+    );
+    assert!(
+        (price_per_used_slot(c, 60) - 0.29 / 6.0).abs() < 1e-9,
+        "full"
     );
 }

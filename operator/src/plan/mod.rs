@@ -2,6 +2,7 @@
 //! and their EEs) to what should change. No I/O here; the controllers observe and apply.
 
 pub mod capacity;
+pub mod consolidation;
 pub mod ee_pod;
 pub mod karpenter_objects;
 pub mod snapshot;

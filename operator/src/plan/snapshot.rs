@@ -27,6 +27,11 @@ pub struct ClaimView {
     pub node_name: Option<String>,
     /// Unix seconds since which the claim's node holds no EE (the operator's annotation).
     pub empty_since: Option<i64>,
+    /// Unix seconds since which the operator moves the claim's EEs away to remove it
+    /// (consolidation; the operator's annotation).
+    pub consolidating_since: Option<i64>,
+    /// Unix seconds it was created; unknown counts as new (never consolidated).
+    pub created_at: Option<i64>,
     pub deleting: bool,
 }
 
@@ -53,6 +58,8 @@ pub struct EeView {
     /// Ended (phase Failed or Succeeded): to be replaced.
     pub finished: bool,
     pub init_failure: Option<InitFailure>,
+    /// Unix seconds the pod was created; unknown counts as new.
+    pub created_at: Option<i64>,
 }
 
 /// A function version placed on this capacity provider.

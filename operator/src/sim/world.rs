@@ -17,8 +17,10 @@ struct Claim {
     zone: String,
     vcpu: u32,
     price_per_hour: f64,
+    launched_at: i64,
     node_at: i64,
     empty_since: Option<i64>,
+    consolidating_since: Option<i64>,
 }
 
 impl Claim {
@@ -32,6 +34,7 @@ struct Ee {
     name: String,
     function: usize,
     node: String,
+    created_at: i64,
     ready_at: i64,
     /// Draining since the plan removed it: serves nothing new, gone at this time.
     gone_at: Option<i64>,
@@ -89,6 +92,8 @@ impl World {
                 zone: c.zone.clone(),
                 node_name: (c.node_at <= now).then(|| c.node_name()),
                 empty_since: c.empty_since,
+                consolidating_since: c.consolidating_since,
+                created_at: Some(c.launched_at),
                 deleting: false,
             })
             .collect();
@@ -109,6 +114,7 @@ impl World {
                     terminating: e.gone_at.is_some(),
                     finished: false,
                     init_failure: None,
+                    created_at: Some(e.created_at),
                 }
             })
             .collect();
@@ -154,13 +160,20 @@ impl World {
                 zone: new.zone.clone(),
                 vcpu: t.vcpu,
                 price_per_hour: t.price_per_hour,
+                launched_at: now,
                 node_at: now + i64::from(scenario.params.instance_launch_seconds),
                 empty_since: None,
+                consolidating_since: None,
             });
         }
         for (name, mark) in &plan.mark_claims {
             if let Some(c) = self.claims.iter_mut().find(|c| &c.name == name) {
                 c.empty_since = *mark;
+            }
+        }
+        for (name, mark) in &plan.consolidate_claims {
+            if let Some(c) = self.claims.iter_mut().find(|c| &c.name == name) {
+                c.consolidating_since = *mark;
             }
         }
         self.claims
@@ -175,6 +188,7 @@ impl World {
                 name: new.name.clone(),
                 function,
                 node: new.node.clone(),
+                created_at: now,
                 ready_at: now + i64::from(scenario.params.ee_startup_seconds),
                 gone_at: None,
             });
