@@ -31,3 +31,36 @@ pub fn init_tracing() {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+/// The async runtime of a data-plane binary, sized by the environment variable `var`: unset, empty
+/// or `1` gives a single-threaded runtime, `N` a multi-threaded one with `N` workers, `0` one
+/// worker per core.
+///
+/// One thread is the default because it costs a third less CPU per invocation (docs/benchmarks.md):
+/// a multi-threaded runtime wakes idle workers to steal each new task, and on a small or virtual
+/// machine those wake-ups cost more than the request itself. The sidecar's CPU share is a fraction
+/// of a core anyway, and the router scales out by replicas.
+pub fn runtime(var: &str) -> Result<tokio::runtime::Runtime, Error> {
+    let value = std::env::var(var).unwrap_or_default();
+    let threads = match value.trim() {
+        "" => 1,
+        v => v.parse::<usize>().map_err(|_| {
+            Error::Config(format!(
+                "{var}={value}: need a number of worker threads (0 = one per core)"
+            ))
+        })?,
+    };
+    let mut builder = match threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+    };
+    builder
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Config(format!("cannot start the async runtime: {e}")))
+}

@@ -16,14 +16,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match lmi_router::runtime("LMI_ROUTER_THREADS") {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("lmi-router: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            eprintln!("lmi-router: {e}");
+            return ExitCode::from(2);
         }
     };
     match rt.block_on(lmi_router::router::run(config)) {

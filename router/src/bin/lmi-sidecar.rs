@@ -22,19 +22,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // LMI_SIDECAR_THREADS=1: a single-threaded runtime (one EE's traffic rarely needs more, and it
-    // saves cross-thread wake-ups); otherwise tokio's default (TOKIO_WORKER_THREADS or one per core).
-    let single = std::env::var("LMI_SIDECAR_THREADS").is_ok_and(|v| v == "1");
-    let mut builder = if single {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    };
-    let rt = match builder.enable_all().build() {
+    let rt = match lmi_router::runtime("LMI_SIDECAR_THREADS") {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("lmi-sidecar: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            eprintln!("lmi-sidecar: {e}");
+            return ExitCode::from(2);
         }
     };
     match rt.block_on(lmi_router::sidecar::run(config, command)) {
