@@ -6,8 +6,10 @@
 //! $CARGO_TARGET_DIR/release/examples/bench [SECONDS_PER_PHASE]
 //! ```
 //!
-//! It starts (from the directory of its own binary) `echo_server`, `lmi-sidecar` running
-//! `fixture_fn` (the trivial Rust runtime) and `lmi-router` on loopback, then for each target
+//! It starts (from the directory of its own binary) `echo_server`, `proxy_floor` in front of a
+//! second echo server (the least a hyper proxy hop costs, for comparison with the router),
+//! `lmi-sidecar` running `fixture_fn` (the trivial Rust runtime) and `lmi-router` on loopback,
+//! then for each target
 //! rate (open loop: requests are sent on a fixed schedule, whatever the answers do) and at
 //! saturation (closed loop: a fixed number of callers back to back) records per-request latency
 //! and each process's CPU time from /proc.
@@ -231,6 +233,22 @@ async fn main() {
         &[&format!("127.0.0.1:{echo_port}")],
         &[],
     );
+    // The floor's own upstream, so the echo server's CPU figure stays that of one exchange.
+    let floor_echo_port = free_port();
+    let floor_port = free_port();
+    let _floor_echo = spawn(
+        &examples.join("echo_server"),
+        &[&format!("127.0.0.1:{floor_echo_port}")],
+        &[],
+    );
+    let floor = spawn(
+        &examples.join("proxy_floor"),
+        &[
+            &format!("127.0.0.1:{floor_port}"),
+            &format!("http://127.0.0.1:{floor_echo_port}/"),
+        ],
+        &[],
+    );
     let sidecar = spawn(
         &bins.join("lmi-sidecar"),
         &["--", &examples.join("fixture_fn").display().to_string()],
@@ -266,21 +284,27 @@ async fn main() {
     let echo_uri: hyper::Uri = format!("http://127.0.0.1:{echo_port}/")
         .parse()
         .unwrap_or_default();
+    let floor_uri: hyper::Uri = format!("http://127.0.0.1:{floor_port}/")
+        .parse()
+        .unwrap_or_default();
     let lambda_uri: hyper::Uri =
         format!("http://127.0.0.1:{router_port}/2015-03-31/functions/bench/invocations")
             .parse()
             .unwrap_or_default();
     let util_uri = format!("http://127.0.0.1:{sidecar_port}/utilization");
     wait_up(&client, &echo_uri).await;
+    wait_up(&client, &floor_uri).await;
     wait_up(&client, &lambda_uri).await;
     // Warm up connection pools and the runtime.
     let _ = closed_loop(&client, &echo_uri, 8, 1.0).await;
+    let _ = closed_loop(&client, &floor_uri, 8, 1.0).await;
     let _ = closed_loop(&client, &lambda_uri, 8, 1.0).await;
 
     let pids = [
         ("router", router.0.id()),
         ("sidecar", sidecar.0.id()),
         ("echo", echo.0.id()),
+        ("floor", floor.0.id()),
     ];
     let runtime_pid = {
         // The runtime is the sidecar's child; measure sidecar-only as tree minus runtime.
@@ -293,7 +317,7 @@ async fn main() {
     };
 
     println!(
-        "| load | target | achieved/s | errors | p50 µs | p99 µs | added p50 µs | added p99 µs | router vCPU | sidecar vCPU | runtime vCPU | echo vCPU | router vCPU per 1k/s | sidecar vCPU per 1k/s |"
+        "| load | target | achieved/s | errors | p50 µs | p99 µs | added p50 µs | added p99 µs | router (proxy) vCPU | sidecar vCPU | runtime vCPU | echo vCPU | router (proxy) vCPU per 1k/s | sidecar vCPU per 1k/s |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     // Optional second argument: the phases to run, e.g. "1000,5000,sat".
@@ -309,7 +333,7 @@ async fn main() {
             rate => format!("{rate}/s"),
         };
         let mut runs = Vec::new();
-        for uri in [&echo_uri, &lambda_uri] {
+        for uri in [&echo_uri, &floor_uri, &lambda_uri] {
             let before: Vec<f64> = pids.iter().map(|(_, p)| cpu_seconds(*p)).collect();
             let rt_before = cpu_seconds(runtime_pid);
             let run = match phase.strip_suffix("/s").and_then(|r| r.parse::<u64>().ok()) {
@@ -326,6 +350,7 @@ async fn main() {
             runs.push((run.sorted(), cpu, rt));
         }
         let (base, base_cpu, _) = runs.remove(0);
+        let (fl, fl_cpu, _) = runs.remove(0);
         let (lam, cpu, rt) = runs.remove(0);
         let rate = lam.ok as f64 / lam.seconds;
         // The sidecar's own view after the phase (in flight, runtime workers polling).
@@ -338,7 +363,12 @@ async fn main() {
                 String::from_utf8_lossy(&b.to_bytes())
             );
         }
-        for e in base.error_samples.iter().chain(&lam.error_samples) {
+        for e in base
+            .error_samples
+            .iter()
+            .chain(&fl.error_samples)
+            .chain(&lam.error_samples)
+        {
             eprintln!("{phase}: error: {e}");
         }
         // The sidecar's tree includes the runtime; report the sidecar alone.
@@ -350,6 +380,17 @@ async fn main() {
             base.pct(0.5),
             base.pct(0.99),
             base_cpu[2],
+        );
+        let fl_rate = fl.ok as f64 / fl.seconds;
+        println!(
+            "| minimal proxy + echo | {phase} | {fl_rate:.0} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.3} | | | | {:.3} | |",
+            fl.errors,
+            fl.pct(0.5),
+            fl.pct(0.99),
+            fl.pct(0.5) - base.pct(0.5),
+            fl.pct(0.99) - base.pct(0.99),
+            fl_cpu[3],
+            fl_cpu[3] / (fl_rate / 1000.0),
         );
         println!(
             "| router + sidecar + runtime | {phase} | {rate:.0} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.3} | {:.3} | {:.3} | | {:.3} | {:.3} |",

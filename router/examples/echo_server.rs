@@ -1,5 +1,6 @@
-//! The benchmark's baseline: a minimal HTTP/1.1 server (hyper, same settings as the router) that
-//! answers every request with its body. `echo_server ADDR`.
+//! The benchmark's baseline: a minimal HTTP/1.1 server (hyper, same settings as the router, and
+//! the same single-threaded runtime by default) that answers every request with its body.
+//! `echo_server ADDR`; `LMI_ECHO_THREADS` sizes its runtime like `LMI_ROUTER_THREADS`.
 
 use std::convert::Infallible;
 
@@ -9,8 +10,12 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<()> {
+    let rt = lmi_router::runtime("LMI_ECHO_THREADS").map_err(std::io::Error::other)?;
+    rt.block_on(serve())
+}
+
+async fn serve() -> std::io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:7000".to_string());
