@@ -299,23 +299,7 @@ fn plan_version(
     let desired = usize::try_from(outcome.desired).unwrap_or(usize::MAX);
 
     if live.len() > desired {
-        // Remove EEs that are not serving first, then those on the emptiest nodes (so whole
-        // instances free up), newest name last.
-        live.sort_by(|a, b| {
-            let load = |e: &&EeView| {
-                e.node
-                    .as_deref()
-                    .and_then(|n| ees_per_node.get(n))
-                    .copied()
-                    .unwrap_or(0)
-            };
-            a.ready
-                .cmp(&b.ready)
-                .then(load(a).cmp(&load(b)))
-                .then(b.name.cmp(&a.name))
-        });
-        let surplus = live.len() - desired;
-        for ee in live.drain(..surplus) {
+        for ee in remove_surplus(snapshot, &mut live, desired, ees_per_node) {
             plan.delete_ees
                 .push((ee.namespace.clone(), ee.name.clone()));
         }
@@ -487,6 +471,63 @@ fn candidate_zones(
         .collect()
 }
 
+/// Takes the EEs beyond `desired` out of `live` (one version's), one at a time: those not
+/// serving first, then from the zone holding most of the version's EEs (the spread stays even),
+/// there from the node holding fewest EEs (so whole instances free up), newest name first.
+fn remove_surplus<'a>(
+    snapshot: &Snapshot,
+    live: &mut Vec<&'a EeView>,
+    desired: usize,
+    ees_per_node: &BTreeMap<&str, u32>,
+) -> Vec<&'a EeView> {
+    let zone_of = |e: &EeView| -> Option<&str> {
+        let node = e.node.as_deref()?;
+        snapshot
+            .nodes
+            .iter()
+            .find(|n| n.name == node)
+            .map(|n| n.zone.as_str())
+    };
+    let mut load: BTreeMap<String, u32> = ees_per_node
+        .iter()
+        .map(|(n, c)| ((*n).to_string(), *c))
+        .collect();
+    let mut removed = Vec::new();
+    while live.len() > desired {
+        let mut in_zone: BTreeMap<Option<&str>, u32> = BTreeMap::new();
+        for e in live.iter() {
+            *in_zone.entry(zone_of(e)).or_default() += 1;
+        }
+        let node_load = |e: &EeView| {
+            e.node
+                .as_ref()
+                .and_then(|n| load.get(n))
+                .copied()
+                .unwrap_or(0)
+        };
+        let most = in_zone.values().copied().max().unwrap_or(0);
+        // Zones within ZONE_SLACK of the most used one may give up an EE.
+        let may_shrink =
+            |e: &EeView| in_zone.get(&zone_of(e)).copied().unwrap_or(0) + ZONE_SLACK >= most;
+        let Some(index) = (0..live.len()).min_by(|&i, &j| {
+            let (a, b) = (live[i], live[j]);
+            a.ready
+                .cmp(&b.ready)
+                .then(may_shrink(b).cmp(&may_shrink(a)))
+                .then(node_load(a).cmp(&node_load(b)))
+                .then(b.name.cmp(&a.name))
+        }) else {
+            break;
+        };
+        let ee = live.remove(index);
+        if let Some(count) = ee.node.as_ref().and_then(|n| load.get_mut(n)) {
+            *count = count.saturating_sub(1);
+        }
+        removed.push(ee);
+    }
+    removed
+}
+
 /// EE names of `version` not used by any pod, nor by an EE `plan` creates (names are
 /// deterministic, so a restarted operator does not create the same EE twice).
 pub(super) fn fresh_ee_names(
@@ -580,11 +621,7 @@ fn launch(
                 .then(a.instance_type.vcpu.cmp(&b.instance_type.vcpu))
         })
         .ok_or(Waiting::VcpuLimitExceeded { limit: max_vcpu })?;
-    let prefix = format!("{}-{zone}-", snapshot.capacity_provider);
-    let name = (0u32..)
-        .map(|i| format!("{prefix}{i}"))
-        .find(|n| !claim_names.contains(n))
-        .unwrap_or_else(|| format!("{prefix}x"));
+    let name = fresh_claim_name(snapshot, zone, claim_names);
     claim_names.insert(name.clone());
     *vcpu_allocated += best.instance_type.vcpu;
     Ok(NewClaim {
@@ -595,7 +632,22 @@ fn launch(
     })
 }
 
-/// Marks NodeClaims that hold no EE, and removes them once empty for the cool-down.
+/// A NodeClaim name in `zone` not in `taken` (deterministic, so a restarted operator does not
+/// launch twice).
+pub(super) fn fresh_claim_name(
+    snapshot: &Snapshot,
+    zone: &str,
+    taken: &BTreeSet<String>,
+) -> String {
+    let prefix = format!("{}-{zone}-", snapshot.capacity_provider);
+    (0u32..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|n| !taken.contains(n))
+        .unwrap_or_else(|| format!("{prefix}x"))
+}
+
+/// Marks NodeClaims that hold no EE, and removes them once empty for the cool-down (at once for
+/// an instance consolidation emptied).
 fn plan_claim_cleanup(
     snapshot: &Snapshot,
     slots: &[Slot],
@@ -617,14 +669,15 @@ fn plan_claim_cleanup(
             .iter()
             .any(|s| !s.real && s.name == claim.name && s.planned > 0);
         let occupied = on_node > 0 || new_here || waited_for;
+        let grace =
+            consolidation::empty_grace_seconds(claim, snapshot.empty_claim_cooldown_seconds);
         match (occupied, claim.empty_since) {
             (true, Some(_)) => plan.mark_claims.push((claim.name.clone(), None)),
+            (false, _) if grace <= 0 => plan.delete_claims.push(claim.name.clone()),
             (false, None) => plan
                 .mark_claims
                 .push((claim.name.clone(), Some(snapshot.now))),
-            (false, Some(since))
-                if snapshot.now - since >= snapshot.empty_claim_cooldown_seconds =>
-            {
+            (false, Some(since)) if snapshot.now - since >= grace => {
                 plan.delete_claims.push(claim.name.clone());
             }
             _ => {}

@@ -540,3 +540,279 @@ fn launch_sizing_counts_waiting_ees_and_room_for_the_next_scale_up() {
         "full"
     );
 }
+
+/// Long after `NOW`: instances and EEs created at `NOW` are old enough to consolidate.
+const LATER: i64 = NOW + 3600;
+
+/// A registered instance `name` of `instance_type` in `zone`, created at `NOW`.
+fn instance(s: &mut Snapshot, name: &str, instance_type: &str, zone: &str) {
+    let t = lmi_crds::catalog::Catalog::builtin()
+        .get(instance_type)
+        .unwrap();
+    let (cpu, memory) = t.allocatable();
+    s.claims.push(ClaimView {
+        name: name.into(),
+        instance_type: instance_type.into(),
+        zone: zone.into(),
+        node_name: Some(format!("node-{name}")),
+        empty_since: None,
+        consolidating_since: None,
+        created_at: Some(NOW),
+        deleting: false,
+    });
+    s.nodes.push(NodeView {
+        name: format!("node-{name}"),
+        zone: zone.into(),
+        cpu_millis: u64::from(cpu),
+        memory_mib: memory,
+        schedulable: true,
+    });
+}
+
+/// `count` ready EEs of `ns/v-v1`, numbered from `first`, on instance `name`.
+fn ees_on(s: &mut Snapshot, name: &str, first: u32, count: u32) {
+    for i in first..first + count {
+        s.ees.push(ee(
+            &format!("v-v1-ee-{i}"),
+            "ns/v-v1",
+            &format!("node-{name}"),
+            true,
+        ));
+    }
+}
+
+/// A Karpenter-mode provider whose subnets are all in zone a (so new EEs need not spread).
+fn karpenter_zone_a(allowed: &[&str]) -> Provisioner {
+    match karpenter(400, allowed) {
+        Provisioner::Karpenter {
+            max_vcpu,
+            requirements,
+            ..
+        } => Provisioner::Karpenter {
+            zones: vec![ZONES[0].to_string()],
+            max_vcpu,
+            requirements,
+        },
+        other => other,
+    }
+}
+
+/// Zone a: `big` (a c7g.2xlarge, room for six) holds four EEs, `small` (another) holds one.
+fn two_underused_instances(provisioner: Provisioner) -> Snapshot {
+    let mut s = snapshot(
+        provisioner,
+        vec![VersionView {
+            wish: Some(5),
+            ..version("ns/v-v1", 1, None)
+        }],
+    );
+    instance(&mut s, "big", "c7g.2xlarge", ZONES[0]);
+    instance(&mut s, "small", "c7g.2xlarge", ZONES[0]);
+    ees_on(&mut s, "big", 0, 4);
+    ees_on(&mut s, "small", 4, 1);
+    s.now = LATER;
+    s
+}
+
+fn apply_moves(s: &mut Snapshot, plan: &crate::plan::CapacityPlan) {
+    run_ees(s, plan, false);
+    for e in s
+        .ees
+        .iter_mut()
+        .filter(|e| e.created_at == Some(NOW) && !e.ready)
+    {
+        e.created_at = Some(s.now);
+    }
+    for (name, since) in &plan.consolidate_claims {
+        if let Some(c) = s.claims.iter_mut().find(|c| &c.name == name) {
+            c.consolidating_since = *since;
+        }
+    }
+}
+
+#[test]
+fn consolidation_moves_the_emptiest_instances_ees_then_removes_it() {
+    let mut s = two_underused_instances(karpenter_zone_a(&[]));
+    let plan = plan_capacity(&s);
+    assert_eq!(plan.moves.len(), 1, "{:?}", plan.moves);
+    assert_eq!(plan.moves[0].from, "v-v1-ee-4");
+    assert_eq!(plan.moves[0].to, "node-big");
+    assert_eq!(plan.create_ees.len(), 1);
+    assert_eq!(
+        plan.consolidate_claims,
+        vec![("small".to_string(), Some(LATER))]
+    );
+    assert!(
+        plan.delete_ees.is_empty(),
+        "the old EE waits for its replacement"
+    );
+    apply_moves(&mut s, &plan);
+
+    // The replacement starts: nothing drains, nothing more moves, ready stays at desired.
+    let plan = plan_capacity(&s);
+    assert!(plan.delete_ees.is_empty() && plan.create_ees.is_empty() && plan.moves.is_empty());
+    let v = &plan.versions["ns/v-v1"];
+    assert_eq!((v.desired, v.ready), (5, 5));
+
+    // Ready: the old EE drains.
+    for e in &mut s.ees {
+        e.ready = true;
+    }
+    let plan = plan_capacity(&s);
+    assert_eq!(
+        plan.delete_ees,
+        vec![("ns".to_string(), "v-v1-ee-4".to_string())]
+    );
+    assert!(plan.create_ees.is_empty());
+
+    // Once it is gone the instance is removed, without the empty-instance cool-down.
+    s.ees.retain(|e| e.name != "v-v1-ee-4");
+    let plan = plan_capacity(&s);
+    assert_eq!(plan.delete_claims, vec!["small".to_string()]);
+    assert!(
+        plan.moves.is_empty(),
+        "one instance left: nothing more to move"
+    );
+}
+
+#[test]
+fn a_scale_up_that_needs_a_leaving_instances_room_calls_the_consolidation_off() {
+    let mut s = two_underused_instances(karpenter_zone_a(&["c7g.2xlarge"]));
+    let plan = plan_capacity(&s);
+    apply_moves(&mut s, &plan);
+    // 7 EEs: `big` has room for one more beside its five; the seventh would need a launch,
+    // while `small` still has room.
+    s.versions[0].wish = Some(7);
+    let plan = plan_capacity(&s);
+    assert_eq!(plan.consolidate_claims, vec![("small".to_string(), None)]);
+    assert!(plan.create_claims.is_empty(), "{:?}", plan.create_claims);
+    assert!(plan.delete_ees.is_empty());
+    assert_eq!(plan.create_ees.len(), 1);
+}
+
+#[test]
+fn static_providers_never_consolidate() {
+    let mut s = two_underused_instances(Provisioner::Static);
+    let plan = plan_capacity(&s);
+    assert!(plan.moves.is_empty() && plan.create_ees.is_empty() && plan.delete_ees.is_empty());
+    assert!(plan.consolidate_claims.is_empty());
+    // Even a consolidation mark (say, left from when the provider was in Karpenter mode) moves
+    // and drains nothing: Static mode uses nodes it does not own.
+    s.claims[1].consolidating_since = Some(NOW);
+    let plan = plan_capacity(&s);
+    assert!(plan.moves.is_empty() && plan.create_ees.is_empty() && plan.delete_ees.is_empty());
+    assert_eq!(plan.versions["ns/v-v1"].live, 5);
+}
+
+#[test]
+fn nothing_moves_while_a_version_is_not_settled_or_the_instance_is_young() {
+    let base = two_underused_instances(karpenter_zone_a(&[]));
+    // An EE not Ready yet.
+    let mut s = base.clone();
+    s.ees[0].ready = false;
+    assert!(plan_capacity(&s).moves.is_empty(), "an EE is not ready");
+    // A scale-up pending (the wish is above what runs, and fits the room there is).
+    let mut s = base.clone();
+    s.versions[0].wish = Some(6);
+    let plan = plan_capacity(&s);
+    assert!(plan.moves.is_empty() && plan.create_ees.len() == 1);
+    // An EE started a minute ago (right after a scale-up).
+    let mut s = base.clone();
+    s.ees[0].created_at = Some(LATER - 60);
+    assert!(
+        plan_capacity(&s).moves.is_empty(),
+        "the version just scaled"
+    );
+    // An instance launched five minutes ago.
+    let mut s = base.clone();
+    for c in &mut s.claims {
+        c.created_at = Some(LATER - 300);
+    }
+    assert!(
+        plan_capacity(&s).moves.is_empty(),
+        "the instances are young"
+    );
+    // An EE draining (a scale-down in progress).
+    let mut s = base;
+    s.ees[0].terminating = true;
+    s.versions[0].wish = Some(4);
+    assert!(plan_capacity(&s).moves.is_empty(), "an EE drains");
+}
+
+#[test]
+fn one_wave_moves_at_most_max_moves_ees() {
+    use crate::plan::consolidation::MAX_MOVES;
+    let mut s = snapshot(
+        karpenter(400, &[]),
+        vec![VersionView {
+            wish: Some(12),
+            ..version("ns/v-v1", 1, None)
+        }],
+    );
+    // Ten c7g.large with one EE each, and a c7g.8xlarge (27 slots) holding two.
+    instance(&mut s, "big", "c7g.8xlarge", ZONES[0]);
+    ees_on(&mut s, "big", 0, 2);
+    for i in 0..10 {
+        let name = format!("small-{i}");
+        instance(&mut s, &name, "c7g.large", ZONES[0]);
+        ees_on(&mut s, &name, 2 + i, 1);
+    }
+    s.now = LATER;
+    let plan = plan_capacity(&s);
+    assert_eq!(plan.moves.len(), MAX_MOVES);
+    assert_eq!(plan.consolidate_claims.len(), MAX_MOVES);
+    assert!(plan.moves.iter().all(|m| m.to == "node-big"));
+    // While those move, no second wave starts.
+    apply_moves(&mut s, &plan);
+    assert!(plan_capacity(&s).moves.is_empty());
+}
+
+#[test]
+fn moves_stay_in_their_zone() {
+    let mut s = snapshot(
+        karpenter(400, &[]),
+        vec![VersionView {
+            wish: Some(5),
+            ..version("ns/v-v1", 1, None)
+        }],
+    );
+    // Room in zone a only; the EE alone in zone b has nowhere to go in its zone.
+    instance(&mut s, "a", "c7g.2xlarge", ZONES[0]);
+    instance(&mut s, "b", "c7g.large", ZONES[1]);
+    ees_on(&mut s, "a", 0, 4);
+    ees_on(&mut s, "b", 4, 1);
+    s.now = LATER;
+    let plan = plan_capacity(&s);
+    assert!(plan.moves.is_empty(), "{:?}", plan.moves);
+}
+
+#[test]
+fn scale_down_keeps_the_zones_even() {
+    let mut s = snapshot(
+        karpenter(400, &[]),
+        vec![VersionView {
+            wish: Some(6),
+            ..version("ns/v-v1", 1, None)
+        }],
+    );
+    // Zone a holds five EEs on one instance, zones b and c one each on their own.
+    instance(&mut s, "a", "c7g.2xlarge", ZONES[0]);
+    instance(&mut s, "b", "c7g.large", ZONES[1]);
+    instance(&mut s, "c", "c7g.large", ZONES[2]);
+    ees_on(&mut s, "a", 0, 5);
+    ees_on(&mut s, "b", 5, 1);
+    ees_on(&mut s, "c", 6, 1);
+    s.versions[0].wish = Some(4);
+    let plan = plan_capacity(&s);
+    assert_eq!(plan.delete_ees.len(), 3);
+    let from_a = plan
+        .delete_ees
+        .iter()
+        .filter(|(_, n)| {
+            s.ees
+                .iter()
+                .any(|e| &e.name == n && e.node.as_deref() == Some("node-a"))
+        })
+        .count();
+    assert_eq!(from_a, 3, "the emptiest instances are alone in their zones");
+}
