@@ -11,6 +11,7 @@ use kube::{Client, ResourceExt};
 use lmi_crds::{CapacityProvider, Function, FunctionVersion};
 use lmi_operator::karpenter::NodeClaim;
 use lmi_operator::metrics::Metrics;
+use lmi_operator::plan::consolidation::ConsolidationTimes;
 use lmi_operator::plan::ee_pod::EeSettings;
 use lmi_operator::settings::Settings;
 use lmi_operator::utilization::{Sample, SampleFuture, UtilizationSource};
@@ -50,6 +51,8 @@ pub fn test_settings() -> Settings {
         cluster_name: "e2e".to_string(),
         ami_alias: "al2023@latest".to_string(),
         autoscale_interval: Duration::from_secs(1),
+        // The product's times: no test but the consolidation one sees EEs move.
+        consolidation: ConsolidationTimes::default(),
     }
 }
 

@@ -214,6 +214,16 @@ async fn helm_template_renders_the_whole_install() -> Result<()> {
         );
         assert_eq!(flag("--lease-name"), Some(name(operator)), "{what}");
         assert_eq!(flag("--lease-namespace"), Some("lmi-system"), "{what}");
+        for f in [
+            "--consolidation-min-age-seconds",
+            "--consolidation-settle-seconds",
+            "--consolidation-move-timeout-seconds",
+        ] {
+            assert!(
+                flag(f).is_some_and(|v| v.parse::<u64>().is_ok()),
+                "{what}: {f} in {args:?}"
+            );
+        }
         assert!(
             operator["spec"]["replicas"].as_u64().unwrap() >= 2,
             "{what}"

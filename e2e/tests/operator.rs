@@ -2,12 +2,14 @@
 //! turns NodeClaims into nodes. Each test runs its own operator (one at a time) and its own
 //! capacity provider.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Event, Node};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, ResourceExt};
 use lmi_crds::{CapacityProvider, Function};
 use lmi_e2e::error::Result;
@@ -18,6 +20,10 @@ use lmi_e2e::operator_harness::{
     version_state,
 };
 use lmi_e2e::simcloud::SimCloud;
+use lmi_operator::karpenter::NodeClaim;
+use lmi_operator::observe::CONSOLIDATING_SINCE_ANNOTATION;
+use lmi_operator::plan::consolidation::ConsolidationTimes;
+use lmi_operator::settings::Settings;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -111,11 +117,25 @@ where
     F: FnOnce(TestEnv, String) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
+    scenario_in(test, test_settings(), load, body).await
+}
+
+/// [`scenario`] with the operator's settings and the utilization its autoscaler reads.
+async fn scenario_in<F, Fut>(
+    test: &'static str,
+    settings: Settings,
+    load: TestUtilization,
+    body: F,
+) -> Result<()>
+where
+    F: FnOnce(TestEnv, String) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
     let _one_operator = exclusive().await;
     with_namespace(test, |env| async move {
         prepare(&env.client).await?;
         let cp = cp_name(&env, test);
-        let operator = start_operator_with(env.client.clone(), test_settings(), Arc::new(load))?;
+        let operator = start_operator_with(env.client.clone(), settings, Arc::new(load))?;
         let cloud = start_cloud(env.client.clone(), SimCloud::default());
         let outcome = body(env.clone(), cp.clone()).await;
         finish(&env, &cp, outcome, [operator, cloud]).await
@@ -490,5 +510,319 @@ async fn cpu_above_the_band_adds_ees_and_they_return_to_min_when_load_stops() ->
         .await?;
         Ok(())
     })
+    .await
+}
+
+/// Consolidation times short enough for a test (the defaults wait 10 minutes).
+const SHORT: ConsolidationTimes = ConsolidationTimes {
+    min_instance_age_seconds: 3,
+    settle_seconds: 2,
+    move_timeout_seconds: 30,
+};
+
+/// A provider with one subnet (so one zone: consolidation moves EEs only within a zone) that
+/// launches only c7g.xlarge instances: two EEs of 1 vCPU and 2 GiB each (memory bounds it).
+fn one_zone_provider(name: &str) -> Value {
+    let mut manifest = provider(name, 400, &["c7g.xlarge"]);
+    manifest["spec"]["vpcConfig"]["subnetIds"] = json!(["subnet-a"]);
+    manifest
+}
+
+fn marked(claim: &NodeClaim) -> bool {
+    claim
+        .annotations()
+        .contains_key(CONSOLIDATING_SINCE_ANNOTATION)
+}
+
+/// Node name -> how many EEs of each function it holds, over `functions` (version 1).
+async fn placement(
+    client: &Client,
+    ns: &str,
+    functions: &[&str],
+) -> Result<BTreeMap<String, BTreeMap<String, usize>>> {
+    let mut by_node: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for function in functions {
+        for pod in ees_of(client, ns, function, 1).await? {
+            let node = pod.spec.and_then(|s| s.node_name).unwrap_or_default();
+            *by_node
+                .entry(node)
+                .or_default()
+                .entry((*function).to_string())
+                .or_default() += 1;
+        }
+    }
+    Ok(by_node)
+}
+
+/// Whether the provider got an Event with `reason` (Events of a cluster-scoped object go to the
+/// client's default namespace).
+async fn has_provider_event(client: &Client, cp: &str, reason: &str) -> Result<bool> {
+    let events: Api<Event> = Api::default_namespaced(client.clone());
+    let list = events
+        .list(&ListParams::default().fields(&format!("involvedObject.name={cp}")))
+        .await?;
+    Ok(list
+        .items
+        .iter()
+        .any(|e| e.reason.as_deref() == Some(reason)))
+}
+
+/// What watches saw while the operator consolidated: every change to the provider's NodeClaims
+/// and to the namespace's EE pods, not samples (on kwok a whole move, mark to removal, takes
+/// under 0.2 s).
+#[derive(Debug, Default)]
+struct Watched {
+    /// Watches that have listed their objects once (both: nothing later is missed).
+    listed: usize,
+    /// NodeClaims seen with the consolidating-since mark.
+    marked: BTreeSet<String>,
+    /// The fewest Ready (not terminating) EEs seen per function.
+    fewest_ready: BTreeMap<String, usize>,
+    /// Every state in which a function had fewer Ready EEs than its desired count.
+    below_desired: Vec<String>,
+}
+
+type Shared = Arc<std::sync::Mutex<Watched>>;
+
+fn record(watched: &Shared, update: impl FnOnce(&mut Watched)) {
+    if let Ok(mut w) = watched.lock() {
+        update(&mut w);
+    }
+}
+
+/// Watches the NodeClaims of `cp` and the EE pods of `ns` until aborted, checking after every
+/// pod change that each function keeps `desired` Ready EEs.
+fn watch_consolidation(
+    client: &Client,
+    ns: &str,
+    cp: &str,
+    desired: BTreeMap<String, usize>,
+) -> (Shared, tokio::task::JoinHandle<()>) {
+    let watched = Shared::default();
+    let claims = watch_marks(client.clone(), cp.to_string(), watched.clone());
+    let pods = watch_ready(client.clone(), ns.to_string(), desired, watched.clone());
+    let task = tokio::spawn(async move {
+        tokio::join!(claims, pods);
+    });
+    (watched, task)
+}
+
+async fn watch_marks(client: Client, cp: String, watched: Shared) {
+    let config = watcher::Config::default().labels(&format!("lmi.dev/capacity-provider={cp}"));
+    let mut events = watcher(Api::<NodeClaim>::all(client), config)
+        .default_backoff()
+        .boxed();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::InitDone) => record(&watched, |w| w.listed += 1),
+            Ok(watcher::Event::Apply(claim) | watcher::Event::InitApply(claim))
+                if marked(&claim) =>
+            {
+                record(&watched, |w| {
+                    w.marked.insert(claim.name_any());
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn watch_ready(
+    client: Client,
+    ns: String,
+    desired: BTreeMap<String, usize>,
+    watched: Shared,
+) {
+    let (store, writer) = reflector::store();
+    let config = watcher::Config::default().labels("lmi.dev/version=1");
+    let mut events = reflector(
+        writer,
+        watcher(Api::<Pod>::namespaced(client, &ns), config).default_backoff(),
+    )
+    .boxed();
+    let mut listed = false;
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::InitDone) => {
+                listed = true;
+                record(&watched, |w| w.listed += 1);
+            }
+            Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {}
+            _ => continue,
+        }
+        if listed {
+            let ready = ready_by_function(&store.state());
+            record(&watched, |w| check_ready(w, &desired, &ready));
+        }
+    }
+}
+
+/// Ready, not terminating EEs per function.
+fn ready_by_function(pods: &[Arc<Pod>]) -> BTreeMap<String, usize> {
+    let mut ready = BTreeMap::new();
+    for pod in pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p))
+    {
+        if let Some(function) = pod.labels().get("lmi.dev/function") {
+            *ready.entry(function.clone()).or_default() += 1;
+        }
+    }
+    ready
+}
+
+fn check_ready(
+    w: &mut Watched,
+    desired: &BTreeMap<String, usize>,
+    ready: &BTreeMap<String, usize>,
+) {
+    for (function, want) in desired {
+        let have = ready.get(function).copied().unwrap_or(0);
+        let fewest = w.fewest_ready.entry(function.clone()).or_insert(have);
+        *fewest = (*fewest).min(have);
+        if have < *want {
+            w.below_desired
+                .push(format!("{function}: {have} Ready of {want} in {ready:?}"));
+        }
+    }
+}
+
+/// Whether the provider is down to `instances` NodeClaims and each function has exactly its
+/// desired EEs, all Ready.
+async fn consolidated(
+    client: &Client,
+    ns: &str,
+    cp: &str,
+    desired: &BTreeMap<String, usize>,
+    instances: usize,
+) -> Result<bool> {
+    if claims_of(client, cp).await?.len() != instances {
+        return Ok(false);
+    }
+    for (function, want) in desired {
+        let pods = ees_of(client, ns, function, 1).await?;
+        if pods.len() != *want || !pods.iter().all(pod_ready) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+#[tokio::test]
+async fn an_underused_instance_is_consolidated_without_dropping_below_desired() -> Result<()> {
+    let settings = Settings {
+        consolidation: SHORT,
+        ..test_settings()
+    };
+    scenario_in(
+        "consolidate",
+        settings,
+        TestUtilization::default(),
+        |env, cp| async move {
+            let (client, ns) = (env.client.clone(), env.namespace.clone());
+            create(
+                &Api::<CapacityProvider>::all(client.clone()),
+                one_zone_provider(&cp),
+            )
+            .await?;
+            let functions = Api::<Function>::namespaced(client.clone(), &ns);
+
+            // Instance A gets first's two EEs, B second's two: both full.
+            create(&functions, function("first", &ns, &cp, 2)).await?;
+            wait_state(&client, &ns, "first-v1", "Active").await?;
+            create(&functions, function("second", &ns, &cp, 2)).await?;
+            wait_state(&client, &ns, "second-v1", "Active").await?;
+            assert_eq!(
+                claims_of(&client, &cp).await?.len(),
+                2,
+                "one full instance each"
+            );
+
+            // Negative: past the minimum age and the settle time, full instances stay as they are.
+            let quiet = SHORT.min_instance_age_seconds + SHORT.settle_seconds + 1;
+            tokio::time::sleep(Duration::from_secs(quiet.unsigned_abs())).await;
+            let claims = claims_of(&client, &cp).await?;
+            assert_eq!(claims.len(), 2);
+            assert!(
+                !claims.iter().any(marked),
+                "nothing to consolidate while both are full"
+            );
+            assert!(!has_provider_event(&client, &cp, "ConsolidatingInstance").await?);
+
+            // Watch from here on: both watches list first, so no later change escapes them.
+            let desired: BTreeMap<String, usize> =
+                [("first".to_string(), 1), ("second".to_string(), 1)].into();
+            let (watched, watching) = watch_consolidation(&client, &ns, &cp, desired.clone());
+            eventually("the watches to list", WAIT, || async {
+                Ok(watched.lock().is_ok_and(|w| w.listed == 2).then_some(()))
+            })
+            .await?;
+
+            // Both scale down to one EE (the maximum, since without load samples the autoscaler
+            // keeps its wish): A and B hold one each, and both fit on one instance.
+            for name in ["first", "second"] {
+                let one = json!({"minExecutionEnvironments": 1, "maxExecutionEnvironments": 1});
+                patch_spec(&functions, name, json!({"scalingConfig": one})).await?;
+            }
+            let outcome = eventually("one instance holding both EEs", WAIT, || async {
+                let marked = watched.lock().is_ok_and(|w| !w.marked.is_empty());
+                Ok((marked && consolidated(&client, &ns, &cp, &desired, 1).await?).then_some(()))
+            })
+            .await;
+            watching.abort();
+            let watched = std::mem::take(&mut *watched.lock().expect("the watches do not panic"));
+            println!("consolidation seen: {watched:?}");
+            outcome?;
+            assert!(
+                watched.below_desired.is_empty(),
+                "Ready EEs dropped below desired during the move: {:?}",
+                watched.below_desired
+            );
+            assert_eq!(
+                watched.fewest_ready, desired,
+                "each function went down to its desired Ready EEs, never below"
+            );
+
+            let left = claims_of(&client, &cp).await?;
+            let emptied: Vec<&String> = watched
+                .marked
+                .iter()
+                .filter(|m| !left.iter().any(|c| &c.name_any() == *m))
+                .collect();
+            assert_eq!(
+                emptied.len(),
+                1,
+                "the marked instance is the one removed: {watched:?}"
+            );
+            let claims: Api<NodeClaim> = Api::all(client.clone());
+            let gone = emptied[0].clone();
+            eventually("the emptied NodeClaim to be deleted", WAIT, || async {
+                Ok(claims.get_opt(&gone).await?.is_none().then_some(()))
+            })
+            .await?;
+            assert!(
+                has_provider_event(&client, &cp, "ConsolidatingInstance").await?,
+                "a ConsolidatingInstance event"
+            );
+            assert!(!has_provider_event(&client, &cp, "ConsolidationCalledOff").await?);
+
+            // Every EE is on the instance left, none lost, and the versions still want what they have.
+            let node = left[0]
+                .status
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .expect("the remaining NodeClaim has a node");
+            let placed = placement(&client, &ns, &["first", "second"]).await?;
+            assert_eq!(placed.keys().collect::<Vec<_>>(), vec![&node], "{placed:?}");
+            assert_eq!(placed[&node].get("first"), Some(&1));
+            assert_eq!(placed[&node].get("second"), Some(&1));
+            let versions: Api<lmi_crds::FunctionVersion> = Api::namespaced(client.clone(), &ns);
+            for name in ["first-v1", "second-v1"] {
+                let status = versions.get(name).await?.status.unwrap_or_default();
+                assert_eq!(status.desired_execution_environments, Some(1), "{name}");
+            }
+            Ok(())
+        },
+    )
     .await
 }

@@ -13,6 +13,7 @@ use lmi_crds::{CapacityProvider, FunctionVersion};
 use crate::context::Stores;
 use crate::controllers::autoscaler::VersionScaling;
 use crate::karpenter::{INSTANCE_TYPE_LABEL, ZONE_LABEL};
+use crate::plan::consolidation::ConsolidationTimes;
 use crate::plan::snapshot::InitFailure;
 use crate::plan::{ClaimView, EeView, NodeView, Provisioner, Snapshot, VersionView};
 use crate::quantity;
@@ -72,6 +73,7 @@ pub fn observe(
     scaling: &BTreeMap<String, VersionScaling>,
     now: i64,
     cooldown_seconds: i64,
+    consolidation: ConsolidationTimes,
 ) -> Observed {
     let cp_name = cp.name_any();
     let karpenter = cp.spec.provisioning.mode == ProvisioningMode::Karpenter;
@@ -222,6 +224,7 @@ pub fn observe(
             versions: version_views,
             now,
             empty_claim_cooldown_seconds: cooldown_seconds,
+            consolidation,
         },
         versions,
         invalid,

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::plan::consolidation::ConsolidationTimes;
 use crate::plan::ee_pod::EeSettings;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -24,23 +25,28 @@ pub struct Settings {
     pub ami_alias: String,
     /// How often the autoscaler samples the EEs and decides.
     pub autoscale_interval: Duration,
+    /// When consolidation may move EEs off an instance (Karpenter mode).
+    pub consolidation: ConsolidationTimes,
 }
 
 const HELP: &str = "lmi-operator: reconciles lmi.dev CapacityProviders, Functions and FunctionVersions
 
 flags (or environment variables):
-  --sidecar-image IMAGE            LMI_SIDECAR_IMAGE          sidecar image of every EE (required)
-  --region REGION                  LMI_REGION                 AWS_REGION given to functions [us-east-1]
-  --image-pull-policy POLICY       LMI_IMAGE_PULL_POLICY      for EE containers [image default]
-  --metrics-addr ADDR              LMI_METRICS_ADDR           /metrics, /healthz, /readyz [0.0.0.0:8080]
-  --lease-name NAME                LMI_LEASE_NAME             leader election lease [lmi-operator]
-  --lease-namespace NS             LMI_LEASE_NAMESPACE        [POD_NAMESPACE or default]
-  --no-leader-election             LMI_NO_LEADER_ELECTION=1   run as the only replica
-  --empty-claim-cooldown-seconds N LMI_EMPTY_CLAIM_COOLDOWN   keep an empty NodeClaim this long [300]
-  --resync-seconds N               LMI_RESYNC_SECONDS         plan every provider at least this often [30]
-  --cluster-name NAME              LMI_CLUSTER_NAME           for instance security groups [lmi]
-  --ami-alias ALIAS                LMI_AMI_ALIAS              Karpenter AMI alias [al2023@latest]
-  --autoscale-interval-seconds N   LMI_AUTOSCALE_INTERVAL     sample EEs and decide this often [10]
+  --sidecar-image IMAGE                   LMI_SIDECAR_IMAGE               sidecar image of every EE (required)
+  --region REGION                         LMI_REGION                      AWS_REGION given to functions [us-east-1]
+  --image-pull-policy POLICY              LMI_IMAGE_PULL_POLICY           for EE containers [image default]
+  --metrics-addr ADDR                     LMI_METRICS_ADDR                /metrics, /healthz, /readyz [0.0.0.0:8080]
+  --lease-name NAME                       LMI_LEASE_NAME                  leader election lease [lmi-operator]
+  --lease-namespace NS                    LMI_LEASE_NAMESPACE             [POD_NAMESPACE or default]
+  --no-leader-election                    LMI_NO_LEADER_ELECTION=1        run as the only replica
+  --empty-claim-cooldown-seconds N        LMI_EMPTY_CLAIM_COOLDOWN        keep an empty NodeClaim this long [300]
+  --resync-seconds N                      LMI_RESYNC_SECONDS              plan every provider at least this often [30]
+  --cluster-name NAME                     LMI_CLUSTER_NAME                for instance security groups [lmi]
+  --ami-alias ALIAS                       LMI_AMI_ALIAS                   Karpenter AMI alias [al2023@latest]
+  --autoscale-interval-seconds N          LMI_AUTOSCALE_INTERVAL          sample EEs and decide this often [10]
+  --consolidation-min-age-seconds N       LMI_CONSOLIDATION_MIN_AGE       consolidate instances at least this old [600]
+  --consolidation-settle-seconds N        LMI_CONSOLIDATION_SETTLE        keep a version's EEs put this long after it starts one [120]
+  --consolidation-move-timeout-seconds N  LMI_CONSOLIDATION_MOVE_TIMEOUT  call off a move not done after this [600]
 ";
 
 /// Parses `args` (without the program name), falling back to `env`.
@@ -123,6 +129,37 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Se
         autoscale_interval: Duration::from_secs(
             number("autoscale-interval-seconds", "LMI_AUTOSCALE_INTERVAL", 10)?.max(1),
         ),
+        consolidation: consolidation_times(&number)?,
+    })
+}
+
+/// The consolidation times from their flags, defaulting to the planner's constants.
+fn consolidation_times(
+    number: &impl Fn(&str, &str, u64) -> Result<u64>,
+) -> Result<ConsolidationTimes> {
+    let defaults = ConsolidationTimes::default();
+    let seconds = |flag: &str, var: &str, default: i64| -> Result<i64> {
+        let value = number(flag, var, u64::try_from(default).unwrap_or(0))?;
+        i64::try_from(value).map_err(|_| Error::Config(format!("--{flag} {value} is too large")))
+    };
+    Ok(ConsolidationTimes {
+        min_instance_age_seconds: seconds(
+            "consolidation-min-age-seconds",
+            "LMI_CONSOLIDATION_MIN_AGE",
+            defaults.min_instance_age_seconds,
+        )?,
+        settle_seconds: seconds(
+            "consolidation-settle-seconds",
+            "LMI_CONSOLIDATION_SETTLE",
+            defaults.settle_seconds,
+        )?,
+        // 0 would call every move off the moment it starts.
+        move_timeout_seconds: seconds(
+            "consolidation-move-timeout-seconds",
+            "LMI_CONSOLIDATION_MOVE_TIMEOUT",
+            defaults.move_timeout_seconds,
+        )?
+        .max(1),
     })
 }
 
@@ -159,6 +196,39 @@ mod tests {
             Some(("lmi-operator".to_string(), "default".to_string()))
         );
         assert_eq!(s.metrics_addr.port(), 8080);
+        assert_eq!(s.consolidation, ConsolidationTimes::default());
+    }
+
+    #[test]
+    fn consolidation_times_come_from_flags_or_the_environment() {
+        let env = |k: &str| (k == "LMI_CONSOLIDATION_SETTLE").then(|| "7".to_string());
+        let s = parse(
+            &args(&[
+                "--sidecar-image",
+                "i",
+                "--consolidation-min-age-seconds",
+                "5",
+            ]),
+            env,
+        )
+        .unwrap();
+        assert_eq!(s.consolidation.min_instance_age_seconds, 5);
+        assert_eq!(s.consolidation.settle_seconds, 7);
+        assert_eq!(
+            s.consolidation.move_timeout_seconds,
+            crate::plan::consolidation::MOVE_TIMEOUT_SECONDS
+        );
+        let err = parse(
+            &args(&[
+                "--sidecar-image",
+                "i",
+                "--consolidation-settle-seconds",
+                "-1",
+            ]),
+            |_: &str| None,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("whole number"), "{err}");
     }
 
     #[test]

@@ -114,7 +114,14 @@ async fn apply(cp: &CapacityProvider, ctx: &Context) -> Result<Action> {
     }
     let cooldown = i64::try_from(ctx.settings.empty_claim_cooldown.as_secs()).unwrap_or(i64::MAX);
     let scaling = ctx.scaling.lock().map(|t| t.clone()).unwrap_or_default();
-    let observed = observe(cp, &ctx.stores, &scaling, now(), cooldown);
+    let observed = observe(
+        cp,
+        &ctx.stores,
+        &scaling,
+        now(),
+        cooldown,
+        ctx.settings.consolidation,
+    );
     let plan = plan_capacity(&observed.snapshot);
     apply_plan(cp, ctx, &observed, &plan).await?;
     write_version_statuses(ctx, &observed, &plan, &scaling).await?;

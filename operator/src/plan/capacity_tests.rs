@@ -56,6 +56,7 @@ fn snapshot(provisioner: Provisioner, versions: Vec<VersionView>) -> Snapshot {
         versions,
         now: NOW,
         empty_claim_cooldown_seconds: 60,
+        consolidation: Default::default(),
     }
 }
 

@@ -11,11 +11,12 @@
 //! Once empty, it is removed at once (see [`empty_grace_seconds`]). A scale-up that needs its room
 //! calls the consolidation off.
 //!
-//! Against churn: an instance is consolidated only after `MIN_INSTANCE_AGE_SECONDS`, only while
-//! every version on it is settled (at its desired count, all Ready, none starting or draining, and
-//! no EE started for `SETTLE_SECONDS`, so not right after a scale-up), and only into room in its
-//! own zone (the versions' zone spread stays as it is). One wave of moves at a time, at most
-//! `MAX_MOVES` EEs. Static-mode providers use nodes they do not own: nothing moves there.
+//! Against churn: an instance is consolidated only after a minimum age, only while every version
+//! on it is settled (at its desired count, all Ready, none starting or draining, and no EE started
+//! for the settle time, so not right after a scale-up), and only into room in its own zone (the
+//! versions' zone spread stays as it is). One wave of moves at a time, at most `MAX_MOVES` EEs.
+//! Static-mode providers use nodes they do not own: nothing moves there. The times come in the
+//! snapshot ([`ConsolidationTimes`], operator settings whose defaults are the constants below).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -44,6 +45,29 @@ pub const RIGHT_SIZE_SHARE: f64 = 0.75;
 /// A consolidation whose EEs are still there after this is called off (a replacement that never
 /// becomes Ready must not keep the instance, and every later consolidation, waiting).
 pub const MOVE_TIMEOUT_SECONDS: i64 = 600;
+
+/// When consolidation may act, in seconds. The operator takes them from its settings (so an
+/// end-to-end test need not wait ten minutes); the defaults are the constants above, which the
+/// simulator and the unit tests use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsolidationTimes {
+    /// See [`MIN_INSTANCE_AGE_SECONDS`].
+    pub min_instance_age_seconds: i64,
+    /// See [`SETTLE_SECONDS`].
+    pub settle_seconds: i64,
+    /// See [`MOVE_TIMEOUT_SECONDS`].
+    pub move_timeout_seconds: i64,
+}
+
+impl Default for ConsolidationTimes {
+    fn default() -> Self {
+        Self {
+            min_instance_age_seconds: MIN_INSTANCE_AGE_SECONDS,
+            settle_seconds: SETTLE_SECONDS,
+            move_timeout_seconds: MOVE_TIMEOUT_SECONDS,
+        }
+    }
+}
 
 /// How long `claim` is kept once it holds no EE. An instance emptied by a scale-down keeps the
 /// provider's cool-down (a scale-up soon after reuses it rather than waiting for a launch). One
@@ -95,7 +119,7 @@ pub(super) fn call_off(snapshot: &Snapshot, plan: &mut CapacityPlan) {
     }
 }
 
-/// Calls off consolidations whose EEs are still there after `MOVE_TIMEOUT_SECONDS`.
+/// Calls off consolidations whose EEs are still there after the move timeout.
 pub(super) fn abandon_stuck(snapshot: &Snapshot, plan: &mut CapacityPlan) {
     for claim in marked_claims(snapshot) {
         let since = claim.consolidating_since.unwrap_or(snapshot.now);
@@ -103,7 +127,7 @@ pub(super) fn abandon_stuck(snapshot: &Snapshot, plan: &mut CapacityPlan) {
             .node_name
             .as_deref()
             .is_some_and(|n| live_ees_on(snapshot, n).next().is_some());
-        if occupied && snapshot.now - since >= MOVE_TIMEOUT_SECONDS {
+        if occupied && snapshot.now - since >= snapshot.consolidation.move_timeout_seconds {
             plan.consolidate_claims.push((claim.name.clone(), None));
         }
     }
@@ -148,7 +172,7 @@ pub(super) fn may_start(
 }
 
 /// Whether the EEs of version `key` may move: it is at its desired count with all of them Ready,
-/// none starts or drains, it did not start one for `SETTLE_SECONDS`, and this plan changes none.
+/// none starts or drains, it did not start one for the settle time, and this plan changes none.
 fn settled(snapshot: &Snapshot, plan: &CapacityPlan, key: &str) -> bool {
     let Some(outcome) = plan.versions.get(key) else {
         return false;
@@ -161,7 +185,7 @@ fn settled(snapshot: &Snapshot, plan: &CapacityPlan, key: &str) -> bool {
         is_live(e)
             && e.ready
             && e.created_at
-                .is_some_and(|t| snapshot.now - t >= SETTLE_SECONDS)
+                .is_some_and(|t| snapshot.now - t >= snapshot.consolidation.settle_seconds)
     });
     let untouched = !plan.create_ees.iter().any(|e| e.version_key == key)
         && !plan
@@ -189,8 +213,9 @@ fn candidates<'a>(snapshot: &'a Snapshot, plan: &CapacityPlan) -> Vec<Candidate<
         .iter()
         .filter(|c| !c.deleting && c.consolidating_since.is_none() && c.empty_since.is_none())
         .filter(|c| {
-            c.created_at
-                .is_some_and(|t| snapshot.now - t >= MIN_INSTANCE_AGE_SECONDS)
+            c.created_at.is_some_and(|t| {
+                snapshot.now - t >= snapshot.consolidation.min_instance_age_seconds
+            })
         })
         .filter_map(|claim| {
             let node = snapshot

@@ -5,6 +5,8 @@ use lmi_crds::State;
 use lmi_crds::capacity_provider::InstanceRequirements;
 use lmi_crds::rules::{EeShape, ScalingBounds};
 
+use super::consolidation::ConsolidationTimes;
+
 /// A node of the capacity provider.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeView {
@@ -101,4 +103,6 @@ pub struct Snapshot {
     /// Unix seconds now, and how long an empty NodeClaim is kept.
     pub now: i64,
     pub empty_claim_cooldown_seconds: i64,
+    /// When consolidation may act (Karpenter mode).
+    pub consolidation: ConsolidationTimes,
 }

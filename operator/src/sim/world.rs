@@ -144,6 +144,8 @@ impl World {
             versions,
             now,
             empty_claim_cooldown_seconds: scenario.params.empty_claim_cooldown_seconds,
+            // The operator's defaults: the simulator measures the product as it ships.
+            consolidation: Default::default(),
         }
     }
 
