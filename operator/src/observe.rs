@@ -1,9 +1,10 @@
 //! Builds the planner's snapshot of one capacity provider from the reflector stores.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
 use lmi_crds::capacity_provider::ProvisioningMode;
 use lmi_crds::common::CAPACITY_PROVIDER_LABEL;
@@ -65,6 +66,20 @@ pub fn attached_versions(stores: &Stores, name: &str) -> Vec<Arc<FunctionVersion
         .collect();
     versions.sort_by_key(|v| key(v.namespace().as_deref(), &v.name_any()));
     versions
+}
+
+/// Whether a version's owning Function is gone or being deleted. Deleted with the default
+/// (background) propagation, a Function leaves its versions behind until the garbage collector
+/// reaches them; planning for them meanwhile would fall back to each version's publish-time
+/// scaling and could launch capacity for a function that no longer exists. A version orphaned on
+/// purpose (`--cascade=orphan`) loses its owner reference and is planned as before.
+fn owner_function_gone(owners: &[OwnerReference], live_functions: &BTreeSet<String>) -> bool {
+    owners.iter().any(|o| {
+        o.controller == Some(true)
+            && o.kind == "Function"
+            && o.api_version.starts_with("lmi.dev/")
+            && !live_functions.contains(&o.uid)
+    })
 }
 
 pub fn observe(
@@ -149,8 +164,17 @@ pub fn observe(
     let mut versions = BTreeMap::new();
     let mut invalid = Vec::new();
     let mut version_views = Vec::new();
+    let live_functions: BTreeSet<String> = stores
+        .functions
+        .state()
+        .iter()
+        .filter(|f| f.metadata.deletion_timestamp.is_none())
+        .filter_map(|f| f.uid())
+        .collect();
     for version in attached_versions(stores, &cp_name) {
-        if version.metadata.deletion_timestamp.is_some() {
+        if version.metadata.deletion_timestamp.is_some()
+            || owner_function_gone(version.owner_references(), &live_functions)
+        {
             continue;
         }
         let shape = match rules::ee_shape(&version.spec.configuration) {
@@ -373,4 +397,39 @@ fn init_failure(pod: &Pod, timeout: i32, now: i64) -> Option<InitFailure> {
         reason_code: "FunctionError.InitTimeout",
         message: format!("the runtime did not ask for work within {limit} s"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner(kind: &str, api_version: &str, uid: &str, controller: bool) -> OwnerReference {
+        OwnerReference {
+            api_version: api_version.to_string(),
+            kind: kind.to_string(),
+            name: "f".to_string(),
+            uid: uid.to_string(),
+            controller: Some(controller),
+            block_owner_deletion: None,
+        }
+    }
+
+    #[test]
+    fn a_version_whose_function_is_gone_is_not_planned() {
+        let live: BTreeSet<String> = ["uid-live".to_string()].into();
+        let gone = [owner("Function", "lmi.dev/v1alpha1", "uid-gone", true)];
+        let present = [owner("Function", "lmi.dev/v1alpha1", "uid-live", true)];
+        assert!(owner_function_gone(&gone, &live));
+        assert!(!owner_function_gone(&present, &live));
+        // Orphaned on purpose (no owner), or owned by something else: planned as before.
+        assert!(!owner_function_gone(&[], &live));
+        assert!(!owner_function_gone(
+            &[owner("Function", "other.dev/v1", "uid-gone", true)],
+            &live
+        ));
+        assert!(!owner_function_gone(
+            &[owner("Function", "lmi.dev/v1alpha1", "uid-gone", false)],
+            &live
+        ));
+    }
 }
