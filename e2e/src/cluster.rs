@@ -17,6 +17,7 @@ use crate::logs;
 use crate::node;
 use crate::paths::Paths;
 use crate::process::{self, Tracked};
+use crate::{gomod, versions};
 
 /// Loopback ports. Away from the defaults (2379, 6443, 10257, ...) so that the local cluster does
 /// not collide with another Kubernetes a developer may run, and below Linux's ephemeral range
@@ -264,7 +265,8 @@ async fn start_all(paths: &Paths, binaries: &Binaries) -> Result<()> {
         scheduler_args(&kubeconfig),
     )?;
     let kwok_config = state.join("kwok.yaml");
-    std::fs::write(&kwok_config, kwok_config_yaml()).map_err(Error::io("writing", &kwok_config))?;
+    let kwok_config_text = format!("{}{}", kwok_config_yaml(), kwok_pod_stages().await?);
+    std::fs::write(&kwok_config, kwok_config_text).map_err(Error::io("writing", &kwok_config))?;
     let kwok = start(
         paths,
         "kwok",
@@ -490,6 +492,55 @@ options:
     )
 }
 
+/// The function environment variable that delays, on kwok nodes, an EE pod's turning Ready (a Go
+/// duration such as `3s`). kwok otherwise makes a pod Ready within milliseconds, too fast for a
+/// test to see what happens while a replacement starts (consolidation must not drain the old EE
+/// before the new one is Ready).
+pub const KWOK_READY_DELAY_ENV: &str = "KWOK_READY_DELAY";
+
+/// kwok's own fast pod stages (from its module, the version that is built), with one change: the
+/// Ready stage waits for [`KWOK_READY_DELAY_ENV`] when a container of the pod sets it. Stages in the
+/// configuration replace kwok's built-in pod stages, so all three are given.
+async fn kwok_pod_stages() -> Result<String> {
+    let module = gomod::download("sigs.k8s.io/kwok", versions::KWOK).await?;
+    let dir = module.dir.join("kustomize/stage/pod/fast");
+    let mut stages = String::new();
+    for name in ["pod-ready.yaml", "pod-complete.yaml", "pod-delete.yaml"] {
+        let path = dir.join(name);
+        let text = std::fs::read_to_string(&path).map_err(Error::io("reading", &path))?;
+        let text = if name == "pod-ready.yaml" {
+            with_ready_delay(&text)?
+        } else {
+            text
+        };
+        stages.push_str("---\n");
+        stages.push_str(&text);
+        if !text.ends_with('\n') {
+            stages.push('\n');
+        }
+    }
+    Ok(stages)
+}
+
+/// Adds the delay to kwok's pod-ready stage: none unless a container sets the variable.
+fn with_ready_delay(stage: &str) -> Result<String> {
+    let delay = format!(
+        "spec:
+  delay:
+    durationMilliseconds: 0
+    durationFrom:
+      jq:
+        expression: '.spec.containers[].env[]? | select(.name == \"{KWOK_READY_DELAY_ENV}\") | .value'
+"
+    );
+    match stage.split_once("\nspec:\n") {
+        Some((head, rest)) => Ok(format!("{head}\n{delay}{rest}")),
+        None => Err(Error::Other(
+            "kwok's pod-ready stage has no `spec:` line to add the delay to".to_string(),
+        )),
+    }
+}
+
 fn kwok_args(kubeconfig: &Path, config: &Path) -> Vec<String> {
     vec![
         format!("--config={}", config.display()),
@@ -503,4 +554,22 @@ fn kwok_args(kubeconfig: &Path, config: &Path) -> Vec<String> {
         // without it every kwok node turns Unknown after the grace period and its pods NotReady.
         "--node-lease-duration-seconds=40".into(),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ready_stage_gets_a_delay_read_from_the_pods_environment() {
+        let stage =
+            "kind: Stage\nmetadata:\n  name: pod-ready\nspec:\n  resourceRef:\n    kind: Pod\n";
+        let patched = with_ready_delay(stage).expect("has a spec line");
+        assert!(
+            patched.starts_with("kind: Stage\nmetadata:\n  name: pod-ready\nspec:\n  delay:\n")
+        );
+        assert!(patched.contains(KWOK_READY_DELAY_ENV));
+        assert!(patched.ends_with("  resourceRef:\n    kind: Pod\n"));
+        assert!(with_ready_delay("kind: Stage\n").is_err());
+    }
 }

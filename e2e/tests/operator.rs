@@ -12,6 +12,7 @@ use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, ResourceExt};
 use lmi_crds::{CapacityProvider, Function};
+use lmi_e2e::cluster::KWOK_READY_DELAY_ENV;
 use lmi_e2e::error::Result;
 use lmi_e2e::harness::{TestEnv, eventually, with_namespace};
 use lmi_e2e::operator_harness::{
@@ -727,10 +728,17 @@ async fn an_underused_instance_is_consolidated_without_dropping_below_desired() 
             .await?;
             let functions = Api::<Function>::namespaced(client.clone(), &ns);
 
+            // EEs take 3 s to turn Ready (kwok otherwise makes them Ready at once): a move that
+            // drained the old EE before its replacement was Ready shows as Ready EEs below desired.
+            let slow_ready = |name: &str| {
+                let mut f = function(name, &ns, &cp, 2);
+                f["spec"]["environment"]["variables"][KWOK_READY_DELAY_ENV] = json!("3s");
+                f
+            };
             // Instance A gets first's two EEs, B second's two: both full.
-            create(&functions, function("first", &ns, &cp, 2)).await?;
+            create(&functions, slow_ready("first")).await?;
             wait_state(&client, &ns, "first-v1", "Active").await?;
-            create(&functions, function("second", &ns, &cp, 2)).await?;
+            create(&functions, slow_ready("second")).await?;
             wait_state(&client, &ns, "second-v1", "Active").await?;
             assert_eq!(
                 claims_of(&client, &cp).await?.len(),
