@@ -36,7 +36,8 @@ pub fn init_tracing() {
 /// or `1` gives a single-threaded runtime, `N` a multi-threaded one with `N` workers, `0` one
 /// worker per core.
 ///
-/// One thread is the default because it costs a third less CPU per invocation (docs/benchmarks.md):
+/// One thread is the default because it costs up to a third less CPU per invocation
+/// (docs/benchmarks.md):
 /// a multi-threaded runtime wakes idle workers to steal each new task, and on a small or virtual
 /// machine those wake-ups cost more than the request itself. The sidecar's CPU share is a fraction
 /// of a core anyway, and the router scales out by replicas.
