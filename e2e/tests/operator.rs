@@ -334,15 +334,9 @@ async fn deleting_a_provider_with_versions_is_refused_until_its_functions_are_go
             message.contains("function versions are attached"),
             "{message}"
         );
-        let events: Api<Event> = Api::default_namespaced(client.clone());
         let blocked = eventually("a DeletionBlocked event", WAIT, || async {
-            let list = events
-                .list(&ListParams::default().fields(&format!("involvedObject.name={cp}")))
-                .await?;
-            Ok(list
-                .items
-                .iter()
-                .any(|e| e.reason.as_deref() == Some("DeletionBlocked"))
+            Ok(has_provider_event(&client, &cp, "DeletionBlocked")
+                .await?
                 .then_some(()))
         })
         .await;

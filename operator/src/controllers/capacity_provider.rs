@@ -186,14 +186,7 @@ async fn apply_plan(
     // The consolidation mark goes first: should the operator stop before its replacement EEs
     // exist, the next plan starts them (rather than seeing surplus EEs to delete).
     for (name, since) in &plan.consolidate_claims {
-        let value = since.map(|s| s.to_string());
-        let patch = json!({"metadata": {"annotations": {CONSOLIDATING_SINCE_ANNOTATION: value}}});
-        ignore_not_found(
-            claims
-                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map(|_| ()),
-        )?;
+        annotate_claim(&claims, name, CONSOLIDATING_SINCE_ANNOTATION, *since).await?;
         let (reason, note) = match since {
             Some(_) => (
                 "ConsolidatingInstance",
@@ -248,14 +241,7 @@ async fn apply_plan(
         tracing::info!(ee = %name, "stopping execution environment");
     }
     for (name, since) in &plan.mark_claims {
-        let value = since.map(|s| s.to_string());
-        let patch = json!({"metadata": {"annotations": {EMPTY_SINCE_ANNOTATION: value}}});
-        ignore_not_found(
-            claims
-                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map(|_| ()),
-        )?;
+        annotate_claim(&claims, name, EMPTY_SINCE_ANNOTATION, *since).await?;
     }
     for name in &plan.delete_claims {
         ignore_not_found(
@@ -305,6 +291,23 @@ fn ignore_conflict<T>(result: kube::Result<T>) -> Result<()> {
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Sets a NodeClaim's unix-seconds annotation `key`, or removes it (`None`); a NodeClaim already
+/// gone needs neither.
+async fn annotate_claim(
+    claims: &Api<NodeClaim>,
+    name: &str,
+    key: &str,
+    since: Option<i64>,
+) -> Result<()> {
+    let patch = json!({"metadata": {"annotations": {key: since.map(|s| s.to_string())}}});
+    ignore_not_found(
+        claims
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(|_| ()),
+    )
 }
 
 fn ignore_not_found(result: kube::Result<()>) -> Result<()> {
