@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The README's main command. With no KUBECONFIG it brings up the local cluster (lmi-dev): the
-# control plane, two real nodes (containerd and a kubelet each) with the images built here, and the
-# simulated cloud standing in for EC2 and Karpenter. Then it runs the operator and the router,
-# applies the example capacity provider and function, waits until the published version is
-# Active, and invokes it once with the AWS CLI.
+# control plane, three real nodes (containerd and a kubelet each; the first is the main job's, the
+# other two the tests') with the images built here, and the simulated cloud standing in for EC2
+# and Karpenter. Then it runs the operator and the router, applies the example capacity provider
+# and function, waits until the published version is Active, and invokes it once with the AWS CLI.
+# The tests (scripts/test.sh) may run meanwhile: they use their own provider, nodes and operator
+# instance, and leave these objects alone.
 #
-#   bash scripts/run.sh          # start (idempotent), invoke, and show what runs
+#   bash scripts/run.sh          # start (idempotent; restarts what is stale), invoke, show what runs
 #   bash scripts/run.sh down     # stop the router, the operator, the simulated cloud (and the local cluster)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,16 +16,62 @@ RUN_DIR="${LMI_CACHE_DIR:-$HOME/.cache/lmi}/run"
 mkdir -p "$RUN_DIR"
 BIN="$CARGO_TARGET_DIR/debug"
 
-stop() {
-    local name=$1
-    if [ -f "$RUN_DIR/$name.pid" ]; then
-        kill "$(cat "$RUN_DIR/$name.pid")" 2>/dev/null || true
-        rm -f "$RUN_DIR/$name.pid"
-    fi
+# Pid files hold the pid and the binary (the format of lmi-dev's own, e2e/src/process.rs), so
+# that `lmi-dev down` stops these too, and a recycled pid is never taken for ours.
+pid_of() {
+    [ -f "$RUN_DIR/$1.pid" ] && head -n1 "$RUN_DIR/$1.pid"
 }
 
 running() {
-    [ -f "$RUN_DIR/$1.pid" ] && kill -0 "$(cat "$RUN_DIR/$1.pid")" 2>/dev/null
+    local pid binary
+    pid=$(pid_of "$1") || return 1
+    binary=$(sed -n 2p "$RUN_DIR/$1.pid")
+    # (Pid files of older runs held only the pid.)
+    [ -n "$binary" ] || binary="$BIN/$1"
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
+        [ "$(readlink "/proc/$pid/exe" | sed 's/ (deleted)$//')" = "$(readlink -f "$binary")" ]
+}
+
+stop() {
+    local name=$1 pid
+    if running "$name"; then
+        pid=$(pid_of "$name")
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    fi
+    rm -f "$RUN_DIR/$name.pid"
+}
+
+# start NAME ARGS...: runs $BIN/NAME in the background, its log and pid file in $RUN_DIR.
+start() {
+    local name=$1
+    shift
+    echo "== starting $name (log: $RUN_DIR/$name.log)"
+    nohup "$BIN/$name" "$@" >"$RUN_DIR/$name.log" 2>&1 &
+    printf '%s\n%s\n' "$!" "$BIN/$name" >"$RUN_DIR/$name.pid"
+}
+
+# with_progress WHAT CMD...: runs CMD, saying once a minute that it still runs (a first build
+# takes minutes; a CI log gets one line a minute, not cargo's hundreds).
+with_progress() {
+    local what=$1 started=$SECONDS pid
+    shift
+    "$@" &
+    pid=$!
+    while ! wait_for "$pid" 60; do
+        echo "   still $what: $(((SECONDS - started) / 60)) min so far"
+    done
+    wait "$pid"
+}
+
+# wait_for PID SECONDS: true once PID has exited, false if it still runs after SECONDS.
+wait_for() {
+    local i
+    for ((i = 0; i < $2 * 5; i++)); do
+        kill -0 "$1" 2>/dev/null || return 0
+        sleep 0.2
+    done
+    return 1
 }
 
 if [ "${1:-}" = "down" ]; then
@@ -41,8 +89,8 @@ fi
 ROUTER_ADDR=127.0.0.1:18080
 FUNCTION=hello-python
 
-echo "== building the operator, the router and the local tools"
-cargo build --quiet --locked -p lmi-operator -p lmi-router -p lmi-e2e --bins
+echo "== building the operator, the router and the local tools (about 6 min the first time, seconds after)"
+with_progress "building (cargo)" cargo build --quiet --locked -p lmi-operator -p lmi-router -p lmi-e2e --bins
 
 LOCAL=0
 if [ -z "${KUBECONFIG:-}" ]; then
@@ -55,22 +103,42 @@ else
     kubectl apply --server-side -f crds/yaml/ >/dev/null
 fi
 
+# What an earlier run started may be stale: started against a cluster since stopped or replaced
+# (its watches then fail for ever), or not answering. The cluster's identity is the uid of its
+# kube-system namespace, new with every fresh cluster.
+CLUSTER_ID=$(kubectl get namespace kube-system -o jsonpath='{.metadata.uid}')
+healthy() {
+    command -v curl >/dev/null || return 0
+    case $1 in
+    lmi-operator) curl -fsS -m 2 "http://127.0.0.1:18081/healthz" >/dev/null 2>&1 ;;
+    lmi-router) curl -fsS -m 2 "http://$ROUTER_ADDR/healthz" >/dev/null 2>&1 ;;
+    *) true ;;
+    esac
+}
+for name in lmi-simcloud lmi-operator lmi-router; do
+    if running "$name"; then
+        if [ "$(cat "$RUN_DIR/$name.cluster" 2>/dev/null)" != "$CLUSTER_ID" ]; then
+            echo "== $name was started for another cluster (or before this one restarted): restarting it"
+            stop "$name"
+        elif ! healthy "$name"; then
+            echo "== $name does not answer its health check: restarting it"
+            stop "$name"
+        fi
+    fi
+done
+
 if [ "$LOCAL" = 1 ] && ! running lmi-simcloud; then
-    echo "== starting the simulated cloud (log: $RUN_DIR/lmi-simcloud.log)"
-    nohup "$BIN/lmi-simcloud" >"$RUN_DIR/lmi-simcloud.log" 2>&1 &
-    echo $! >"$RUN_DIR/lmi-simcloud.pid"
+    start lmi-simcloud
+    echo "$CLUSTER_ID" >"$RUN_DIR/lmi-simcloud.cluster"
 fi
 if ! running lmi-operator; then
-    echo "== starting the operator (log: $RUN_DIR/lmi-operator.log)"
-    nohup "$BIN/lmi-operator" --sidecar-image localhost/lmi/lmi-sidecar:dev --no-leader-election \
-        --metrics-addr 127.0.0.1:18081 >"$RUN_DIR/lmi-operator.log" 2>&1 &
-    echo $! >"$RUN_DIR/lmi-operator.pid"
+    start lmi-operator --sidecar-image localhost/lmi/lmi-sidecar:dev --no-leader-election \
+        --metrics-addr 127.0.0.1:18081
+    echo "$CLUSTER_ID" >"$RUN_DIR/lmi-operator.cluster"
 fi
-
 if ! running lmi-router; then
-    echo "== starting the router on $ROUTER_ADDR (log: $RUN_DIR/lmi-router.log)"
-    nohup "$BIN/lmi-router" --listen "$ROUTER_ADDR" >"$RUN_DIR/lmi-router.log" 2>&1 &
-    echo $! >"$RUN_DIR/lmi-router.pid"
+    start lmi-router --listen "$ROUTER_ADDR"
+    echo "$CLUSTER_ID" >"$RUN_DIR/lmi-router.cluster"
 fi
 
 echo "== applying the example capacity provider and function (the local node's Static provider)"

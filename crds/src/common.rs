@@ -14,6 +14,29 @@ pub const CAPACITY_PROVIDER_LABEL: &str = "lmi.dev/capacity-provider";
 pub const FUNCTION_LABEL: &str = "lmi.dev/function";
 /// Label on EE pods: the version number.
 pub const VERSION_LABEL: &str = "lmi.dev/version";
+/// Label that gives an object to one operator instance (`lmi-operator --instance NAME`): an
+/// operator reconciles only the objects labelled with its instance name, or, without a name, only
+/// those without the label. Several operators can then share a cluster without acting on each
+/// other's objects (the tests' operator beside the main job's, or a staging operator).
+pub const INSTANCE_LABEL: &str = "lmi.dev/instance";
+
+/// The label selector of one operator instance's objects.
+pub fn instance_selector(instance: Option<&str>) -> String {
+    match instance {
+        Some(name) => format!("{INSTANCE_LABEL}={name}"),
+        None => format!("!{INSTANCE_LABEL}"),
+    }
+}
+
+/// The instance label of an object, to copy onto what the operator creates for it (versions,
+/// EE pods, NodeClaims), so that they stay with the operator instance that made them.
+pub fn instance_label(
+    labels: Option<&std::collections::BTreeMap<String, String>>,
+) -> Option<(String, String)> {
+    labels
+        .and_then(|l| l.get(INSTANCE_LABEL))
+        .map(|v| (INSTANCE_LABEL.to_string(), v.clone()))
+}
 
 /// CPU architecture of a function and of the instances that run it.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]

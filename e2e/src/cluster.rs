@@ -139,9 +139,22 @@ pub async fn up(paths: &Paths, options: &UpOptions) -> Result<Running> {
     })
 }
 
-/// Stops every process `up` started and removes the cluster state (the logs stay).
+/// What the main job (`scripts/run.sh`) starts beside the cluster; `down` stops them too, or
+/// they would keep calling a cluster that is gone (and a later run would find them "running").
+pub const MAIN_JOB_COMPONENTS: [&str; 3] = ["lmi-router", "lmi-operator", "lmi-simcloud"];
+
+/// Stops every process `up` started, and the main job's, and removes the cluster state (the logs
+/// stay).
 pub async fn down(paths: &Paths) -> Result<()> {
     let _lock = StateLock::acquire(paths)?;
+    let main_job = paths.main_job_dir();
+    for component in MAIN_JOB_COMPONENTS {
+        if let Some(tracked) = process::tracked(&main_job, component) {
+            tracked.stop(Duration::from_secs(15)).await;
+            info!(component, pid = tracked.pid, "stopped the main job's");
+        }
+        process::remove_pid_file(&main_job, component);
+    }
     stop_all(paths).await;
     let state = paths.state_dir();
     if state.exists() {

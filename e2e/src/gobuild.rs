@@ -6,7 +6,7 @@
 //! interrupted build never leaves a half-built cache that looks complete.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::process::Command;
 use tracing::info;
@@ -72,6 +72,9 @@ struct GoBuild {
     /// Binary names `go build` produces (the last element of each package path).
     outputs: Vec<&'static str>,
     ldflags: String,
+    /// What the build takes from a cold Go cache on this project's 2-core machine (measured), for
+    /// the progress lines.
+    typical: Duration,
 }
 
 /// Recorded in `bin/.recipe` after a build: a cache built with another recipe (other sources,
@@ -93,11 +96,30 @@ pub async fn ensure_built(paths: &Paths) -> Result<Binaries> {
     check_go().await?;
     let log_dir = paths.log_dir();
     std::fs::create_dir_all(&log_dir).map_err(Error::io("creating", &log_dir))?;
-    for build in stale {
+    let total: Duration = stale.iter().map(|b| b.typical).sum();
+    info!(
+        "building {} from Go modules, once per pinned version: usually about {} min in all on this project's 2-core machine",
+        stale
+            .iter()
+            .map(|b| b.component)
+            .collect::<Vec<_>>()
+            .join(", "),
+        total.as_secs().div_ceil(60)
+    );
+    let count = stale.len();
+    for (i, build) in stale.into_iter().enumerate() {
         let log = log_dir.join(format!("build-{}.log", build.component));
         let started = Instant::now();
-        info!(component = build.component, log = %log.display(), "building from Go modules (slow the first time)");
-        build.run(&log).await?;
+        info!(
+            component = build.component,
+            log = %log.display(),
+            "building {} ({}/{count}, usually about {} min)",
+            build.component,
+            i + 1,
+            build.typical.as_secs().div_ceil(60)
+        );
+        let step = format!("building {}", build.component);
+        crate::progress::heartbeat(&step, Some(build.typical), build.run(&log)).await?;
         info!(
             component = build.component,
             seconds = started.elapsed().as_secs(),
@@ -147,6 +169,7 @@ fn builds(paths: &Paths) -> [GoBuild; 3] {
                 "kube-proxy",
             ],
             ldflags: kube_ldflags,
+            typical: Duration::from_secs(14 * 60),
         },
         GoBuild {
             component: "etcd",
@@ -155,6 +178,7 @@ fn builds(paths: &Paths) -> [GoBuild; 3] {
             packages: vec![".".to_string()],
             outputs: vec!["etcd"],
             ldflags: "-s -w".into(),
+            typical: Duration::from_secs(2 * 60),
         },
         GoBuild {
             component: "kwok",
@@ -163,6 +187,7 @@ fn builds(paths: &Paths) -> [GoBuild; 3] {
             packages: vec!["sigs.k8s.io/kwok/cmd/kwok".to_string()],
             outputs: vec!["kwok"],
             ldflags: "-s -w".into(),
+            typical: Duration::from_secs(3 * 60),
         },
     ]
 }

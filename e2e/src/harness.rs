@@ -29,6 +29,31 @@ use crate::paths::Paths;
 /// Label on every namespace the harness creates, to find leftovers.
 pub const NAMESPACE_LABEL: &str = "lmi.dev/e2e";
 
+/// The operator instance of the tests (`lmi.dev/instance`): every lmi.dev object a test creates
+/// carries it, and the operators and simulated clouds the tests run serve only it. Another
+/// operator on the same cluster (the main job's, a chart-installed one) ignores the tests'
+/// objects, and the tests' operators ignore its objects.
+pub const E2E_INSTANCE: &str = "e2e";
+
+/// Labels an lmi.dev manifest with the tests' instance (other kinds are left as they are).
+pub fn label_for_tests(manifest: &mut serde_json::Value) {
+    let is_lmi = manifest["apiVersion"]
+        .as_str()
+        .is_some_and(|v| v.starts_with("lmi.dev/"));
+    if !is_lmi || !manifest.is_object() {
+        return;
+    }
+    let metadata = &mut manifest["metadata"];
+    if !metadata.is_object() {
+        *metadata = serde_json::json!({});
+    }
+    let labels = &mut metadata["labels"];
+    if !labels.is_object() {
+        *labels = serde_json::json!({});
+    }
+    labels[lmi_crds::common::INSTANCE_LABEL] = serde_json::Value::from(E2E_INSTANCE);
+}
+
 static KUBECONFIG: OnceCell<PathBuf> = OnceCell::const_new();
 
 /// The kubeconfig of the cluster for this test run, starting the local cluster if needed.
@@ -268,4 +293,21 @@ where
 /// The repository's root (for `examples/`, `crds/yaml/`).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_lmi_manifests_get_the_tests_instance_label() {
+        let mut function = serde_json::json!({"apiVersion": "lmi.dev/v1alpha1", "kind": "Function", "metadata": {"name": "f", "labels": {"team": "a"}}});
+        label_for_tests(&mut function);
+        assert_eq!(function["metadata"]["labels"]["lmi.dev/instance"], "e2e");
+        assert_eq!(function["metadata"]["labels"]["team"], "a");
+        let mut pod =
+            serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}});
+        label_for_tests(&mut pod);
+        assert!(pod["metadata"].get("labels").is_none());
+    }
 }

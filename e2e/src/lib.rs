@@ -25,6 +25,7 @@ pub mod nodes;
 pub mod operator_harness;
 pub mod paths;
 pub mod process;
+pub mod progress;
 pub mod simcloud;
 pub mod versions;
 

@@ -50,11 +50,12 @@ pub async fn run_logged(
         .collect::<Vec<_>>()
         .join(" ");
     append_line(log, &format!("$ {line}"))?;
-    let status = cmd
+    let running = cmd
         .stdin(std::process::Stdio::null())
         .stdout(append(log)?)
         .stderr(append(log)?)
-        .status()
+        .status();
+    let status = crate::progress::heartbeat(&format!("running {component}"), None, running)
         .await
         .map_err(|e| build_failed(component, log, format!("could not run `{line}`: {e}")))?;
     if status.success() {

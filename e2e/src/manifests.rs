@@ -90,7 +90,9 @@ pub async fn apply(
     value: &serde_json::Value,
     options: ApplyOptions,
 ) -> Result<DynamicObject> {
-    let mut object: DynamicObject = serde_json::from_value(value.clone())?;
+    let mut value = value.clone();
+    crate::harness::label_for_tests(&mut value);
+    let mut object: DynamicObject = serde_json::from_value(value)?;
     let (resource, caps) = resolve(client, &object).await?;
     let name = object
         .metadata

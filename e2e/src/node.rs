@@ -1,15 +1,21 @@
 //! The local cluster's real nodes: containerd and runc from Debian, a bridge network from
-//! Debian's CNI plugins, and a kubelet built from the pinned Kubernetes module, twice.
+//! Debian's CNI plugins, and a kubelet built from the pinned Kubernetes module, three times.
 //!
 //! kwok nodes run nothing; these nodes run execution-environment pods for real, so the README's
 //! main job and the end-to-end tests of the data plane and the autoscaler can invoke functions.
-//! Two of them ([`NODES`]: `lmi-node` in zone local-a, `lmi-node-2` in local-b), because the
-//! machine's 2 cores give each node room for one EE of 1 vCPU, and scaling out, spreading over
-//! zones and routing to a second EE need a second one. Each has its own containerd (a kubelet
-//! garbage-collects every container its runtime shows), its own bridge and address range, and
-//! its own cgroup root. They carry the labels a Static capacity provider selects
-//! (`examples/capacity-provider-static.yaml`) and a taint only that provider's EEs tolerate, so that
-//! nothing else the tests create is ever scheduled onto them.
+//! Three of them ([`NODES`]), in two pools, so that the tests never compete with the main job:
+//!
+//! - `lmi-node` (zone local-a) is the main job's: it carries the labels the Static example
+//!   provider selects (`examples/capacity-provider-static.yaml`, provider `local`) and a taint only
+//!   that provider's EEs tolerate. The chart's pods (`charts/lmi/ci/local-values.yaml`) go there
+//!   too.
+//! - `lmi-node-2` and `lmi-node-3` (local-b, local-c) are the tests': the pool `e2e` and the
+//!   taint of the tests' own Static provider `e2e-local`. The machine's 2 cores give each node room
+//!   for one EE of 1 vCPU, and scaling out, spreading over zones and routing to a second EE need
+//!   two nodes; so the tests keep both of theirs while the main job's function runs.
+//!
+//! Each has its own containerd (a kubelet garbage-collects every container its runtime shows), its
+//! own bridge and address range, and its own cgroup root.
 //!
 //! Pod addresses come from host-local ranges on bridges whose gateway addresses are on the host:
 //! the router and the tests, running on the host, reach every pod directly.
@@ -24,12 +30,19 @@ use crate::error::{Error, Result};
 use crate::logs;
 use crate::paths::Paths;
 
-/// Labels of the nodes: what `examples/capacity-provider-static.yaml` selects, plus the well-known
-/// labels Karpenter would set on an EC2 instance (`kubernetes.io/arch` comes from the kubelet).
-pub const NODE_POOL_LABEL: (&str, &str) = ("lmi.dev/pool", "functions");
+/// The pool label of the nodes (a Static provider's selector), beside the well-known labels
+/// Karpenter would set on an EC2 instance (`kubernetes.io/arch` comes from the kubelet).
+pub const NODE_POOL_KEY: &str = "lmi.dev/pool";
+/// The main job's node: what `examples/capacity-provider-static.yaml` selects.
+pub const MAIN_POOL: &str = "functions";
+/// The capacity provider whose EEs may run on the main job's node (its taint's value): the Static
+/// example's name.
+pub const MAIN_CAPACITY_PROVIDER: &str = "local";
+/// The tests' nodes, and their own Static provider (the same as the example, but for its name
+/// and selector), so that tests never touch the main job's provider.
+pub const TEST_POOL: &str = "e2e";
+pub const TEST_CAPACITY_PROVIDER: &str = "e2e-local";
 pub const NODE_INSTANCE_TYPE: &str = "local";
-/// The capacity provider whose EEs may run here (the taint's value): the Static example's name.
-pub const NODE_CAPACITY_PROVIDER: &str = "local";
 pub const KUBE_PROXY_HEALTHZ_PORT: u16 = 11256;
 pub const KUBE_PROXY_METRICS_PORT: u16 = 11249;
 /// Where Debian's `containernetworking-plugins` installs the plugins.
@@ -44,10 +57,13 @@ const HOST_PACKAGES: [&str; 6] = [
     "debootstrap",
 ];
 
-/// The real nodes, in start order.
-pub const NODES: [Node; 2] = [Node { index: 0 }, Node { index: 1 }];
+/// The real nodes, in start order: the main job's, then the tests' two.
+pub const NODES: [Node; 3] = [Node { index: 0 }, Node { index: 1 }, Node { index: 2 }];
 
-/// The first node: the chart's pods go there (`charts/lmi/ci/local-values.yaml`).
+/// The tests' nodes (pool [`TEST_POOL`]).
+pub const TEST_NODES: [Node; 2] = [Node { index: 1 }, Node { index: 2 }];
+
+/// The first node, the main job's: the chart's pods go there (`charts/lmi/ci/local-values.yaml`).
 pub const NODE_NAME: &str = "lmi-node";
 
 /// One real node; everything of node 0 is named as when there was only one.
@@ -62,6 +78,14 @@ impl Node {
         match self.index {
             0 => String::new(),
             i => format!("-{}", i + 1),
+        }
+    }
+
+    /// The pool label's value and the capacity provider whose EEs the node's taint admits.
+    pub fn pool(self) -> (&'static str, &'static str) {
+        match self.index {
+            0 => (MAIN_POOL, MAIN_CAPACITY_PROVIDER),
+            _ => (TEST_POOL, TEST_CAPACITY_PROVIDER),
         }
     }
 
@@ -335,6 +359,7 @@ pub fn kubelet_args(
     let node_ip = node_ip()?;
     let name = node.name();
     let zone = node.zone();
+    let (pool, capacity_provider) = node.pool();
     Ok(vec![
         format!("--config={}", config.display()),
         format!("--kubeconfig={}", kubeconfig.display()),
@@ -342,11 +367,10 @@ pub fn kubelet_args(
         format!("--hostname-override={name}"),
         format!("--node-ip={node_ip}"),
         format!(
-            "--node-labels={}={},topology.kubernetes.io/zone={zone},node.kubernetes.io/instance-type={NODE_INSTANCE_TYPE}",
-            NODE_POOL_LABEL.0, NODE_POOL_LABEL.1
+            "--node-labels={NODE_POOL_KEY}={pool},topology.kubernetes.io/zone={zone},node.kubernetes.io/instance-type={NODE_INSTANCE_TYPE}"
         ),
         format!(
-            "--register-with-taints={}={NODE_CAPACITY_PROVIDER}:NoSchedule",
+            "--register-with-taints={}={capacity_provider}:NoSchedule",
             lmi_crds::common::CAPACITY_PROVIDER_LABEL
         ),
         "--v=1".into(),
@@ -360,7 +384,7 @@ pub fn kube_proxy_args(kubeconfig: &Path) -> Vec<String> {
         // One kube-proxy serves the host and both nodes: they share its network namespace.
         format!("--hostname-override={NODE_NAME}"),
         "--proxy-mode=iptables".into(),
-        "--cluster-cidr=10.88.0.0/15".into(),
+        "--cluster-cidr=10.88.0.0/14".into(),
         format!("--healthz-bind-address=127.0.0.1:{KUBE_PROXY_HEALTHZ_PORT}"),
         format!("--metrics-bind-address=127.0.0.1:{KUBE_PROXY_METRICS_PORT}"),
         // Leave the host's conntrack table size alone (it is not ours to tune, and may be
@@ -560,8 +584,22 @@ mod naming_tests {
     use super::*;
 
     #[test]
-    fn the_first_node_keeps_the_single_node_names_and_the_second_differs_everywhere() {
-        let [a, b] = NODES;
+    fn the_first_node_keeps_the_single_node_names_and_the_others_differ_everywhere() {
+        let [a, b, c] = NODES;
+        assert_eq!(TEST_NODES, [b, c]);
+        assert_eq!(a.pool(), ("functions", "local"));
+        assert_eq!(b.pool(), c.pool());
+        assert_ne!(a.pool(), b.pool());
+        assert_eq!(
+            (c.name(), c.zone(), c.bridge(), c.pod_subnet()),
+            (
+                "lmi-node-3".into(),
+                "local-c".into(),
+                "lmi2".into(),
+                "10.90.0.0/16".into()
+            )
+        );
+        assert_ne!(b.kubelet_port(), c.kubelet_port());
         assert_eq!(
             (a.name(), a.zone(), a.bridge()),
             ("lmi-node".into(), "local-a".into(), "lmi0".into())

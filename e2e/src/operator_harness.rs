@@ -1,7 +1,9 @@
 //! Runs the operator and the simulated cloud inside a test process, against the test cluster.
 //!
-//! The operator runs cluster-wide, so tests that run it take [`exclusive`] first: one operator
-//! at a time, as leader election would ensure in a real cluster.
+//! The operator runs cluster-wide for the tests' instance (`lmi.dev/instance=e2e`, see
+//! [`crate::harness::E2E_INSTANCE`]), so tests that run it take [`exclusive`] first: one operator
+//! of that instance at a time, as leader election would ensure in a real cluster. Operators of
+//! other instances (the main job's) may run beside it: neither sees the other's objects.
 
 use std::time::Duration;
 
@@ -53,6 +55,7 @@ pub fn test_settings() -> Settings {
         autoscale_interval: Duration::from_secs(1),
         // The product's times: no test but the consolidation one sees EEs move.
         consolidation: ConsolidationTimes::default(),
+        instance: Some(crate::harness::E2E_INSTANCE.to_string()),
     }
 }
 
@@ -117,8 +120,12 @@ impl UtilizationSource for TestUtilization {
     }
 }
 
-/// Starts the simulated cloud on this runtime.
+/// Starts the simulated cloud on this runtime, serving the tests' operator instance.
 pub fn start_cloud(client: Client, cloud: SimCloud) -> JoinHandle<()> {
+    let cloud = SimCloud {
+        instance: Some(crate::harness::E2E_INSTANCE.to_string()),
+        ..cloud
+    };
     tokio::spawn(async move {
         if let Err(e) = simcloud::run(client, cloud).await {
             tracing::warn!(error = %e, "simulated cloud stopped");
@@ -126,13 +133,50 @@ pub fn start_cloud(client: Client, cloud: SimCloud) -> JoinHandle<()> {
     })
 }
 
-/// Creates an object from a JSON manifest.
+/// Creates an object from a JSON manifest (an lmi.dev one labelled with the tests' instance).
 pub async fn create<K>(api: &Api<K>, manifest: serde_json::Value) -> Result<K>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
 {
+    let mut manifest = manifest;
+    crate::harness::label_for_tests(&mut manifest);
     let object: K = serde_json::from_value(manifest)?;
     Ok(api.create(&PostParams::default(), &object).await?)
+}
+
+/// The tests' Static provider for their real nodes ([`crate::node::TEST_NODES`]): the Static
+/// example (`examples/capacity-provider-static.yaml`) with the tests' name, pool and instance
+/// label, so that the example's own provider `local` stays the main job's.
+pub fn real_node_provider() -> Result<serde_json::Value> {
+    let path = crate::harness::repo_root().join("examples/capacity-provider-static.yaml");
+    let text = std::fs::read_to_string(&path).map_err(Error::io("reading", &path))?;
+    let mut manifest: serde_json::Value = serde_yaml::from_str(&text)
+        .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+    let selector = &mut manifest["spec"]["provisioning"]["nodeSelector"];
+    if selector[crate::node::NODE_POOL_KEY] != crate::node::MAIN_POOL {
+        return Err(Error::Other(format!(
+            "{} no longer selects the pool {}={}",
+            path.display(),
+            crate::node::NODE_POOL_KEY,
+            crate::node::MAIN_POOL
+        )));
+    }
+    selector[crate::node::NODE_POOL_KEY] = crate::node::TEST_POOL.into();
+    manifest["metadata"]["name"] = crate::node::TEST_CAPACITY_PROVIDER.into();
+    crate::harness::label_for_tests(&mut manifest);
+    Ok(manifest)
+}
+
+/// Creates (or updates) [`real_node_provider`].
+pub async fn apply_real_node_provider(client: &Client) -> Result<()> {
+    let cps: Api<CapacityProvider> = Api::all(client.clone());
+    cps.patch(
+        crate::node::TEST_CAPACITY_PROVIDER,
+        &PatchParams::apply("lmi-e2e").force(),
+        &Patch::Apply(real_node_provider()?),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Merge-patches an object's spec.

@@ -45,6 +45,12 @@ impl Paths {
         self.root.join(format!("kwok-{}", versions::KWOK))
     }
 
+    /// The main job's processes (`scripts/run.sh`: operator, router, simulated cloud): their pid
+    /// files (in [`crate::process`]'s format) and logs. `down` stops them with the cluster.
+    pub fn main_job_dir(&self) -> PathBuf {
+        self.root.join("run")
+    }
+
     /// State of the running cluster: certificates, etcd data, pid files, kubeconfig.
     pub fn cluster_dir(&self) -> PathBuf {
         self.root.join("cluster")

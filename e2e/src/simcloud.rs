@@ -19,6 +19,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
+use lmi_crds::common::instance_selector;
 use lmi_operator::karpenter::{
     EC2NodeClass, INSTANCE_TYPE_LABEL, NODE_CLASS_LABEL, NodeClaim, ZONE_LABEL,
 };
@@ -34,6 +35,9 @@ pub struct SimCloud {
     pub zones: Vec<String>,
     /// Time from a NodeClaim to its node.
     pub launch_delay: Duration,
+    /// The operator instance whose NodeClaims and node classes this cloud serves (their
+    /// `lmi.dev/instance` label; None: the unlabelled ones), as that operator sees them.
+    pub instance: Option<String>,
 }
 
 impl Default for SimCloud {
@@ -45,7 +49,15 @@ impl Default for SimCloud {
                 "us-east-1c".into(),
             ],
             launch_delay: Duration::ZERO,
+            instance: None,
         }
+    }
+}
+
+impl SimCloud {
+    /// Watches only this cloud's operator instance's objects.
+    fn watch_config(&self) -> watcher::Config {
+        watcher::Config::default().labels(&instance_selector(self.instance.as_deref()))
     }
 }
 
@@ -64,7 +76,7 @@ pub async fn run(client: Client, cloud: SimCloud) -> Result<()> {
 
 async fn resolve_subnets(client: Client, cloud: SimCloud) -> Result<()> {
     let api: Api<EC2NodeClass> = Api::all(client);
-    let mut events = watcher(api.clone(), watcher::Config::default())
+    let mut events = watcher(api.clone(), cloud.watch_config())
         .default_backoff()
         .applied_objects()
         .boxed();
@@ -127,7 +139,7 @@ fn condition(type_: &str) -> Condition {
 async fn launch_claims(client: Client, cloud: SimCloud) -> Result<()> {
     let api: Api<NodeClaim> = Api::all(client.clone());
     let launching: Arc<Mutex<BTreeSet<String>>> = Arc::default();
-    let mut events = watcher(api.clone(), watcher::Config::default())
+    let mut events = watcher(api.clone(), cloud.watch_config())
         .default_backoff()
         .applied_objects()
         .boxed();

@@ -22,12 +22,12 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use lmi_crds::{CapacityProvider, Function};
+use lmi_crds::Function;
 use lmi_e2e::harness::{self, TestEnv};
 use lmi_e2e::helm::Helm;
 use lmi_e2e::images::PYTHON_FUNCTION_IMAGE;
 use lmi_e2e::manifests::{self, ApplyOptions};
-use lmi_e2e::node::NODE_CAPACITY_PROVIDER;
+use lmi_e2e::node::TEST_CAPACITY_PROVIDER;
 use lmi_e2e::operator_harness;
 use lmi_e2e::paths::Paths;
 use lmi_e2e::{Error, Result};
@@ -483,11 +483,13 @@ async fn rendered_manifests_pass_a_server_side_dry_run() -> Result<()> {
 }
 
 /// `helm install` with the images `lmi-dev` builds (`ci/local-values.yaml`): the operator (two
-/// replicas, one leading) and the router run as pods on the real node; the example Static provider
-/// and a function published through that operator answer through the router's Service.
+/// replicas, one leading) and the router run as pods on the main job's real node, as the tests'
+/// operator instance; the tests' Static provider (the example's, renamed) and a function published
+/// through that operator answer through the router's Service.
 #[tokio::test]
 async fn helm_install_runs_the_operator_and_the_router_on_the_real_node() -> Result<()> {
-    // The installed operator acts cluster-wide: no other operator may run meanwhile.
+    // The installed operator acts on the tests' instance: no other operator of it may run
+    // meanwhile.
     let _one_operator = operator_harness::exclusive().await;
     harness::with_namespace("chart-install", |env: TestEnv| async move {
         let kubeconfig = harness::kubeconfig().await?.display().to_string();
@@ -502,6 +504,10 @@ async fn helm_install_runs_the_operator_and_the_router_on_the_real_node() -> Res
             &env.namespace,
             "--values",
             &values,
+            // The tests' operator instance: the installed operator serves the tests' objects
+            // and leaves the main job's alone (and the main job's operator leaves these).
+            "--set",
+            &format!("operator.instance={}", harness::E2E_INSTANCE),
             "--kubeconfig",
             &kubeconfig,
             "--wait",
@@ -512,9 +518,9 @@ async fn helm_install_runs_the_operator_and_the_router_on_the_real_node() -> Res
         let outcome = install_serves_a_function(&env).await;
         // The provider's finalizer needs the installed operator: delete before uninstalling.
         let cleaned =
-            operator_harness::tear_down(&env.client, &env.namespace, NODE_CAPACITY_PROVIDER).await;
+            operator_harness::tear_down(&env.client, &env.namespace, TEST_CAPACITY_PROVIDER).await;
         if cleaned.is_err() {
-            operator_harness::force_remove(&env.client, NODE_CAPACITY_PROVIDER).await;
+            operator_harness::force_remove(&env.client, TEST_CAPACITY_PROVIDER).await;
         }
         let uninstalled = helm
             .run(&[
@@ -543,25 +549,13 @@ async fn install_serves_a_function(env: &TestEnv) -> Result<()> {
             "{name}: both replicas ready"
         );
     }
-    let example = std::fs::read_to_string(
-        harness::repo_root().join("examples/capacity-provider-static.yaml"),
-    )
-    .map_err(|e| Error::Other(format!("reading the Static example: {e}")))?;
-    let provider: Value = serde_yaml::from_str(&example)
-        .map_err(|e| Error::Other(format!("the Static example: {e}")))?;
-    Api::<CapacityProvider>::all(env.client.clone())
-        .patch(
-            NODE_CAPACITY_PROVIDER,
-            &PatchParams::apply("lmi-e2e").force(),
-            &Patch::Apply(provider),
-        )
-        .await?;
+    operator_harness::apply_real_node_provider(&env.client).await?;
     let function = json!({
         "apiVersion": "lmi.dev/v1alpha1",
         "kind": "Function",
         "metadata": {"name": "hello", "namespace": env.namespace},
         "spec": {
-            "capacityProviderConfig": {"capacityProviderName": NODE_CAPACITY_PROVIDER, "executionEnvironmentMemoryGiBPerVCpu": 2},
+            "capacityProviderConfig": {"capacityProviderName": TEST_CAPACITY_PROVIDER, "executionEnvironmentMemoryGiBPerVCpu": 2},
             "code": {"imageUri": PYTHON_FUNCTION_IMAGE},
             "architecture": "x86_64",
             "memorySize": 2048,

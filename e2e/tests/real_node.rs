@@ -1,7 +1,8 @@
-//! End to end on the local cluster's real node (containerd and a kubelet, `e2e/src/node.rs`): the
+//! End to end on the local cluster's real nodes (containerd and a kubelet, `e2e/src/node.rs`): the
 //! operator schedules a real execution environment (the sidecar image beside the Python function on
-//! awslambdaric) through the Static capacity provider `local`, and the router, watching the
-//! cluster, invokes it over the pod network. Both run in this test process against the cluster;
+//! awslambdaric) through the tests' Static capacity provider `e2e-local` (the Static example with
+//! its own name and pool: the main job's provider `local` and its node are left alone), and the
+//! router, watching the cluster, invokes it over the pod network. Both run in this test process against the cluster;
 //! the invocations are plain Invoke API requests, as the AWS SDKs send them.
 
 use std::sync::Arc;
@@ -14,16 +15,16 @@ use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams};
 use kube::{Client, ResourceExt};
-use lmi_crds::{CapacityProvider, Function, FunctionVersion};
+use lmi_crds::{Function, FunctionVersion};
 use lmi_e2e::error::{Error, Result};
-use lmi_e2e::harness::{TestEnv, eventually, repo_root, with_namespace};
+use lmi_e2e::harness::{TestEnv, eventually, with_namespace};
 use lmi_e2e::images::{PYTHON_FUNCTION_IMAGE, RUST_FUNCTION_IMAGE};
-use lmi_e2e::node::{NODE_CAPACITY_PROVIDER, NODE_POOL_LABEL, NODES};
+use lmi_e2e::node::{TEST_CAPACITY_PROVIDER, TEST_NODES};
 use lmi_e2e::operator_harness::{
-    create, ees_of, exclusive, force_remove, pod_ready, prepare, start_operator_with, tear_down,
-    test_settings, version_state,
+    apply_real_node_provider, create, ees_of, exclusive, force_remove, pod_ready, prepare,
+    start_operator_with, tear_down, test_settings, version_state,
 };
 use lmi_operator::utilization::HttpSource;
 use serde_json::{Value, json};
@@ -31,21 +32,6 @@ use serde_json::{Value, json};
 /// Pulling nothing (the images are imported), a real EE starts in seconds; the first one after
 /// `up` may wait for the node's first CNI set-up.
 const WAIT: Duration = Duration::from_secs(120);
-
-/// The Static example provider the README's main job applies: the node is labelled and tainted
-/// for exactly it.
-fn provider() -> Result<Value> {
-    let path = repo_root().join("examples/capacity-provider-static.yaml");
-    let text = std::fs::read_to_string(&path).map_err(Error::io("reading", &path))?;
-    let manifest: Value = serde_yaml::from_str(&text)
-        .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
-    assert_eq!(manifest["metadata"]["name"], NODE_CAPACITY_PROVIDER);
-    assert_eq!(
-        manifest["spec"]["provisioning"]["nodeSelector"][NODE_POOL_LABEL.0],
-        NODE_POOL_LABEL.1
-    );
-    Ok(manifest)
-}
 
 /// One EE of 1 vCPU and 2 GiB (the node has 2 cores), `concurrency` invocations at once, of
 /// the Python example function.
@@ -56,7 +42,7 @@ fn function(name: &str, namespace: &str, concurrency: u32, timeout: u32) -> Valu
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "capacityProviderConfig": {
-                "capacityProviderName": NODE_CAPACITY_PROVIDER,
+                "capacityProviderName": TEST_CAPACITY_PROVIDER,
                 "executionEnvironmentMemoryGiBPerVCpu": 2,
                 "perExecutionEnvironmentMaxConcurrency": concurrency
             },
@@ -88,23 +74,17 @@ where
             Arc::new(HttpSource::new(Duration::from_secs(1))),
         )?;
         let outcome = async {
-            let cps: Api<CapacityProvider> = Api::all(env.client.clone());
-            cps.patch(
-                NODE_CAPACITY_PROVIDER,
-                &PatchParams::apply("lmi-e2e").force(),
-                &Patch::Apply(provider()?),
-            )
-            .await?;
+            apply_real_node_provider(&env.client).await?;
             let invoker = Invoker::start(env.client.clone(), &env.namespace).await?;
             let result = body(env.clone(), invoker.clone()).await;
             invoker.stop();
             result
         }
         .await;
-        let cleaned = tear_down(&env.client, &env.namespace, NODE_CAPACITY_PROVIDER).await;
+        let cleaned = tear_down(&env.client, &env.namespace, TEST_CAPACITY_PROVIDER).await;
         operator.abort();
         if cleaned.is_err() {
-            force_remove(&env.client, NODE_CAPACITY_PROVIDER).await;
+            force_remove(&env.client, TEST_CAPACITY_PROVIDER).await;
         }
         outcome.and(cleaned)
     })
@@ -140,10 +120,10 @@ async fn publish_manifest(env: &TestEnv, name: &str, manifest: Value) -> Result<
     .await?;
     let node = ee.spec.as_ref().and_then(|s| s.node_name.clone());
     assert!(
-        NODES
+        TEST_NODES
             .iter()
             .any(|n| node.as_deref() == Some(n.name().as_str())),
-        "the EE runs on a real node, not {node:?}"
+        "the EE runs on one of the tests' real nodes, not {node:?}"
     );
     Ok(ee)
 }

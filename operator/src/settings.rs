@@ -27,6 +27,9 @@ pub struct Settings {
     pub autoscale_interval: Duration,
     /// When consolidation may move EEs off an instance (Karpenter mode).
     pub consolidation: ConsolidationTimes,
+    /// The operator instance: only objects labelled `lmi.dev/instance=<it>` are reconciled, or
+    /// with None only objects without that label.
+    pub instance: Option<String>,
 }
 
 const HELP: &str = "lmi-operator: reconciles lmi.dev CapacityProviders, Functions and FunctionVersions
@@ -47,6 +50,7 @@ flags (or environment variables):
   --consolidation-min-age-seconds N       LMI_CONSOLIDATION_MIN_AGE       consolidate instances at least this old [600]
   --consolidation-settle-seconds N        LMI_CONSOLIDATION_SETTLE        keep a version's EEs put this long after it starts one [120]
   --consolidation-move-timeout-seconds N  LMI_CONSOLIDATION_MOVE_TIMEOUT  call off a move not done after this [600]
+  --instance NAME                         LMI_INSTANCE                    reconcile only objects labelled lmi.dev/instance=NAME [none: only unlabelled objects]
 ";
 
 /// Parses `args` (without the program name), falling back to `env`.
@@ -130,7 +134,27 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Se
             number("autoscale-interval-seconds", "LMI_AUTOSCALE_INTERVAL", 10)?.max(1),
         ),
         consolidation: consolidation_times(&number)?,
+        instance: get("instance", "LMI_INSTANCE")
+            .map(|name| valid_instance(&name).map(|()| name))
+            .transpose()?,
     })
+}
+
+/// An instance name is a label value: at most 63 characters, alphanumerics with `-`, `_` or `.`
+/// inside.
+fn valid_instance(name: &str) -> Result<()> {
+    let inner_ok = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    let ends_ok = name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if name.len() <= 63 && inner_ok && ends_ok {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "--instance {name:?} must be a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+        )))
+    }
 }
 
 /// The consolidation times from their flags, defaulting to the planner's constants.
@@ -253,5 +277,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.lease, None);
+        assert_eq!(s.instance, None);
+    }
+
+    #[test]
+    fn the_instance_is_a_label_value() {
+        let none = |_: &str| None;
+        let s = parse(&args(&["--sidecar-image", "i", "--instance", "e2e"]), none).unwrap();
+        assert_eq!(s.instance.as_deref(), Some("e2e"));
+        for bad in ["-e2e", "e2e!", "a b", &"x".repeat(64)] {
+            let err = parse(&args(&["--sidecar-image", "i", "--instance", bad]), none);
+            assert!(
+                err.is_err_and(|e| e.to_string().contains("label value")),
+                "{bad}"
+            );
+        }
     }
 }

@@ -22,6 +22,8 @@ async fn main() -> ExitCode {
         .unwrap_or(2000);
     let cloud = SimCloud {
         launch_delay: Duration::from_millis(delay),
+        // The same instance as the operator it serves (`lmi-operator --instance`).
+        instance: std::env::var("LMI_INSTANCE").ok().filter(|v| !v.is_empty()),
         ..SimCloud::default()
     };
     let result = async {

@@ -11,7 +11,7 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use lmi_crds::capacity_provider::ProvisioningMode;
 use lmi_crds::catalog::Catalog;
-use lmi_crds::common::FUNCTION_LABEL;
+use lmi_crds::common::{FUNCTION_LABEL, INSTANCE_LABEL, instance_label};
 use lmi_crds::rules::{self, scaling_for_new_version};
 use lmi_crds::{
     CapacityProvider, Function, FunctionStatus, FunctionVersion, FunctionVersionSpec, State,
@@ -72,6 +72,22 @@ pub fn validate(
             format!("capacity provider {cp_name} does not exist"),
         ));
     };
+    let instance_of = |labels| instance_label(labels).map(|(_, v)| v);
+    let (cp_instance, fn_instance) = (
+        instance_of(cp.metadata.labels.as_ref()),
+        instance_of(function.metadata.labels.as_ref()),
+    );
+    if cp_instance != fn_instance {
+        let describe = |i: Option<String>| i.map_or("none".to_string(), |i| format!("{i:?}"));
+        return Some((
+            "CapacityProviderNotFound",
+            format!(
+                "capacity provider {cp_name} belongs to operator instance {} (label {INSTANCE_LABEL}), this function to {}: they must match",
+                describe(cp_instance),
+                describe(fn_instance)
+            ),
+        ));
+    }
     let shape = match rules::ee_shape(config) {
         Ok(shape) => shape,
         Err(e) => return Some(("InvalidConfiguration", e.to_string())),
@@ -210,11 +226,13 @@ async fn reconcile_inner(function: &Function, ctx: &Context) -> Result<Action> {
 async fn publish(function: &Function, ctx: &Context, number: i32, sha: &str) -> Result<()> {
     let namespace = function.namespace().unwrap_or_default();
     let name = function.name_any();
+    let mut labels = BTreeMap::from([(FUNCTION_LABEL.to_string(), name.clone())]);
+    labels.extend(instance_label(function.metadata.labels.as_ref()));
     let version = FunctionVersion {
         metadata: ObjectMeta {
             name: Some(FunctionVersion::object_name(&name, number)),
             namespace: Some(namespace.clone()),
-            labels: Some(BTreeMap::from([(FUNCTION_LABEL.to_string(), name.clone())])),
+            labels: Some(labels),
             annotations: Some(BTreeMap::from([(
                 CONFIG_SHA_ANNOTATION.to_string(),
                 sha.to_string(),

@@ -8,6 +8,7 @@ use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
+use lmi_crds::common::instance_selector;
 use lmi_crds::{CapacityProvider, Function, FunctionVersion};
 
 use crate::context::{Context, Stores};
@@ -77,28 +78,21 @@ pub async fn run(
     source: Arc<dyn UtilizationSource>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (functions, function_stream) = reflect(
-        Api::<Function>::all(client.clone()),
-        watcher::Config::default(),
-    );
-    let (versions, version_stream) = reflect(
-        Api::<FunctionVersion>::all(client.clone()),
-        watcher::Config::default(),
-    );
+    // Every kind this operator acts on is watched through its instance's selector, so that it
+    // never sees (and so never touches) another instance's objects. Nodes are shared: a Static
+    // provider's own selector picks them.
+    let selector = instance_selector(settings.instance.as_deref());
+    let scoped = || watcher::Config::default().labels(&selector);
+    let (functions, function_stream) = reflect(Api::<Function>::all(client.clone()), scoped());
+    let (versions, version_stream) = reflect(Api::<FunctionVersion>::all(client.clone()), scoped());
     let (pods, pod_stream) = reflect(
         Api::<Pod>::all(client.clone()),
-        watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
+        watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY},{selector}")),
     );
     let (nodes, node_stream) =
         reflect(Api::<Node>::all(client.clone()), watcher::Config::default());
-    let (claims, claim_stream) = reflect(
-        Api::<NodeClaim>::all(client.clone()),
-        watcher::Config::default(),
-    );
-    let (node_classes, class_stream) = reflect(
-        Api::<EC2NodeClass>::all(client.clone()),
-        watcher::Config::default(),
-    );
+    let (claims, claim_stream) = reflect(Api::<NodeClaim>::all(client.clone()), scoped());
+    let (node_classes, class_stream) = reflect(Api::<EC2NodeClass>::all(client.clone()), scoped());
     let stores = Stores {
         functions,
         versions,
@@ -115,10 +109,7 @@ pub async fn run(
         let _ = rx.wait_for(|stopped| *stopped).await;
     };
 
-    let cp_controller = Controller::new(
-        Api::<CapacityProvider>::all(client.clone()),
-        watcher::Config::default(),
-    );
+    let cp_controller = Controller::new(Api::<CapacityProvider>::all(client.clone()), scoped());
     let cp_store = cp_controller.store();
     let static_providers =
         move |store: &Store<CapacityProvider>| -> Vec<ObjectRef<CapacityProvider>> {
@@ -183,19 +174,13 @@ pub async fn run(
             future::ready(())
         });
 
-    let fn_controller = Controller::new(
-        Api::<Function>::all(client.clone()),
-        watcher::Config::default(),
-    );
+    let fn_controller = Controller::new(Api::<Function>::all(client.clone()), scoped());
     let fn_store = fn_controller.store();
     let fn_controller = fn_controller
-        .owns(
-            Api::<FunctionVersion>::all(client.clone()),
-            watcher::Config::default(),
-        )
+        .owns(Api::<FunctionVersion>::all(client.clone()), scoped())
         .watches(
             Api::<CapacityProvider>::all(client.clone()),
-            watcher::Config::default(),
+            scoped(),
             move |cp| {
                 let name = cp.name_any();
                 fn_store

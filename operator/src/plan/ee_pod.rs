@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use lmi_crds::FunctionVersion;
 use lmi_crds::catalog::{SIDECAR_CPU_MILLIS, SIDECAR_MEMORY_MIB};
-use lmi_crds::common::{CAPACITY_PROVIDER_LABEL, FUNCTION_LABEL, VERSION_LABEL};
+use lmi_crds::common::{CAPACITY_PROVIDER_LABEL, FUNCTION_LABEL, VERSION_LABEL, instance_label};
 use lmi_crds::rules::{EeShape, init_timeout_seconds};
 
 /// Where the sidecar serves the router, its probes and metrics (`LMI_LISTEN_ADDR`).
@@ -49,7 +49,7 @@ pub fn ee_pod(
     let spec = &version.spec;
     let config = &spec.configuration;
     let version_name = version.metadata.name.clone().unwrap_or_default();
-    let labels = BTreeMap::from([
+    let mut labels = BTreeMap::from([
         (FUNCTION_LABEL.to_string(), spec.function_name.clone()),
         (VERSION_LABEL.to_string(), spec.version.to_string()),
         (
@@ -58,6 +58,7 @@ pub fn ee_pod(
         ),
         (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
     ]);
+    labels.extend(instance_label(version.metadata.labels.as_ref()));
     let owner = OwnerReference {
         api_version: "lmi.dev/v1alpha1".to_string(),
         kind: "FunctionVersion".to_string(),

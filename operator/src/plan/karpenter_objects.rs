@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::Taint;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 use lmi_crds::CapacityProvider;
-use lmi_crds::common::CAPACITY_PROVIDER_LABEL;
+use lmi_crds::common::{CAPACITY_PROVIDER_LABEL, instance_label};
 
 use super::capacity::NewClaim;
 use crate::karpenter::{
@@ -89,10 +89,9 @@ pub fn node_class(cp: &CapacityProvider, cluster_name: &str, ami_alias: &str) ->
         },
     );
     class.metadata.owner_references = owner(cp).map(|o| vec![o]);
-    class.metadata.labels = Some(BTreeMap::from([(
-        CAPACITY_PROVIDER_LABEL.to_string(),
-        cp.name_any(),
-    )]));
+    let mut labels = BTreeMap::from([(CAPACITY_PROVIDER_LABEL.to_string(), cp.name_any())]);
+    labels.extend(instance_label(cp.metadata.labels.as_ref()));
+    class.metadata.labels = Some(labels);
     class
 }
 
@@ -113,10 +112,15 @@ pub fn node_claim(cp: &CapacityProvider, claim: &NewClaim) -> NodeClaim {
     NodeClaim {
         metadata: ObjectMeta {
             name: Some(claim.name.clone()),
-            labels: Some(BTreeMap::from([
-                (CAPACITY_PROVIDER_LABEL.to_string(), cp_name.clone()),
-                (NODE_CLASS_LABEL.to_string(), cp_name.clone()),
-            ])),
+            labels: Some(
+                BTreeMap::from([
+                    (CAPACITY_PROVIDER_LABEL.to_string(), cp_name.clone()),
+                    (NODE_CLASS_LABEL.to_string(), cp_name.clone()),
+                ])
+                .into_iter()
+                .chain(instance_label(cp.metadata.labels.as_ref()))
+                .collect(),
+            ),
             owner_references: owner(cp).map(|o| vec![o]),
             ..Default::default()
         },
