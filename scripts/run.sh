@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's main command. With no KUBECONFIG it brings up the local cluster (lmi-dev): the
-# control plane, three real nodes (containerd and a kubelet each; the first is the main job's, the
-# other two the tests') with the images built here, and the simulated cloud standing in for EC2
+# control plane, four real nodes (containerd and a kubelet each; two for the main job, two for the
+# tests) with the images built here, and the simulated cloud standing in for EC2
 # and Karpenter. Then it runs the operator and the router, applies the example capacity provider
 # and function, waits until the published version is Active, and invokes it once with the AWS CLI.
 # The tests (scripts/test.sh) may run meanwhile: they use their own provider, nodes and operator

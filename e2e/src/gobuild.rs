@@ -169,7 +169,7 @@ fn builds(paths: &Paths) -> [GoBuild; 3] {
                 "kube-proxy",
             ],
             ldflags: kube_ldflags,
-            typical: Duration::from_secs(14 * 60),
+            typical: Duration::from_secs(11 * 60),
         },
         GoBuild {
             component: "etcd",

@@ -1,18 +1,19 @@
 //! The local cluster's real nodes: containerd and runc from Debian, a bridge network from
-//! Debian's CNI plugins, and a kubelet built from the pinned Kubernetes module, three times.
+//! Debian's CNI plugins, and a kubelet built from the pinned Kubernetes module, four times.
 //!
 //! kwok nodes run nothing; these nodes run execution-environment pods for real, so the README's
 //! main job and the end-to-end tests of the data plane and the autoscaler can invoke functions.
-//! Three of them ([`NODES`]), in two pools, so that the tests never compete with the main job:
+//! Four of them ([`NODES`]), in two pools of two, so that the tests never compete with the main
+//! job. The machine's 2 cores give each node room for one EE of 1 vCPU, and scaling out, spreading
+//! over zones and routing to a second EE need two nodes:
 //!
-//! - `lmi-node` (zone local-a) is the main job's: it carries the labels the Static example
-//!   provider selects (`examples/capacity-provider-static.yaml`, provider `local`) and a taint only
-//!   that provider's EEs tolerate. The chart's pods (`charts/lmi/ci/local-values.yaml`) go there
-//!   too.
-//! - `lmi-node-2` and `lmi-node-3` (local-b, local-c) are the tests': the pool `e2e` and the
-//!   taint of the tests' own Static provider `e2e-local`. The machine's 2 cores give each node room
-//!   for one EE of 1 vCPU, and scaling out, spreading over zones and routing to a second EE need
-//!   two nodes; so the tests keep both of theirs while the main job's function runs.
+//! - `lmi-node` and `lmi-node-2` (zones local-a, local-b) are the main job's and the user's: they
+//!   carry the labels the Static example provider selects (`examples/capacity-provider-static.yaml`,
+//!   provider `local`) and a taint only that provider's EEs tolerate (the example function and the
+//!   Rust example beside it). The chart's pods (`charts/lmi/ci/local-values.yaml`) go to
+//!   `lmi-node`.
+//! - `lmi-node-3` and `lmi-node-4` (local-c, local-d) are the tests': the pool `e2e` and the taint
+//!   of the tests' own Static provider `e2e-local`.
 //!
 //! Each has its own containerd (a kubelet garbage-collects every container its runtime shows), its
 //! own bridge and address range, and its own cgroup root.
@@ -57,11 +58,16 @@ const HOST_PACKAGES: [&str; 6] = [
     "debootstrap",
 ];
 
-/// The real nodes, in start order: the main job's, then the tests' two.
-pub const NODES: [Node; 3] = [Node { index: 0 }, Node { index: 1 }, Node { index: 2 }];
+/// The real nodes, in start order: the main job's two, then the tests' two.
+pub const NODES: [Node; 4] = [
+    Node { index: 0 },
+    Node { index: 1 },
+    Node { index: 2 },
+    Node { index: 3 },
+];
 
 /// The tests' nodes (pool [`TEST_POOL`]).
-pub const TEST_NODES: [Node; 2] = [Node { index: 1 }, Node { index: 2 }];
+pub const TEST_NODES: [Node; 2] = [Node { index: 2 }, Node { index: 3 }];
 
 /// The first node, the main job's: the chart's pods go there (`charts/lmi/ci/local-values.yaml`).
 pub const NODE_NAME: &str = "lmi-node";
@@ -84,7 +90,7 @@ impl Node {
     /// The pool label's value and the capacity provider whose EEs the node's taint admits.
     pub fn pool(self) -> (&'static str, &'static str) {
         match self.index {
-            0 => (MAIN_POOL, MAIN_CAPACITY_PROVIDER),
+            0 | 1 => (MAIN_POOL, MAIN_CAPACITY_PROVIDER),
             _ => (TEST_POOL, TEST_CAPACITY_PROVIDER),
         }
     }
@@ -585,21 +591,22 @@ mod naming_tests {
 
     #[test]
     fn the_first_node_keeps_the_single_node_names_and_the_others_differ_everywhere() {
-        let [a, b, c] = NODES;
-        assert_eq!(TEST_NODES, [b, c]);
+        let [a, b, c, d] = NODES;
+        assert_eq!(TEST_NODES, [c, d]);
         assert_eq!(a.pool(), ("functions", "local"));
-        assert_eq!(b.pool(), c.pool());
-        assert_ne!(a.pool(), b.pool());
+        assert_eq!(a.pool(), b.pool());
+        assert_eq!(c.pool(), d.pool());
+        assert_ne!(a.pool(), c.pool());
         assert_eq!(
-            (c.name(), c.zone(), c.bridge(), c.pod_subnet()),
+            (d.name(), d.zone(), d.bridge(), d.pod_subnet()),
             (
-                "lmi-node-3".into(),
-                "local-c".into(),
-                "lmi2".into(),
-                "10.90.0.0/16".into()
+                "lmi-node-4".into(),
+                "local-d".into(),
+                "lmi3".into(),
+                "10.91.0.0/16".into()
             )
         );
-        assert_ne!(b.kubelet_port(), c.kubelet_port());
+        assert_ne!(c.kubelet_port(), d.kubelet_port());
         assert_eq!(
             (a.name(), a.zone(), a.bridge()),
             ("lmi-node".into(), "local-a".into(), "lmi0".into())
