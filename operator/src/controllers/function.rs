@@ -264,3 +264,50 @@ async fn publish(function: &Function, ctx: &Context, number: i32, sha: &str) -> 
     .await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(labels: serde_json::Value) -> CapacityProvider {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "lmi.dev/v1alpha1", "kind": "CapacityProvider",
+            "metadata": {"name": "local", "labels": labels},
+            "spec": {"provisioning": {"mode": "Static", "nodeSelector": {"lmi.dev/pool": "functions"}}}
+        }))
+        .unwrap()
+    }
+
+    fn function(labels: serde_json::Value) -> Function {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "lmi.dev/v1alpha1", "kind": "Function",
+            "metadata": {"name": "f", "namespace": "default", "labels": labels},
+            "spec": {
+                "capacityProviderConfig": {"capacityProviderName": "local", "executionEnvironmentMemoryGiBPerVCpu": 2},
+                "code": {"imageUri": "img"},
+                "memorySize": 2048
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_function_and_its_provider_belong_to_one_operator_instance() {
+        let e2e = serde_json::json!({"lmi.dev/instance": "e2e"});
+        let none = serde_json::json!({});
+        assert_eq!(
+            validate(&function(e2e.clone()), Some(&provider(e2e.clone()))),
+            None
+        );
+        assert_eq!(
+            validate(&function(none.clone()), Some(&provider(none.clone()))),
+            None
+        );
+        let (reason, message) = validate(&function(none), Some(&provider(e2e))).unwrap();
+        assert_eq!(reason, "CapacityProviderNotFound");
+        assert!(
+            message.contains(r#"operator instance "e2e""#) && message.contains("to none"),
+            "{message}"
+        );
+    }
+}
