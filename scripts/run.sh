@@ -180,10 +180,12 @@ done
 echo "== the function answered:"
 cat "$OUT"
 echo
+ENV_LINE=""
+[ "$LOCAL" = 1 ] && ENV_LINE="eval \"\$($BIN/lmi-dev env)\""
 cat <<MSG
 
 The operator and the router run (logs in $RUN_DIR). Invoke again with:
-  $( [ "$LOCAL" = 1 ] && echo "eval \"\$($BIN/lmi-dev env)\"" )
+  $ENV_LINE
   export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1
   $VENV/bin/aws lambda invoke --endpoint-url http://$ROUTER_ADDR --function-name $FUNCTION --payload '{"name": "you"}' out.json && cat out.json
 See what runs with: kubectl get lmi; kubectl get pods -o wide

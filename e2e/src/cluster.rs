@@ -36,7 +36,7 @@ pub mod ports {
 pub const KWOK_NODE_ANNOTATION: (&str, &str) = ("kwok.x-k8s.io/node", "fake");
 
 /// Components in start order; `down` stops them in reverse.
-pub const COMPONENTS: [&str; 10] = [
+pub const COMPONENTS: [&str; 14] = [
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
@@ -46,6 +46,10 @@ pub const COMPONENTS: [&str; 10] = [
     "kubelet",
     "containerd-2",
     "kubelet-2",
+    "containerd-3",
+    "kubelet-3",
+    "containerd-4",
+    "kubelet-4",
     "kube-proxy",
 ];
 
@@ -572,6 +576,15 @@ fn kwok_args(kubeconfig: &Path, config: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_real_node_is_a_component_that_down_stops() {
+        for node in node::NODES {
+            for component in [node.containerd_component(), node.kubelet_component()] {
+                assert!(COMPONENTS.contains(&component.as_str()), "{component}");
+            }
+        }
+    }
 
     #[test]
     fn the_ready_stage_gets_a_delay_read_from_the_pods_environment() {

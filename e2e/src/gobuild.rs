@@ -178,7 +178,7 @@ fn builds(paths: &Paths) -> [GoBuild; 3] {
             packages: vec![".".to_string()],
             outputs: vec!["etcd"],
             ldflags: "-s -w".into(),
-            typical: Duration::from_secs(2 * 60),
+            typical: Duration::from_secs(60),
         },
         GoBuild {
             component: "kwok",
