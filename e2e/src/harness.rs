@@ -126,6 +126,24 @@ impl TestEnv {
         }
     }
 
+    /// Gives a cluster-scoped manifest a name of this test's own (`<namespace>-<name>`), so that
+    /// the test never creates, changes or deletes a cluster-scoped object it did not make (the
+    /// main job's provider `local`, say); even a dry-run apply under a taken name would be an
+    /// update of that object, merged with its fields. Namespaced manifests are left as they are.
+    pub async fn own_name(&self, manifest: &mut serde_json::Value) -> Result<()> {
+        if crate::manifests::is_namespaced(&self.client, manifest).await? {
+            return Ok(());
+        }
+        if let Some(name) = manifest["metadata"]["name"].as_str() {
+            let owned: String = format!("{}-{name}", self.namespace)
+                .chars()
+                .take(253)
+                .collect();
+            manifest["metadata"]["name"] = serde_json::Value::from(owned);
+        }
+        Ok(())
+    }
+
     /// Deletes the object a manifest names when the test ends (for cluster-scoped kinds).
     pub fn delete_afterwards(&self, manifest: &serde_json::Value) {
         if let Ok(mut list) = self.cleanup.lock() {

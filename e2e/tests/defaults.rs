@@ -49,6 +49,9 @@ async fn capacity_provider_gets_scaling_defaults() -> Result<()> {
     harness::with_namespace("defaults-capacity-provider", |env: TestEnv| async move {
         let mut doc = example("capacity-provider-karpenter.yaml")?;
         remove(&mut doc, &["spec", "scalingConfig"]);
+        // A name of the test's own, so the dry run cannot merge with a provider of the example's
+        // name that someone else made.
+        env.own_name(&mut doc).await?;
         // Cluster-scoped: a dry run returns the defaulted object without storing it.
         let options = ApplyOptions { dry_run: true };
         let stored = manifests::apply(&env.client, &env.namespace, &doc, options).await?;

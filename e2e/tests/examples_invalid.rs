@@ -39,13 +39,19 @@ async fn check(env: &TestEnv, examples: &Path, file: &Path) -> Result<(), String
     let expect = header
         .expect
         .ok_or("no `# expect: <substring>` comment at the top")?;
-    let docs = manifests::read_documents(file).map_err(|e| e.to_string())?;
-    let [doc] = docs.as_slice() else {
+    let mut docs = manifests::read_documents(file).map_err(|e| e.to_string())?;
+    let [doc] = docs.as_mut_slice() else {
         return Err(format!("holds {} documents, expected one", docs.len()));
     };
+    // The base is looked up by the example's own name, before both get the test's.
+    let original_name = doc["metadata"]["name"].clone();
+    env.own_name(doc).await.map_err(|e| e.to_string())?;
+    let doc = &*doc;
 
     let base = match &header.update_of {
-        Some(base_file) => Some(create_base(env, &examples.join(base_file), doc).await?),
+        Some(base_file) => {
+            Some(create_base(env, &examples.join(base_file), doc, &original_name).await?)
+        }
         None => None,
     };
     // A create is only validated (dry run); an update must really happen against the stored base.
@@ -70,24 +76,27 @@ async fn check(env: &TestEnv, examples: &Path, file: &Path) -> Result<(), String
     }
 }
 
-/// Creates the valid example that `doc` is an update of, and returns it.
+/// Creates the valid example that `doc` is an update of (the one named `original_name`, under
+/// `doc`'s name), and returns it.
 async fn create_base(
     env: &TestEnv,
     base_file: &Path,
     doc: &serde_json::Value,
+    original_name: &serde_json::Value,
 ) -> Result<serde_json::Value, String> {
     let docs = manifests::read_documents(base_file).map_err(|e| format!("update-of: {e}"))?;
-    let base = docs
+    let mut base = docs
         .into_iter()
-        .find(|b| b["kind"] == doc["kind"] && b["metadata"]["name"] == doc["metadata"]["name"])
+        .find(|b| b["kind"] == doc["kind"] && b["metadata"]["name"] == *original_name)
         .ok_or_else(|| {
             format!(
                 "update-of {} holds no {} named {}",
                 base_file.display(),
                 doc["kind"],
-                doc["metadata"]["name"]
+                original_name
             )
         })?;
+    base["metadata"]["name"] = doc["metadata"]["name"].clone();
     // A leftover from an interrupted run would make this an update of something else.
     manifests::delete(&env.client, &env.namespace, &base)
         .await

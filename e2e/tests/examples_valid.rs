@@ -1,6 +1,7 @@
 //! Every valid example in `examples/*.yaml` is accepted by the real apiserver (CRD schema and CEL
 //! rules). Namespaced objects are created in the test's namespace; cluster-scoped ones are applied
-//! as a server-side dry run so that tests never fight over their names.
+//! as a server-side dry run, under a name of the test's own (`TestEnv::own_name`): the example
+//! provider `local` may be the main job's, running.
 
 use lmi_e2e::Result;
 use lmi_e2e::harness::{self, TestEnv};
@@ -13,9 +14,10 @@ async fn every_valid_example_applies() -> Result<()> {
         let mut failures = Vec::new();
         let mut applied = 0;
         for file in &files {
-            for doc in manifests::read_documents(file)? {
+            for mut doc in manifests::read_documents(file)? {
                 let kind = doc["kind"].as_str().unwrap_or_default().to_string();
                 let namespaced = manifests::is_namespaced(&env.client, &doc).await?;
+                env.own_name(&mut doc).await?;
                 let options = ApplyOptions {
                     dry_run: !namespaced,
                 };
