@@ -82,6 +82,24 @@ fn owner_function_gone(owners: &[OwnerReference], live_functions: &BTreeSet<Stri
     })
 }
 
+/// Whether `cp` may place versions of `namespace` (its `namespaceSelector`): a refused version
+/// gets no EE, whatever the admission policy let through.
+fn namespace_allowed(
+    cp: &CapacityProvider,
+    namespace: Option<&str>,
+    stores: &Stores,
+) -> Result<(), RuleError> {
+    let namespace = namespace.unwrap_or_default();
+    if cp.allows_namespace(&stores.namespace_labels(namespace)) {
+        Ok(())
+    } else {
+        Err(RuleError::NamespaceNotAllowed {
+            capacity_provider: cp.name_any(),
+            namespace: namespace.to_string(),
+        })
+    }
+}
+
 pub fn observe(
     cp: &CapacityProvider,
     stores: &Stores,
@@ -177,6 +195,11 @@ pub fn observe(
         {
             continue;
         }
+        let namespace = version.namespace();
+        if let Err(error) = namespace_allowed(cp, namespace.as_deref(), stores) {
+            invalid.push(InvalidVersion { version, error });
+            continue;
+        }
         let shape = match rules::ee_shape(&version.spec.configuration) {
             Ok(shape) => shape,
             Err(error) => {
@@ -184,7 +207,6 @@ pub fn observe(
                 continue;
             }
         };
-        let namespace = version.namespace();
         let function = stores
             .functions
             .state()
