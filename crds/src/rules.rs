@@ -48,7 +48,10 @@ pub enum RuleError {
     #[error("the function has no published version yet")]
     NothingPublished,
     /// Lambda's `lambda:PassCapacityProvider`, denied: see [`crate::namespace_selector`].
-    #[error("{}", crate::namespace_selector::not_allowed_message(capacity_provider, namespace))]
+    #[error(
+        "{}",
+        crate::namespace_selector::not_allowed_message(capacity_provider, namespace)
+    )]
     NamespaceNotAllowed {
         capacity_provider: String,
         namespace: String,

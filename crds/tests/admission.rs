@@ -101,10 +101,21 @@ fn the_policy_agrees_with_the_rust_rule() {
                     .collect(),
             );
             for object in [function("gpu"), version("gpu")] {
-                let cel = admit(object, provider("gpu", Some(selector.clone())), namespace(&labels));
-                assert_eq!(cel.is_ok(), rust, "selector {selector}, labels {labels:?}: {cel:?}");
+                let cel = admit(
+                    object,
+                    provider("gpu", Some(selector.clone())),
+                    namespace(&labels),
+                );
+                assert_eq!(
+                    cel.is_ok(),
+                    rust,
+                    "selector {selector}, labels {labels:?}: {cel:?}"
+                );
                 if let Err(message) = cel {
-                    assert_eq!(message, namespace_selector::not_allowed_message("gpu", "team"));
+                    assert_eq!(
+                        message,
+                        namespace_selector::not_allowed_message("gpu", "team")
+                    );
                 }
                 checked += 1;
             }
@@ -128,10 +139,12 @@ fn a_provider_without_a_selector_allows_every_namespace() {
 #[test]
 fn updates_that_keep_the_spec_are_not_checked_again() {
     let check = |operation: &str, old: Option<Value>, new: Value| {
-        let mut builder = VapEvaluator::builder().object(new).request(AdmissionRequest {
-            operation: operation.into(),
-            ..Default::default()
-        });
+        let mut builder = VapEvaluator::builder()
+            .object(new)
+            .request(AdmissionRequest {
+                operation: operation.into(),
+                ..Default::default()
+            });
         if let Some(old) = old {
             builder = builder.old_object(old);
         }

@@ -312,15 +312,22 @@ mod tests {
         let none = serde_json::json!({});
         let labels = BTreeMap::new();
         assert_eq!(
-            validate(&function(e2e.clone()), Some(&provider(e2e.clone())), &labels),
+            validate(
+                &function(e2e.clone()),
+                Some(&provider(e2e.clone())),
+                &labels
+            ),
             None
         );
         assert_eq!(
-            validate(&function(none.clone()), Some(&provider(none.clone())), &labels),
+            validate(
+                &function(none.clone()),
+                Some(&provider(none.clone())),
+                &labels
+            ),
             None
         );
-        let (reason, message) =
-            validate(&function(none), Some(&provider(e2e)), &labels).unwrap();
+        let (reason, message) = validate(&function(none), Some(&provider(e2e)), &labels).unwrap();
         assert_eq!(reason, "CapacityProviderNotFound");
         assert!(
             message.contains(r#"operator instance "e2e""#) && message.contains("to none"),
@@ -337,8 +344,7 @@ mod tests {
         );
         let team_a = BTreeMap::from([("team".to_string(), "a".to_string())]);
         assert_eq!(validate(&function(none.clone()), Some(&cp), &team_a), None);
-        let (reason, message) =
-            validate(&function(none), Some(&cp), &BTreeMap::new()).unwrap();
+        let (reason, message) = validate(&function(none), Some(&cp), &BTreeMap::new()).unwrap();
         assert_eq!(reason, "NamespaceNotAllowed");
         assert_eq!(
             message,

@@ -91,8 +91,10 @@ pub async fn run(
     );
     let (nodes, node_stream) =
         reflect(Api::<Node>::all(client.clone()), watcher::Config::default());
-    let (namespaces, namespace_stream) =
-        reflect(Api::<Namespace>::all(client.clone()), watcher::Config::default());
+    let (namespaces, namespace_stream) = reflect(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default(),
+    );
     let (claims, claim_stream) = reflect(Api::<NodeClaim>::all(client.clone()), scoped());
     let (node_classes, class_stream) = reflect(Api::<EC2NodeClass>::all(client.clone()), scoped());
     let stores = Stores {
