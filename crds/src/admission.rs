@@ -5,6 +5,10 @@
 //!   FunctionVersion may only name a capacity provider whose `namespaceSelector` selects its
 //!   namespace. Every CapacityProvider is a parameter (`paramRef.selector: {}`); each is checked
 //!   against the request and only the one the object names can refuse it.
+//! - `lmi-pass-service-account` (Lambda's `iam:PassRole`): naming a `serviceAccountName` needs
+//!   the custom verb `use` on that service account (RBAC, asked through the `authorizer` CEL
+//!   library), so that whoever may write Functions but not Pods cannot run code as any identity
+//!   of the namespace.
 //!
 //! `lmi-crdgen` writes them to `crds/yaml/` and, wrapped in a values switch, to the chart's
 //! templates; the drift test keeps both equal to what this module generates. The CEL here mirrors
@@ -65,6 +69,30 @@ pub const PASS_CAPACITY_PROVIDER_MESSAGE: &str = "'capacity provider ' + params.
 /// checked again: a namespace relabelled later must not wedge deletion or bookkeeping; the
 /// operator stops placing such a function instead.
 pub const SPEC_CHANGED: &str = "request.operation != 'UPDATE' || object.spec != oldObject.spec";
+
+/// The name of the PassServiceAccount policy and of its binding.
+pub const PASS_SERVICE_ACCOUNT: &str = "lmi-pass-service-account";
+/// The RBAC verb on `serviceaccounts` that lets a user name one in a Function.
+pub const USE_VERB: &str = "use";
+
+/// Whether the admitted Function or FunctionVersion names a service account.
+pub const NAMES_SERVICE_ACCOUNT: &str = "(has(object.spec.configuration) ? has(object.spec.configuration.serviceAccountName) : has(object.spec.serviceAccountName))";
+/// The service account it names.
+pub const SERVICE_ACCOUNT: &str = "(has(object.spec.configuration) ? object.spec.configuration.serviceAccountName : object.spec.serviceAccountName)";
+
+/// The PassServiceAccount check: no service account named, or the requester may `use` it.
+pub fn pass_service_account_expression() -> String {
+    format!(
+        "!{NAMES_SERVICE_ACCOUNT} || authorizer.group('').resource('serviceaccounts').namespace(request.namespace).name({SERVICE_ACCOUNT}).check('{USE_VERB}').allowed()"
+    )
+}
+
+/// The refusal: who, which account, and the grant that would let them.
+pub fn pass_service_account_message() -> String {
+    format!(
+        "request.userInfo.username + ' may not run functions as service account ' + {SERVICE_ACCOUNT} + ' in namespace ' + request.namespace + ': it needs verb {USE_VERB} on serviceaccounts, resourceNames [' + {SERVICE_ACCOUNT} + '] (docs/security.md)'"
+    )
+}
 
 fn meta(name: &str) -> ObjectMeta {
     ObjectMeta {
@@ -135,11 +163,48 @@ pub fn pass_capacity_provider_binding() -> ValidatingAdmissionPolicyBinding {
     }
 }
 
-/// Every policy and binding, as JSON objects in the order to apply them.
+/// The PassServiceAccount policy.
+pub fn pass_service_account_policy() -> ValidatingAdmissionPolicy {
+    ValidatingAdmissionPolicy {
+        metadata: meta(PASS_SERVICE_ACCOUNT),
+        spec: Some(ValidatingAdmissionPolicySpec {
+            failure_policy: Some("Fail".to_string()),
+            match_constraints: Some(functions_and_versions()),
+            match_conditions: Some(vec![MatchCondition {
+                name: "spec-changed".to_string(),
+                expression: SPEC_CHANGED.to_string(),
+            }]),
+            validations: Some(vec![Validation {
+                expression: pass_service_account_expression(),
+                message_expression: Some(pass_service_account_message()),
+                reason: Some("Forbidden".to_string()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// Its binding (no parameters).
+pub fn pass_service_account_binding() -> ValidatingAdmissionPolicyBinding {
+    ValidatingAdmissionPolicyBinding {
+        metadata: meta(PASS_SERVICE_ACCOUNT),
+        spec: ValidatingAdmissionPolicyBindingSpec {
+            policy_name: PASS_SERVICE_ACCOUNT.to_string(),
+            validation_actions: vec!["Deny".to_string()],
+            ..Default::default()
+        },
+    }
+}
+
+/// Every policy and binding, in the order to apply them.
 pub fn all() -> Result<Vec<serde_yaml::Value>, serde_yaml::Error> {
     Ok(vec![
         serde_yaml::to_value(pass_capacity_provider_policy())?,
         serde_yaml::to_value(pass_capacity_provider_binding())?,
+        serde_yaml::to_value(pass_service_account_policy())?,
+        serde_yaml::to_value(pass_service_account_binding())?,
     ])
 }
 

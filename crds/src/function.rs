@@ -83,6 +83,16 @@ pub struct FunctionConfiguration {
     /// Environment variables of the function.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<Environment>,
+    /// The Kubernetes service account the function runs as (Lambda's execution role): its token
+    /// is mounted, so IRSA or EKS Pod Identity give the function that role's AWS credentials.
+    /// Unset: no token is mounted. Naming one needs verb `use` on it (admission policy
+    /// `lmi-pass-service-account`, Lambda's `iam:PassRole`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub service_account_name: Option<String>,
     /// x86_64 (default) or arm64; must match the capacity provider's architecture.
     #[serde(default)]
     pub architecture: Architecture,

@@ -161,3 +161,33 @@ fn updates_that_keep_the_spec_are_not_checked_again() {
     relabelled["metadata"]["labels"] = json!({"x": "y"});
     assert!(!check("UPDATE", Some(function("a")), relabelled));
 }
+
+#[test]
+fn the_service_account_check_asks_the_authorizer_only_when_one_is_named() {
+    let evaluate = |object: Value| {
+        let evaluator = VapEvaluator::builder()
+            .object(object)
+            .request(AdmissionRequest {
+                operation: "CREATE".into(),
+                namespace: "team".into(),
+                ..Default::default()
+            })
+            .build();
+        evaluator.evaluate(&[VapExpression {
+            expression: admission::pass_service_account_expression(),
+            message: None,
+            message_expression: None,
+        }])[0]
+            .passed
+    };
+    assert!(evaluate(function("gpu")));
+    assert!(evaluate(version("gpu")));
+    // Named: the interpreter has no `authorizer` (only the apiserver does), so the expression
+    // reaches it and fails; e2e/tests/pass_service_account.rs checks the real answer.
+    let mut named = function("gpu");
+    named["spec"]["serviceAccountName"] = json!("reader");
+    assert!(!evaluate(named));
+    let mut named = version("gpu");
+    named["spec"]["configuration"]["serviceAccountName"] = json!("reader");
+    assert!(!evaluate(named));
+}

@@ -221,7 +221,10 @@ pub fn ee_pod(
             // The sidecar measures the function's CPU and memory under /proc.
             share_process_namespace: Some(true),
             restart_policy: Some("Always".to_string()),
-            automount_service_account_token: Some(false),
+            // The function's identity (its execution role) when it names one; otherwise the
+            // namespace's default account, with no token: nothing to steal, nothing to call with.
+            service_account_name: config.service_account_name.clone(),
+            automount_service_account_token: Some(config.service_account_name.is_some()),
             enable_service_links: Some(false),
             // In-flight invocations may run for the whole function timeout while draining.
             termination_grace_period_seconds: Some(i64::from(timeout) + 10),
@@ -318,6 +321,7 @@ mod tests {
             memory_size: 8192,
             timeout: 30,
             environment: None,
+            service_account_name: None,
             architecture: Default::default(),
         };
         let mut v = FunctionVersion::new(
@@ -387,5 +391,29 @@ mod tests {
             ("FunctionVersion", Some(true))
         );
         assert_eq!(pod.metadata.labels.as_ref().unwrap()[VERSION_LABEL], "2");
+    }
+
+    #[test]
+    fn a_token_is_mounted_only_for_a_named_service_account() {
+        let settings = EeSettings {
+            sidecar_image: "sidecar:1".into(),
+            region: "us-east-1".into(),
+            image_pull_policy: None,
+        };
+        let mut v = version();
+        let shape = lmi_crds::rules::ee_shape(&v.spec.configuration).unwrap();
+        let pod = ee_pod(&v, &shape, "cp", "p", "n", &settings);
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.service_account_name, None);
+        assert_eq!(spec.automount_service_account_token, Some(false));
+
+        v.spec.configuration.service_account_name = Some("payments-reader".into());
+        let pod = ee_pod(&v, &shape, "cp", "p", "n", &settings);
+        let spec = pod.spec.unwrap();
+        assert_eq!(
+            spec.service_account_name.as_deref(),
+            Some("payments-reader")
+        );
+        assert_eq!(spec.automount_service_account_token, Some(true));
     }
 }
