@@ -390,6 +390,23 @@ fn init_failure(pod: &Pod, timeout: i32, now: i64) -> Option<InitFailure> {
         .iter()
         .find(|c| c.name == "function");
     if let Some(function) = function {
+        // A Secret or ConfigMap key of `environment.valueFrom` that is missing: the kubelet never
+        // starts the function, so say so now rather than after the init timeout. The kubelet's
+        // message names the object and key, never a value.
+        if let Some(waiting) = function
+            .state
+            .as_ref()
+            .and_then(|s| s.waiting.as_ref())
+            .filter(|w| w.reason.as_deref() == Some("CreateContainerConfigError"))
+        {
+            return Some(InitFailure {
+                reason_code: "InvalidConfiguration",
+                message: waiting
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| "the function container cannot be configured".to_string()),
+            });
+        }
         let terminated = function
             .state
             .as_ref()
@@ -453,5 +470,25 @@ mod tests {
             &[owner("Function", "lmi.dev/v1alpha1", "uid-gone", false)],
             &live
         ));
+    }
+
+    #[test]
+    fn a_missing_secret_fails_the_ee_at_once_with_the_kubelets_message() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "f-v1-ee-0"},
+            "status": {
+                "startTime": "2026-01-01T00:00:00Z",
+                "containerStatuses": [{
+                    "name": "function", "image": "i", "imageID": "", "ready": false,
+                    "restartCount": 0,
+                    "state": {"waiting": {"reason": "CreateContainerConfigError",
+                        "message": "secret \"db\" not found"}}
+                }]
+            }
+        }))
+        .unwrap();
+        let failure = init_failure(&pod, 3, 1).unwrap();
+        assert_eq!(failure.reason_code, "InvalidConfiguration");
+        assert_eq!(failure.message, "secret \"db\" not found");
     }
 }
