@@ -90,7 +90,16 @@ fn namespace_allowed(
     stores: &Stores,
 ) -> Result<(), RuleError> {
     let namespace = namespace.unwrap_or_default();
-    if cp.allows_namespace(&stores.namespace_labels(namespace)) {
+    namespace_rule(cp, namespace, &stores.namespace_labels(namespace))
+}
+
+/// The rule of [`namespace_allowed`], given the namespace's labels.
+fn namespace_rule(
+    cp: &CapacityProvider,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+) -> Result<(), RuleError> {
+    if cp.allows_namespace(labels) {
         Ok(())
     } else {
         Err(RuleError::NamespaceNotAllowed {
@@ -490,5 +499,26 @@ mod tests {
         let failure = init_failure(&pod, 3, 1).unwrap();
         assert_eq!(failure.reason_code, "InvalidConfiguration");
         assert_eq!(failure.message, "secret \"db\" not found");
+    }
+
+    #[test]
+    fn versions_of_a_namespace_the_provider_does_not_select_are_not_planned() {
+        let cp: CapacityProvider = serde_json::from_value(serde_json::json!({
+            "apiVersion": "lmi.dev/v1alpha1", "kind": "CapacityProvider",
+            "metadata": {"name": "payments"},
+            "spec": {
+                "provisioning": {"mode": "Static", "nodeSelector": {"pool": "p"}},
+                "namespaceSelector": {"matchLabels": {"team": "payments"}}
+            }
+        }))
+        .unwrap();
+        let team = BTreeMap::from([("team".to_string(), "payments".to_string())]);
+        assert_eq!(namespace_rule(&cp, "pay", &team), Ok(()));
+        let refused = namespace_rule(&cp, "sandbox", &BTreeMap::new()).unwrap_err();
+        assert_eq!(refused.reason_code(), "NamespaceNotAllowed");
+        assert_eq!(
+            refused.to_string(),
+            "capacity provider payments does not allow functions in namespace sandbox (see its spec.namespaceSelector)"
+        );
     }
 }
