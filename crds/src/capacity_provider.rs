@@ -8,9 +8,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::Architecture;
+use crate::namespace_selector::NamespaceSelector;
 
-/// Desired state of a capacity provider. Only `scalingConfig` (and a Static provider's
-/// `nodeSelector`) may change after creation, as in Lambda.
+/// Desired state of a capacity provider. Only `scalingConfig`, `namespaceSelector` (and a Static
+/// provider's `nodeSelector`) may change after creation, as in Lambda.
 #[derive(CustomResource, kube::KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "lmi.dev",
@@ -65,6 +66,18 @@ pub struct CapacityProviderSpec {
     /// How nodes are obtained: launched through Karpenter, or existing nodes picked by label.
     #[serde(default)]
     pub provisioning: Provisioning,
+    /// The namespaces whose functions may run here (Lambda's `lambda:PassCapacityProvider`), by
+    /// namespace labels. Unset: every namespace. Enforced at admission by the
+    /// `lmi-pass-capacity-provider` policy and again by the operator. May change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<NamespaceSelector>,
+}
+
+impl CapacityProvider {
+    /// Whether functions of a namespace with `labels` may run on this provider.
+    pub fn allows_namespace(&self, labels: &BTreeMap<String, String>) -> bool {
+        crate::namespace_selector::allows(self.spec.namespace_selector.as_ref(), labels)
+    }
 }
 
 /// Network placement of the instances.

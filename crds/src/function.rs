@@ -83,6 +83,16 @@ pub struct FunctionConfiguration {
     /// Environment variables of the function.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<Environment>,
+    /// The Kubernetes service account the function runs as (Lambda's execution role): its token
+    /// is mounted, so IRSA or EKS Pod Identity give the function that role's AWS credentials.
+    /// Unset: no token is mounted. Naming one needs verb `use` on it (admission policy
+    /// `lmi-pass-service-account`, Lambda's `iam:PassRole`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub service_account_name: Option<String>,
     /// x86_64 (default) or arm64; must match the capacity provider's architecture.
     #[serde(default)]
     pub architecture: Architecture,
@@ -146,9 +156,12 @@ pub struct ImageConfig {
     pub working_directory: Option<String>,
 }
 
-/// Environment variables of the function.
+/// Environment variables of the function: literal values, and values read from Secrets and
+/// ConfigMaps of the function's namespace when an EE starts.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, kube::KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.valueFrom) || !has(self.variables) || self.valueFrom.all(k, !(k in self.variables))")
+    .message("an environment variable is set in variables or in valueFrom, not both"))]
 pub struct Environment {
     /// Variable names and values. Bounded so the apiserver can cost the CEL rules below.
     #[serde(default)]
@@ -160,6 +173,51 @@ pub struct Environment {
             .message("environment variable names AWS_LAMBDA_*, _HANDLER, AWS_REGION, AWS_DEFAULT_REGION, AWS_EXECUTION_ENV, LAMBDA_TASK_ROOT and LAMBDA_RUNTIME_DIR are reserved"),
     )]
     pub variables: BTreeMap<String, String>,
+    /// Variables whose values come from a Secret or a ConfigMap key (Kubernetes' `valueFrom`
+    /// shapes), by variable name. Versions and statuses hold these references only, never the
+    /// values; each EE reads the values when it starts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    #[x_kube(
+        validation = Rule::new("self.all(k, k.matches('^[a-zA-Z][a-zA-Z0-9_]*$'))")
+            .message("environment variable names start with a letter and have only letters, digits and '_'"),
+        validation = Rule::new("self.all(k, !k.startsWith('AWS_LAMBDA_') && !(k in ['_HANDLER', 'AWS_REGION', 'AWS_DEFAULT_REGION', 'AWS_EXECUTION_ENV', 'LAMBDA_TASK_ROOT', 'LAMBDA_RUNTIME_DIR']))")
+            .message("environment variable names AWS_LAMBDA_*, _HANDLER, AWS_REGION, AWS_DEFAULT_REGION, AWS_EXECUTION_ENV, LAMBDA_TASK_ROOT and LAMBDA_RUNTIME_DIR are reserved"),
+    )]
+    pub value_from: BTreeMap<String, EnvValueSource>,
+}
+
+/// Where one variable's value comes from: exactly one of a Secret key or a ConfigMap key.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, kube::KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.secretKeyRef) != has(self.configMapKeyRef)")
+    .message("each valueFrom entry takes exactly one of secretKeyRef and configMapKeyRef"))]
+pub struct EnvValueSource {
+    /// A key of a Secret in the function's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<KeyRef>,
+    /// A key of a ConfigMap in the function's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_key_ref: Option<KeyRef>,
+}
+
+/// A key of a Secret or ConfigMap, as Kubernetes' `secretKeyRef` and `configMapKeyRef`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyRef {
+    /// The Secret's or ConfigMap's name.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
+    /// The key within it.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+    /// When true, a missing object or key leaves the variable unset instead of keeping the EE
+    /// from starting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optional: Option<bool>,
 }
 
 /// Lifecycle state of a function or version, as Lambda names it.

@@ -7,12 +7,14 @@
 // kube-derive expands every `printcolumn(...)` into sibling attributes with the same keys.
 #![allow(clippy::duplicated_attributes)]
 
+pub mod admission;
 pub mod capacity_provider;
 pub mod catalog;
 pub mod common;
 pub mod crdgen;
 pub mod function;
 pub mod function_version;
+pub mod namespace_selector;
 pub mod rules;
 
 pub use capacity_provider::{CapacityProvider, CapacityProviderSpec, CapacityProviderStatus};

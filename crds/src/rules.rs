@@ -47,7 +47,30 @@ pub enum RuleError {
     InvalidQualifier(String),
     #[error("the function has no published version yet")]
     NothingPublished,
+    /// Lambda's `lambda:PassCapacityProvider`, denied: see [`crate::namespace_selector`].
+    #[error(
+        "{}",
+        crate::namespace_selector::not_allowed_message(capacity_provider, namespace)
+    )]
+    NamespaceNotAllowed {
+        capacity_provider: String,
+        namespace: String,
+    },
 }
+
+impl RuleError {
+    /// The reason code a version's state gives for this error.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            RuleError::NamespaceNotAllowed { .. } => NAMESPACE_NOT_ALLOWED,
+            _ => "InvalidConfiguration",
+        }
+    }
+}
+
+/// Reason (condition and version state) of a function whose namespace its capacity provider does
+/// not allow.
+pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
 
 /// Instance category implied by the memory-per-vCPU ratio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

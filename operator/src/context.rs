@@ -1,7 +1,7 @@
 //! What every reconcile shares: the client, the reflector stores, metrics, the event recorder and
 //! the settings.
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
@@ -23,6 +23,8 @@ pub struct Stores {
     /// EE pods only (label `app.kubernetes.io/managed-by=lmi-operator`).
     pub pods: Store<Pod>,
     pub nodes: Store<Node>,
+    /// Their labels decide which capacity providers a namespace's functions may use.
+    pub namespaces: Store<Namespace>,
     pub claims: Store<NodeClaim>,
     pub node_classes: Store<EC2NodeClass>,
 }
@@ -46,6 +48,7 @@ impl Stores {
         self.functions.wait_until_ready().await?;
         self.versions.wait_until_ready().await?;
         self.pods.wait_until_ready().await?;
+        self.namespaces.wait_until_ready().await?;
         self.nodes.wait_until_ready().await
     }
 
@@ -55,6 +58,17 @@ impl Stores {
     ) -> Result<(), kube::runtime::reflector::store::WriterDropped> {
         self.claims.wait_until_ready().await?;
         self.node_classes.wait_until_ready().await
+    }
+}
+
+impl Stores {
+    /// The labels of namespace `name` (none when the store does not hold it: a function of an
+    /// unknown namespace is then judged as unlabelled, which fails closed).
+    pub fn namespace_labels(&self, name: &str) -> std::collections::BTreeMap<String, String> {
+        self.namespaces
+            .get(&kube::runtime::reflector::ObjectRef::new(name))
+            .and_then(|ns| ns.metadata.labels.clone())
+            .unwrap_or_default()
     }
 }
 

@@ -82,6 +82,33 @@ fn owner_function_gone(owners: &[OwnerReference], live_functions: &BTreeSet<Stri
     })
 }
 
+/// Whether `cp` may place versions of `namespace` (its `namespaceSelector`): a refused version
+/// gets no EE, whatever the admission policy let through.
+fn namespace_allowed(
+    cp: &CapacityProvider,
+    namespace: Option<&str>,
+    stores: &Stores,
+) -> Result<(), RuleError> {
+    let namespace = namespace.unwrap_or_default();
+    namespace_rule(cp, namespace, &stores.namespace_labels(namespace))
+}
+
+/// The rule of [`namespace_allowed`], given the namespace's labels.
+fn namespace_rule(
+    cp: &CapacityProvider,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+) -> Result<(), RuleError> {
+    if cp.allows_namespace(labels) {
+        Ok(())
+    } else {
+        Err(RuleError::NamespaceNotAllowed {
+            capacity_provider: cp.name_any(),
+            namespace: namespace.to_string(),
+        })
+    }
+}
+
 pub fn observe(
     cp: &CapacityProvider,
     stores: &Stores,
@@ -177,6 +204,11 @@ pub fn observe(
         {
             continue;
         }
+        let namespace = version.namespace();
+        if let Err(error) = namespace_allowed(cp, namespace.as_deref(), stores) {
+            invalid.push(InvalidVersion { version, error });
+            continue;
+        }
         let shape = match rules::ee_shape(&version.spec.configuration) {
             Ok(shape) => shape,
             Err(error) => {
@@ -184,7 +216,6 @@ pub fn observe(
                 continue;
             }
         };
-        let namespace = version.namespace();
         let function = stores
             .functions
             .state()
@@ -368,6 +399,23 @@ fn init_failure(pod: &Pod, timeout: i32, now: i64) -> Option<InitFailure> {
         .iter()
         .find(|c| c.name == "function");
     if let Some(function) = function {
+        // A Secret or ConfigMap key of `environment.valueFrom` that is missing: the kubelet never
+        // starts the function, so say so now rather than after the init timeout. The kubelet's
+        // message names the object and key, never a value.
+        if let Some(waiting) = function
+            .state
+            .as_ref()
+            .and_then(|s| s.waiting.as_ref())
+            .filter(|w| w.reason.as_deref() == Some("CreateContainerConfigError"))
+        {
+            return Some(InitFailure {
+                reason_code: "InvalidConfiguration",
+                message: waiting
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| "the function container cannot be configured".to_string()),
+            });
+        }
         let terminated = function
             .state
             .as_ref()
@@ -431,5 +479,46 @@ mod tests {
             &[owner("Function", "lmi.dev/v1alpha1", "uid-gone", false)],
             &live
         ));
+    }
+
+    #[test]
+    fn a_missing_secret_fails_the_ee_at_once_with_the_kubelets_message() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "f-v1-ee-0"},
+            "status": {
+                "startTime": "2026-01-01T00:00:00Z",
+                "containerStatuses": [{
+                    "name": "function", "image": "i", "imageID": "", "ready": false,
+                    "restartCount": 0,
+                    "state": {"waiting": {"reason": "CreateContainerConfigError",
+                        "message": "secret \"db\" not found"}}
+                }]
+            }
+        }))
+        .unwrap();
+        let failure = init_failure(&pod, 3, 1).unwrap();
+        assert_eq!(failure.reason_code, "InvalidConfiguration");
+        assert_eq!(failure.message, "secret \"db\" not found");
+    }
+
+    #[test]
+    fn versions_of_a_namespace_the_provider_does_not_select_are_not_planned() {
+        let cp: CapacityProvider = serde_json::from_value(serde_json::json!({
+            "apiVersion": "lmi.dev/v1alpha1", "kind": "CapacityProvider",
+            "metadata": {"name": "payments"},
+            "spec": {
+                "provisioning": {"mode": "Static", "nodeSelector": {"pool": "p"}},
+                "namespaceSelector": {"matchLabels": {"team": "payments"}}
+            }
+        }))
+        .unwrap();
+        let team = BTreeMap::from([("team".to_string(), "payments".to_string())]);
+        assert_eq!(namespace_rule(&cp, "pay", &team), Ok(()));
+        let refused = namespace_rule(&cp, "sandbox", &BTreeMap::new()).unwrap_err();
+        assert_eq!(refused.reason_code(), "NamespaceNotAllowed");
+        assert_eq!(
+            refused.to_string(),
+            "capacity provider payments does not allow functions in namespace sandbox (see its spec.namespaceSelector)"
+        );
     }
 }

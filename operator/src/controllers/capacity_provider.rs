@@ -362,7 +362,7 @@ async fn write_version_statuses(
     for invalid in &observed.invalid {
         let state = VersionState {
             state: State::Failed,
-            reason_code: Some("InvalidConfiguration"),
+            reason_code: Some(invalid.error.reason_code()),
             reason: Some(invalid.error.to_string()),
         };
         write_version_status(ctx, &invalid.version, &state, None, None).await?;

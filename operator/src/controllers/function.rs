@@ -12,6 +12,7 @@ use kube::{Resource, ResourceExt};
 use lmi_crds::capacity_provider::ProvisioningMode;
 use lmi_crds::catalog::Catalog;
 use lmi_crds::common::{FUNCTION_LABEL, INSTANCE_LABEL, instance_label};
+use lmi_crds::namespace_selector::not_allowed_message;
 use lmi_crds::rules::{self, scaling_for_new_version};
 use lmi_crds::{
     CapacityProvider, Function, FunctionStatus, FunctionVersion, FunctionVersionSpec, State,
@@ -59,10 +60,12 @@ pub fn config_sha256(function: &Function) -> Result<String> {
         .collect())
 }
 
-/// What is wrong with a function given its capacity provider (None: nothing).
+/// What is wrong with a function given its capacity provider and its namespace's labels (None:
+/// nothing).
 pub fn validate(
     function: &Function,
     cp: Option<&CapacityProvider>,
+    namespace_labels: &BTreeMap<String, String>,
 ) -> Option<(&'static str, String)> {
     let config = &function.spec.configuration;
     let cp_name = &config.capacity_provider_config.capacity_provider_name;
@@ -86,6 +89,14 @@ pub fn validate(
                 describe(cp_instance),
                 describe(fn_instance)
             ),
+        ));
+    }
+    // The second line behind the admission policy, which a cluster may not have installed (or
+    // which a namespace relabelled after admission slips past).
+    if !cp.allows_namespace(namespace_labels) {
+        return Some((
+            rules::NAMESPACE_NOT_ALLOWED,
+            not_allowed_message(cp_name, &function.namespace().unwrap_or_default()),
         ));
     }
     let shape = match rules::ee_shape(config) {
@@ -136,7 +147,11 @@ async fn reconcile_inner(function: &Function, ctx: &Context) -> Result<Action> {
         .filter(|v| v.spec.function_name == name)
         .collect();
     let highest = versions.iter().map(|v| v.spec.version).max();
-    let problem = validate(function, cp.as_ref());
+    let problem = validate(
+        function,
+        cp.as_ref(),
+        &ctx.stores.namespace_labels(&namespace),
+    );
     let sha = config_sha256(function)?;
 
     let mut latest = highest;
@@ -295,19 +310,45 @@ mod tests {
     fn a_function_and_its_provider_belong_to_one_operator_instance() {
         let e2e = serde_json::json!({"lmi.dev/instance": "e2e"});
         let none = serde_json::json!({});
+        let labels = BTreeMap::new();
         assert_eq!(
-            validate(&function(e2e.clone()), Some(&provider(e2e.clone()))),
+            validate(
+                &function(e2e.clone()),
+                Some(&provider(e2e.clone())),
+                &labels
+            ),
             None
         );
         assert_eq!(
-            validate(&function(none.clone()), Some(&provider(none.clone()))),
+            validate(
+                &function(none.clone()),
+                Some(&provider(none.clone())),
+                &labels
+            ),
             None
         );
-        let (reason, message) = validate(&function(none), Some(&provider(e2e))).unwrap();
+        let (reason, message) = validate(&function(none), Some(&provider(e2e)), &labels).unwrap();
         assert_eq!(reason, "CapacityProviderNotFound");
         assert!(
             message.contains(r#"operator instance "e2e""#) && message.contains("to none"),
             "{message}"
+        );
+    }
+
+    #[test]
+    fn a_namespace_the_provider_does_not_select_is_refused_with_the_provider_named() {
+        let none = serde_json::json!({});
+        let mut cp = provider(none.clone());
+        cp.spec.namespace_selector = Some(
+            serde_json::from_value(serde_json::json!({"matchLabels": {"team": "a"}})).unwrap(),
+        );
+        let team_a = BTreeMap::from([("team".to_string(), "a".to_string())]);
+        assert_eq!(validate(&function(none.clone()), Some(&cp), &team_a), None);
+        let (reason, message) = validate(&function(none), Some(&cp), &BTreeMap::new()).unwrap();
+        assert_eq!(reason, "NamespaceNotAllowed");
+        assert_eq!(
+            message,
+            "capacity provider local does not allow functions in namespace default (see its spec.namespaceSelector)"
         );
     }
 }

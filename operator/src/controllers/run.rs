@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use futures::{StreamExt, future};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
@@ -91,6 +91,10 @@ pub async fn run(
     );
     let (nodes, node_stream) =
         reflect(Api::<Node>::all(client.clone()), watcher::Config::default());
+    let (namespaces, namespace_stream) = reflect(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default(),
+    );
     let (claims, claim_stream) = reflect(Api::<NodeClaim>::all(client.clone()), scoped());
     let (node_classes, class_stream) = reflect(Api::<EC2NodeClass>::all(client.clone()), scoped());
     let stores = Stores {
@@ -98,6 +102,7 @@ pub async fn run(
         versions,
         pods,
         nodes,
+        namespaces,
         claims,
         node_classes,
     };
@@ -124,6 +129,17 @@ pub async fn run(
                 .collect()
         };
     let cp_store_for_nodes = cp_store.clone();
+    // A namespace's labels decide which providers may place its versions (namespaceSelector).
+    let selecting_providers =
+        move |store: &Store<CapacityProvider>| -> Vec<ObjectRef<CapacityProvider>> {
+            store
+                .state()
+                .iter()
+                .filter(|cp| cp.spec.namespace_selector.is_some())
+                .map(|cp| ObjectRef::from_obj(cp.as_ref()))
+                .collect()
+        };
+    let cp_store_for_namespaces = cp_store.clone();
     // The autoscaler asks for a new plan of a capacity provider when a version's wish changes.
     let (replan_tx, replan_rx) = tokio::sync::mpsc::unbounded_channel();
     let replans = futures::stream::unfold(replan_rx, |mut rx| async move {
@@ -160,6 +176,9 @@ pub async fn run(
             let mut refs: Vec<_> = capacity_provider::by_label(&n).into_iter().collect();
             refs.extend(static_providers(&cp_store_for_nodes));
             refs
+        })
+        .watches_stream(namespace_stream, move |_: Namespace| {
+            selecting_providers(&cp_store_for_namespaces)
         })
         .graceful_shutdown_on(signal(shutdown_rx.clone()))
         .run(

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    HTTPGetAction, Lifecycle, LifecycleHandler, ObjectFieldSelector, Pod, PodSecurityContext,
-    PodSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Toleration, Volume,
-    VolumeMount,
+    Capabilities, ConfigMapKeySelector, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler, ObjectFieldSelector, Pod,
+    PodSecurityContext, PodSpec, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector,
+    SecurityContext, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use lmi_crds::FunctionVersion;
 use lmi_crds::catalog::{SIDECAR_CPU_MILLIS, SIDECAR_MEMORY_MIB};
 use lmi_crds::common::{CAPACITY_PROVIDER_LABEL, FUNCTION_LABEL, VERSION_LABEL, instance_label};
+use lmi_crds::function::EnvValueSource;
 use lmi_crds::rules::{EeShape, init_timeout_seconds};
 
 /// Where the sidecar serves the router, its probes and metrics (`LMI_LISTEN_ADDR`).
@@ -92,8 +93,16 @@ pub fn ee_pod(
     if let Some(handler) = &config.handler {
         function_env.push(env("_HANDLER", handler));
     }
-    if let Some(variables) = config.environment.as_ref().map(|e| &e.variables) {
-        function_env.extend(variables.iter().map(|(k, v)| env(k, v)));
+    if let Some(environment) = &config.environment {
+        function_env.extend(environment.variables.iter().map(|(k, v)| env(k, v)));
+        // References only: the kubelet reads the values when the EE starts, so they never pass
+        // through the operator, a version or a status.
+        function_env.extend(
+            environment
+                .value_from
+                .iter()
+                .map(|(name, source)| env_from(name, source)),
+        );
     }
     let image_config = config.image_config.clone().unwrap_or_default();
     let function = Container {
@@ -221,7 +230,10 @@ pub fn ee_pod(
             // The sidecar measures the function's CPU and memory under /proc.
             share_process_namespace: Some(true),
             restart_policy: Some("Always".to_string()),
-            automount_service_account_token: Some(false),
+            // The function's identity (its execution role) when it names one; otherwise the
+            // namespace's default account, with no token: nothing to steal, nothing to call with.
+            service_account_name: config.service_account_name.clone(),
+            automount_service_account_token: Some(config.service_account_name.is_some()),
             enable_service_links: Some(false),
             // In-flight invocations may run for the whole function timeout while draining.
             termination_grace_period_seconds: Some(i64::from(timeout) + 10),
@@ -261,6 +273,29 @@ fn env(name: &str, value: &str) -> EnvVar {
     EnvVar {
         name: name.to_string(),
         value: Some(value.to_string()),
+        ..Default::default()
+    }
+}
+
+fn env_from(name: &str, source: &EnvValueSource) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: source.secret_key_ref.as_ref().map(|r| SecretKeySelector {
+                name: r.name.clone(),
+                key: r.key.clone(),
+                optional: r.optional,
+            }),
+            config_map_key_ref: source
+                .config_map_key_ref
+                .as_ref()
+                .map(|r| ConfigMapKeySelector {
+                    name: r.name.clone(),
+                    key: r.key.clone(),
+                    optional: r.optional,
+                }),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -318,6 +353,7 @@ mod tests {
             memory_size: 8192,
             timeout: 30,
             environment: None,
+            service_account_name: None,
             architecture: Default::default(),
         };
         let mut v = FunctionVersion::new(
@@ -387,5 +423,72 @@ mod tests {
             ("FunctionVersion", Some(true))
         );
         assert_eq!(pod.metadata.labels.as_ref().unwrap()[VERSION_LABEL], "2");
+    }
+
+    #[test]
+    fn a_token_is_mounted_only_for_a_named_service_account() {
+        let settings = EeSettings {
+            sidecar_image: "sidecar:1".into(),
+            region: "us-east-1".into(),
+            image_pull_policy: None,
+        };
+        let mut v = version();
+        let shape = lmi_crds::rules::ee_shape(&v.spec.configuration).unwrap();
+        let pod = ee_pod(&v, &shape, "cp", "p", "n", &settings);
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.service_account_name, None);
+        assert_eq!(spec.automount_service_account_token, Some(false));
+
+        v.spec.configuration.service_account_name = Some("payments-reader".into());
+        let pod = ee_pod(&v, &shape, "cp", "p", "n", &settings);
+        let spec = pod.spec.unwrap();
+        assert_eq!(
+            spec.service_account_name.as_deref(),
+            Some("payments-reader")
+        );
+        assert_eq!(spec.automount_service_account_token, Some(true));
+    }
+
+    #[test]
+    fn secret_and_config_map_values_are_references_in_the_pod() {
+        let settings = EeSettings {
+            sidecar_image: "sidecar:1".into(),
+            region: "us-east-1".into(),
+            image_pull_policy: None,
+        };
+        let mut v = version();
+        v.spec.configuration.environment = Some(
+            serde_json::from_value(serde_json::json!({
+                "variables": {"LOG_LEVEL": "info"},
+                "valueFrom": {
+                    "DB_PASSWORD": {"secretKeyRef": {"name": "db", "key": "password"}},
+                    "FEATURES": {"configMapKeyRef": {"name": "flags", "key": "features", "optional": true}}
+                }
+            }))
+            .unwrap(),
+        );
+        let shape = lmi_crds::rules::ee_shape(&v.spec.configuration).unwrap();
+        let pod = ee_pod(&v, &shape, "cp", "p", "n", &settings);
+        let env = pod.spec.unwrap().containers[0].env.clone().unwrap();
+        let find = |name: &str| env.iter().find(|e| e.name == name).cloned().unwrap();
+        assert_eq!(find("LOG_LEVEL").value.as_deref(), Some("info"));
+        let password = find("DB_PASSWORD");
+        assert_eq!(password.value, None);
+        let secret = password.value_from.unwrap().secret_key_ref.unwrap();
+        assert_eq!(
+            (secret.name.as_str(), secret.key.as_str()),
+            ("db", "password")
+        );
+        let features = find("FEATURES").value_from.unwrap();
+        assert!(features.secret_key_ref.is_none());
+        let config_map = features.config_map_key_ref.unwrap();
+        assert_eq!(
+            (
+                config_map.name.as_str(),
+                config_map.key.as_str(),
+                config_map.optional
+            ),
+            ("flags", "features", Some(true))
+        );
     }
 }
