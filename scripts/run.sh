@@ -104,7 +104,7 @@ else
 fi
 
 # What an earlier run started may be stale: started against a cluster since stopped or replaced
-# (its watches then fail for ever), or not answering. The cluster's identity is the uid of its
+# (its watches then fail for ever), an older build, or not answering. The cluster's identity is the uid of its
 # kube-system namespace, new with every fresh cluster.
 CLUSTER_ID=$(kubectl get namespace kube-system -o jsonpath='{.metadata.uid}')
 healthy() {
@@ -119,6 +119,9 @@ for name in lmi-simcloud lmi-operator lmi-router; do
     if running "$name"; then
         if [ "$(cat "$RUN_DIR/$name.cluster" 2>/dev/null)" != "$CLUSTER_ID" ]; then
             echo "== $name was started for another cluster (or before this one restarted): restarting it"
+            stop "$name"
+        elif readlink "/proc/$(pid_of "$name")/exe" | grep -q ' (deleted)$'; then
+            echo "== $name was rebuilt since it started: restarting it"
             stop "$name"
         elif ! healthy "$name"; then
             echo "== $name does not answer its health check: restarting it"
