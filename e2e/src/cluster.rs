@@ -53,6 +53,9 @@ pub const COMPONENTS: [&str; 14] = [
     "kube-proxy",
 ];
 
+/// How often a kubelet is started before its node counts as failed.
+const KUBELET_STARTS: u32 = 5;
+
 /// How long one component may take to become healthy.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -326,16 +329,30 @@ async fn start_node(
             node::containerd_args(n, paths, crate::images::PAUSE_IMAGE)?,
         )?;
         wait(&containerd, paths, || node::containerd_ready(n)).await?;
-        let kubelet = start(
-            paths,
-            &n.kubelet_component(),
-            &binaries.kubelet,
-            node::kubelet_args(n, paths, &paths.kubeconfig(), &pki.ca_cert)?,
-        )?;
-        wait(&kubelet, paths, || {
-            health::http_ok(n.kubelet_healthz_port(), "/healthz")
-        })
-        .await?;
+        // containerd answers `ctr` before its CRI plugin serves ("server is not initialized yet"),
+        // and a kubelet that meets that exits: start it again, a few times, as systemd would.
+        let mut attempt = 1;
+        let kubelet = loop {
+            let kubelet = start(
+                paths,
+                &n.kubelet_component(),
+                &binaries.kubelet,
+                node::kubelet_args(n, paths, &paths.kubeconfig(), &pki.ca_cert)?,
+            )?;
+            match wait(&kubelet, paths, || {
+                health::http_ok(n.kubelet_healthz_port(), "/healthz")
+            })
+            .await
+            {
+                Ok(()) => break kubelet,
+                Err(_) if attempt < KUBELET_STARTS && !kubelet.is_running() => {
+                    warn!(component = %kubelet.component, attempt, "exited during start-up; starting it again");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         wait(&kubelet, paths, || node::node_ready(n, client)).await?;
     }
     // Services (the `kubernetes` one for in-cluster clients, the router's) on the nodes and host.
