@@ -1,7 +1,8 @@
 //! A Lambda function on the real Rust runtime client (`lambda_runtime`, `run_concurrent`), used by
 //! the integration tests and the benchmark. The payload steers it:
 //! `{"sleepMs": N}` waits N ms, `{"spinMs": N}` burns CPU for N ms, `{"fail": "message"}` returns an
-//! error; anything else is echoed.
+//! error, `{"exit": N}` ends the whole runtime process with exit status N (a crash mid-invocation);
+//! anything else is echoed.
 //!
 //! Run it behind a sidecar: `lmi-sidecar -- target/debug/examples/fixture_fn`.
 
@@ -20,6 +21,9 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
         while std::time::Instant::now() < end {
             x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
         }
+    }
+    if let Some(code) = payload.get("exit").and_then(Value::as_i64) {
+        std::process::exit(i32::try_from(code).unwrap_or(1));
     }
     if let Some(msg) = payload.get("fail").and_then(Value::as_str) {
         return Err(msg.to_string().into());

@@ -1,5 +1,7 @@
 //! A small HTTP/1.1 accept loop on hyper, shared by the router and the sidecar. It bounds what a
-//! client can hold: headers must arrive within a timeout, and idle keep-alive connections are closed.
+//! client can hold: headers must arrive within a timeout, idle keep-alive connections are closed,
+//! and a gate caps the connections open at once (past it a connection gets a short canned answer
+//! and is closed, without its request being read).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -13,6 +15,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 use crate::Error;
@@ -36,13 +39,23 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
 /// hyper runs this timer also while a keep-alive connection is idle between requests, so it doubles
 /// as the idle timeout. `None` for the Runtime API, whose trusted client may legitimately keep a
 /// connection idle for the whole length of an invocation between `/next` and `/response`.
-pub async fn serve<H, F>(listener: TcpListener, header_timeout: Option<Duration>, handler: H)
-where
+///
+/// `gate` is asked once per accepted connection: `Ok(guard)` serves it and drops the guard when it
+/// ends (a permit of a connection cap, a counter); `Err(answer)` writes those bytes (a complete
+/// HTTP response) and closes it at once.
+pub async fn serve<H, F, G, T>(
+    listener: TcpListener,
+    header_timeout: Option<Duration>,
+    gate: G,
+    handler: H,
+) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
+    G: Fn() -> Result<T, &'static [u8]>,
+    T: Send + 'static,
 {
     loop {
-        let (stream, _) = match listener.accept().await {
+        let (mut stream, _) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -51,9 +64,25 @@ where
                 continue;
             }
         };
+        let guard = match gate() {
+            Ok(g) => g,
+            Err(answer) => {
+                // Over the cap: a fixed answer, bounded in time, and the socket is closed. Nothing
+                // is read, so a refused connection costs no buffer.
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
+                        let _ = stream.write_all(answer).await;
+                        let _ = stream.shutdown().await;
+                    })
+                    .await;
+                });
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         tokio::spawn(async move {
+            let _guard = guard;
             let service = service_fn(move |req| {
                 let fut = handler(req);
                 async move { Ok::<_, Infallible>(fut.await) }
@@ -63,7 +92,9 @@ where
             // head arriving at once could slip past it). The number of headers keeps hyper's
             // default bound of 100: setting it explicitly, even to 100, makes hyper fill a
             // 100-entry array on every request instead of using its inline one.
-            builder.max_buf_size(64 * 1024).max_header_size(64 * 1024);
+            builder
+                .max_buf_size(MAX_HEAD_BYTES)
+                .max_header_size(MAX_HEAD_BYTES);
             if let Some(t) = header_timeout {
                 builder.timer(TokioTimer::new()).header_read_timeout(t);
             }
@@ -73,4 +104,24 @@ where
             }
         });
     }
+}
+
+/// Largest request head (request line and headers) a connection may send.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// How long writing the canned answer to a refused connection may take.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// A gate that lets every connection in (the guard is nothing).
+pub fn open_gate() -> Result<(), &'static [u8]> {
+    Ok(())
+}
+
+/// A gate of at most `cap` connections at once: past it, `answer`.
+pub fn capped_gate(
+    cap: usize,
+    answer: &'static [u8],
+) -> impl Fn() -> Result<tokio::sync::OwnedSemaphorePermit, &'static [u8]> {
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(cap));
+    move || permits.clone().try_acquire_owned().map_err(|_| answer)
 }

@@ -196,6 +196,7 @@ pub async fn start(config: Config, client: Option<kube::Client>) -> Result<Start
     let server = tokio::spawn(http_server::serve(
         listener,
         Some(Duration::from_secs(30)),
+        http_server::open_gate,
         move |req| api::handle(r.clone(), req),
     ));
     Ok(Started {

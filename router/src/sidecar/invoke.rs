@@ -161,6 +161,7 @@ async fn invoke(state: &State, req: Request<Incoming>) -> Response<Body> {
                 true,
             ),
         ),
+        Ok(Ok(Outcome::NotRun)) => ("not_run", refused(Refusal::NotReady)),
         Ok(Err(_)) => (
             "error",
             json_response(

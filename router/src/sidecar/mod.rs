@@ -2,20 +2,23 @@
 //! of it. See docs/data-plane.md.
 
 pub mod config;
+pub mod exit_watch;
 pub mod invoke;
 pub mod metrics;
 pub mod runtime_api;
 pub mod state;
 
+use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
 use crate::Error;
-use crate::http_server;
 use crate::usage::{self, Limits, Meter, Selector};
+use crate::{http_server, lambda_error};
 pub use config::Config;
 use state::State;
 
@@ -23,8 +26,9 @@ use state::State;
 pub const SERVER_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Run the sidecar until SIGTERM (or SIGINT), then drain. With `command`, the sidecar starts the
-/// function itself (local runs, tests, benchmarks) and measures that process tree; without, it
-/// measures every other process in the pod's shared PID namespace.
+/// function itself (local runs, tests, benchmarks), measures that process tree and restarts it when
+/// it exits after it was ready (as the kubelet restarts a pod's container); without, it measures
+/// every other process in the pod's shared PID namespace and watches them for the runtime's exit.
 pub async fn run(config: Config, command: Option<Vec<String>>) -> Result<(), Error> {
     let state = Arc::new(State::new(config, metrics::Metrics::new()?));
     let cfg = state.config.clone();
@@ -35,29 +39,37 @@ pub async fn run(config: Config, command: Option<Vec<String>>) -> Result<(), Err
     tracing::info!(runtime_api = %runtime_addr, listen = %listener.local_addr()?, max_concurrency = cfg.max_concurrency, "sidecar started");
 
     let s = state.clone();
-    tokio::spawn(http_server::serve(runtime_listener, None, move |req| {
-        runtime_api::handle(s.clone(), req)
-    }));
+    let gate_state = state.clone();
+    tokio::spawn(http_server::serve(
+        runtime_listener,
+        None,
+        move || RuntimeConnection::open(&gate_state),
+        move |req| runtime_api::handle(s.clone(), req),
+    ));
     let s = state.clone();
     // Longer than the router's pool idle timeout, so the router closes idle connections first and
     // never sends on one the sidecar is closing.
     tokio::spawn(http_server::serve(
         listener,
         Some(SERVER_IDLE_TIMEOUT),
+        http_server::open_gate,
         move |req| invoke::handle(s.clone(), req),
     ));
 
     let mut child = match command {
-        Some(cmd) => Some(spawn_function(&cmd, &cfg, &runtime_addr.to_string())?),
+        Some(cmd) => Some((spawn_function(&cmd, &cfg, &runtime_addr.to_string())?, cmd)),
         None => None,
     };
-    let selector = match child.as_ref().and_then(Child::id) {
-        Some(pid) => Selector::Tree(pid),
-        None => Selector::AllButSelf,
-    };
-    let pgid = child.as_ref().and_then(Child::id);
+    match child.as_ref().and_then(|(c, _)| c.id()) {
+        Some(pid) => state.set_selector(Selector::Tree(pid)),
+        None => {
+            state.set_selector(Selector::AllButSelf);
+            // A local run waits for its child instead, which also tells the exit status.
+            tokio::spawn(exit_watch::run(state.clone(), cfg.sample_interval));
+        }
+    }
 
-    tokio::spawn(sample_usage(state.clone(), selector));
+    tokio::spawn(sample_usage(state.clone()));
     let s = state.clone();
     tokio::spawn(async move {
         tokio::time::sleep(s.config.init_timeout).await;
@@ -65,42 +77,80 @@ pub async fn run(config: Config, command: Option<Vec<String>>) -> Result<(), Err
     });
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: draining"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
-        status = wait_child(&mut child) => {
-            let msg = format!("the runtime process exited: {status}");
-            let reason = match state.lifecycle() {
-                state::Lifecycle::Failed { .. } => None,
-                state::Lifecycle::Initializing => Some("FunctionError.RuntimeInitError"),
-                state::Lifecycle::Ready => Some("Runtime.ExitError"),
-            };
-            if let Some(reason) = reason {
-                state.mark_failed(reason, "Runtime.ExitError", &msg);
-            }
-            // Keep serving (refusing as NotReady, reporting the error) until told to stop, as a
-            // pod's sidecar would while the kubelet restarts the function container.
-            tokio::select! {
-                _ = term.recv() => {},
-                _ = tokio::signal::ctrl_c() => {},
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: draining"); break; }
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: draining"); break; }
+            (code, signal) = wait_child(&mut child) => {
+                let reason = lambda_error::exit_reason(code, signal);
+                if state.runtime_exited(&reason) {
+                    // It had been serving: start it again, as the kubelet restarts a crashed
+                    // container, after a pause that keeps a crash loop from spinning.
+                    tokio::time::sleep(RESTART_DELAY).await;
+                    if let Some((old, cmd)) = child.take() {
+                        drop(old);
+                        let next = spawn_function(&cmd, &cfg, &runtime_addr.to_string())?;
+                        if let Some(pid) = next.id() {
+                            state.set_selector(Selector::Tree(pid));
+                        }
+                        child = Some((next, cmd));
+                    }
+                    continue;
+                }
+                if state.lifecycle() == state::Lifecycle::Initializing {
+                    state.mark_failed(
+                        "FunctionError.RuntimeInitError",
+                        lambda_error::RUNTIME_EXIT_ERROR,
+                        &reason,
+                    );
+                }
+                // Keep serving (refusing as NotReady, reporting the error) until told to stop, as
+                // a pod's sidecar would while the function container cannot start.
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+                break;
             }
         }
     }
     if !state.drain().await {
         tracing::warn!(in_flight = state.in_flight(), "drain grace period over");
     }
-    if let Some(pgid) = pgid {
+    if let Some(pgid) = child.as_ref().and_then(|(c, _)| c.id()) {
         kill_group(pgid).await;
     }
     tracing::info!("drained, exiting");
     Ok(())
 }
 
-async fn wait_child(child: &mut Option<Child>) -> String {
+/// Pause before a local run starts its crashed function again.
+const RESTART_DELAY: Duration = Duration::from_millis(300);
+
+/// One open Runtime API connection: counted while open; its closing asks the exit watch to look
+/// whether the runtime is still there.
+struct RuntimeConnection(Arc<State>);
+
+impl RuntimeConnection {
+    fn open(state: &Arc<State>) -> Result<Self, &'static [u8]> {
+        state.runtime_connections.fetch_add(1, Ordering::AcqRel);
+        Ok(Self(state.clone()))
+    }
+}
+
+impl Drop for RuntimeConnection {
+    fn drop(&mut self) {
+        self.0.runtime_connections.fetch_sub(1, Ordering::AcqRel);
+        self.0.runtime_check.notify_one();
+    }
+}
+
+/// The exit code or signal of the function process (neither if it could not be waited for).
+async fn wait_child(child: &mut Option<(Child, Vec<String>)>) -> (Option<i32>, Option<i32>) {
     match child {
-        Some(c) => match c.wait().await {
-            Ok(s) => s.to_string(),
-            Err(e) => e.to_string(),
+        Some((c, _)) => match c.wait().await {
+            Ok(s) => (s.code(), s.signal()),
+            Err(_) => (None, None),
         },
         None => std::future::pending().await,
     }
@@ -147,7 +197,7 @@ async fn kill_group(pgid: u32) {
         .await;
 }
 
-async fn sample_usage(state: Arc<State>, selector: Selector) {
+async fn sample_usage(state: Arc<State>) {
     let limits = Limits {
         cpu_cores: state.config.cpu_limit_cores.unwrap_or_else(|| {
             std::thread::available_parallelism()
@@ -163,6 +213,7 @@ async fn sample_usage(state: Arc<State>, selector: Selector) {
     let mut tick = tokio::time::interval(state.config.sample_interval);
     loop {
         tick.tick().await;
+        let selector = state.selector();
         let totals = tokio::task::spawn_blocking(move || {
             usage::total(&usage::read_proc(), selector, self_pid)
         })
