@@ -20,11 +20,26 @@ use tokio::net::TcpListener;
 
 use crate::Error;
 
-pub type Body = BoxBody<Bytes, Infallible>;
+/// Errors a streamed body may end with (an answer passed through from an EE that broke off).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub type Body = BoxBody<Bytes, BoxError>;
 
 pub fn full(b: impl Into<Bytes>) -> Body {
     use http_body_util::BodyExt;
-    http_body_util::Full::new(b.into()).boxed()
+    http_body_util::Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// Any body as the servers' body type.
+pub fn boxed<B>(b: B) -> Body
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    use http_body_util::BodyExt;
+    b.map_err(Into::into).boxed()
 }
 
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
@@ -107,7 +122,7 @@ pub async fn serve<H, F, G, T>(
 }
 
 /// Largest request head (request line and headers) a connection may send.
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 /// How long writing the canned answer to a refused connection may take.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_millis(200);

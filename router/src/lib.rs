@@ -9,6 +9,8 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod body;
+pub mod client_context;
 pub mod error;
 pub mod function_name;
 pub mod http_server;

@@ -4,7 +4,9 @@
 pub mod config;
 pub mod exit_watch;
 pub mod invoke;
+pub mod memory;
 pub mod metrics;
+pub mod payload;
 pub mod runtime_api;
 pub mod state;
 
@@ -38,12 +40,13 @@ pub async fn run(config: Config, command: Option<Vec<String>>) -> Result<(), Err
     let listener = http_server::bind(cfg.listen_addr).await?;
     tracing::info!(runtime_api = %runtime_addr, listen = %listener.local_addr()?, max_concurrency = cfg.max_concurrency, "sidecar started");
 
+    let runtime_cap = memory::runtime_connections(cfg.max_concurrency);
     let s = state.clone();
     let gate_state = state.clone();
     tokio::spawn(http_server::serve(
         runtime_listener,
         None,
-        move || RuntimeConnection::open(&gate_state),
+        move || RuntimeConnection::open(&gate_state, runtime_cap),
         move |req| runtime_api::handle(s.clone(), req),
     ));
     let s = state.clone();
@@ -52,7 +55,7 @@ pub async fn run(config: Config, command: Option<Vec<String>>) -> Result<(), Err
     tokio::spawn(http_server::serve(
         listener,
         Some(SERVER_IDLE_TIMEOUT),
-        http_server::open_gate,
+        http_server::capped_gate(cfg.max_connections, TOO_MANY_CONNECTIONS),
         move |req| invoke::handle(s.clone(), req),
     ));
 
@@ -132,11 +135,33 @@ const RESTART_DELAY: Duration = Duration::from_millis(300);
 struct RuntimeConnection(Arc<State>);
 
 impl RuntimeConnection {
-    fn open(state: &Arc<State>) -> Result<Self, &'static [u8]> {
-        state.runtime_connections.fetch_add(1, Ordering::AcqRel);
-        Ok(Self(state.clone()))
+    /// At most `cap` at once: a runtime keeps one or two per concurrent invocation, so more can
+    /// only be a misbehaving one; it gets a 503 it can retry.
+    fn open(state: &Arc<State>, cap: usize) -> Result<Self, &'static [u8]> {
+        let open = state.runtime_connections.fetch_add(1, Ordering::AcqRel);
+        let guard = Self(state.clone());
+        if open >= cap {
+            return Err(RUNTIME_API_BUSY);
+        }
+        Ok(guard)
     }
 }
+
+/// The answer to a connection past the sidecar's cap: a refusal the router takes like any other
+/// (it tries another EE), written without reading the request; the connection is closed.
+const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\n\
+content-type: application/json\r\n\
+lmi-refusal-reason: Concurrency\r\n\
+connection: close\r\n\
+content-length: 45\r\n\r\n\
+{\"message\":\"refused\",\"reason\":\"Concurrency\"}\n";
+
+/// The answer to a Runtime API connection past its cap.
+const RUNTIME_API_BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\n\
+connection: close\r\n\
+content-length: 85\r\n\r\n\
+{\"errorMessage\":\"Too many Runtime API connections\",\"errorType\":\"TooManyConnections\"}\n";
 
 impl Drop for RuntimeConnection {
     fn drop(&mut self) {

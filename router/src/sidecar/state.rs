@@ -2,8 +2,8 @@
 //! the runtime is working on.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,6 +12,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::config::Config;
 use super::metrics::Metrics;
+use super::payload::Payload;
 use crate::admission::{self, Inputs, Refusal};
 use crate::lambda_error;
 use crate::usage::{ProcId, Selector, Usage};
@@ -19,10 +20,10 @@ use crate::usage::{ProcId, Selector, Usage};
 /// What the runtime answered for one invocation.
 #[derive(Debug)]
 pub enum Outcome {
-    Response(Bytes),
+    Response(Payload),
     Error {
         error_type: Option<String>,
-        body: Bytes,
+        body: Payload,
     },
     /// Never given to a runtime (it went away while the invocation was queued): the caller is told
     /// the EE was not ready, so the router may try another EE, as nothing ran.
@@ -36,9 +37,9 @@ pub struct Invocation {
     pub deadline_ms: u64,
     pub function_arn: String,
     pub trace_id: String,
-    pub client_context: Option<String>,
-    pub cognito_identity: Option<String>,
-    pub body: Bytes,
+    pub client_context: Option<http::HeaderValue>,
+    pub cognito_identity: Option<http::HeaderValue>,
+    pub body: Payload,
     pub reply: oneshot::Sender<Outcome>,
 }
 
@@ -84,6 +85,11 @@ pub struct State {
     pub runtime_processes: Mutex<Vec<ProcId>>,
     /// Which processes are the function's (a local run replaces the tree's root on a restart).
     pub selector: Mutex<Selector>,
+    /// Bytes of invocation payloads held at once (one permit per byte), from admission until the
+    /// payload has been handed to the runtime.
+    pub request_budget: Arc<tokio::sync::Semaphore>,
+    /// Bytes of the runtime's answers held at once, until the router has taken them.
+    pub response_budget: Arc<tokio::sync::Semaphore>,
 }
 
 /// Holds one concurrency slot; frees it (and wakes a drain) when dropped, whatever the outcome.
@@ -106,7 +112,6 @@ impl State {
         let (queue_tx, queue_rx) = mpsc::unbounded_channel();
         metrics.limit.set(config.max_concurrency as i64);
         Self {
-            config,
             metrics,
             started: Instant::now(),
             in_flight: AtomicUsize::new(0),
@@ -123,6 +128,9 @@ impl State {
             runtime_check: Notify::new(),
             runtime_processes: Mutex::new(Vec::new()),
             selector: Mutex::new(Selector::AllButSelf),
+            request_budget: Arc::new(tokio::sync::Semaphore::new(config.request_budget_bytes)),
+            response_budget: Arc::new(tokio::sync::Semaphore::new(config.response_budget_bytes)),
+            config,
         }
     }
 
@@ -174,7 +182,7 @@ impl State {
             let body = lambda_error::runtime_exit_payload(&request_id, reason);
             let _ = reply.send(Outcome::Error {
                 error_type: Some(lambda_error::RUNTIME_EXIT_ERROR.to_string()),
-                body: Bytes::from(body),
+                body: Payload::new(Bytes::from(body), None),
             });
         }
         // The dead runtime's `/next` calls are gone with its connections, so the queue is free;
