@@ -32,6 +32,24 @@ pub fn worst_case_mib(c: &Config) -> u64 {
     BASELINE_MIB + connections + c.payload_budget_mib as u64 + answers
 }
 
+/// The payload budget that makes the worst case of `c` (its other bounds) fit a container limit of
+/// `limit_mib` with the headroom: what the router takes when it is told its limit
+/// (`LMI_MEMORY_LIMIT_MIB`, from the downward API) and no `--payload-budget-mib`.
+pub fn payload_budget_for_limit(limit_mib: u64, c: &Config) -> Result<usize, String> {
+    let usable = limit_mib * 100 / (100 + HEADROOM_PERCENT);
+    let others = worst_case_mib(c) - c.payload_budget_mib as u64;
+    let budget = usable.saturating_sub(others);
+    // At least one payload of the largest size (6 MB) must fit; more than 4 GiB is pointless.
+    if budget < 7 {
+        return Err(format!(
+            "a memory limit of {limit_mib} MiB leaves {budget} MiB for payloads after \
+             {others} MiB of connections and answers and {HEADROOM_PERCENT}% headroom; need 7: \
+             raise the limit or lower --max-connections / --max-in-flight"
+        ));
+    }
+    Ok(budget.min(4096) as usize)
+}
+
 /// The container memory limit for `c`: the worst case plus headroom, in MiB.
 pub fn limit_mib(c: &Config) -> u64 {
     let worst = worst_case_mib(c);
@@ -49,6 +67,20 @@ mod tests {
         assert_eq!(worst_case_mib(&c), 400);
         assert_eq!(limit_mib(&c), 500);
         assert!(limit_mib(&c) <= 512);
+    }
+
+    #[test]
+    fn the_budget_follows_the_containers_limit() {
+        let c = Config::default();
+        // 512 / 1.25 = 409 MiB usable, less 240 for the rest.
+        assert_eq!(payload_budget_for_limit(512, &c), Ok(169));
+        let budget = payload_budget_for_limit(1024, &c).expect("fits");
+        let with = Config {
+            payload_budget_mib: budget,
+            ..Config::default()
+        };
+        assert!(limit_mib(&with) <= 1024);
+        assert!(payload_budget_for_limit(256, &c).is_err());
     }
 
     #[test]

@@ -64,6 +64,27 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Parse `--flag value` arguments, then the environment read through `env`: with
+    /// `LMI_MEMORY_LIMIT_MIB` (the container's limit, from the downward API) and no
+    /// `--payload-budget-mib`, the payload budget is what fits that limit (see [`memory`]).
+    pub fn from_args_and_env(
+        args: &[String],
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, Error> {
+        let mut c = Self::from_args(args)?;
+        let budget_given = args.iter().any(|a| a == "--payload-budget-mib");
+        if let Some(v) = env("LMI_MEMORY_LIMIT_MIB").filter(|v| !v.is_empty())
+            && !budget_given
+        {
+            let limit: u64 = v.parse().map_err(|_| {
+                Error::Config(format!("LMI_MEMORY_LIMIT_MIB={v}: not a number of MiB"))
+            })?;
+            c.payload_budget_mib = memory::payload_budget_for_limit(limit, &c)
+                .map_err(|e| Error::Config(format!("LMI_MEMORY_LIMIT_MIB={v}: {e}")))?;
+        }
+        Ok(c)
+    }
+
     /// Parse `--flag value` arguments.
     pub fn from_args(args: &[String]) -> Result<Config, Error> {
         let mut c = Config::default();
