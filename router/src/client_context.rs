@@ -8,11 +8,11 @@ use crate::lambda_error::LambdaError;
 /// Lambda's limit on the header (base64 text).
 pub const MAX_ENCODED: usize = 3583;
 
-/// Decode and check a client context; the JSON comes back as header-safe bytes. JSON allows line
-/// breaks only as whitespace between tokens (inside strings they must be escaped), so dropping
-/// every CR and LF keeps the same document and makes it a valid header value; any UTF-8 in its
-/// strings stays as is (header values may carry such bytes).
-pub fn decode(raw: &[u8]) -> Result<Vec<u8>, LambdaError> {
+/// Decode and check a client context; the JSON comes back as the same document in header-safe
+/// ASCII. JSON allows line breaks and tabs only as whitespace between tokens (inside strings they
+/// must be escaped), so they are dropped; anything beyond ASCII can only be inside strings, where
+/// `\uXXXX` escapes say the same (runtime clients read the header as ASCII text).
+pub fn decode(raw: &[u8]) -> Result<String, LambdaError> {
     if raw.len() > MAX_ENCODED {
         return Err(LambdaError::InvalidParameterValue(format!(
             "1 validation error detected: Value at 'clientContext' failed to satisfy constraint: \
@@ -27,13 +27,29 @@ pub fn decode(raw: &[u8]) -> Result<Vec<u8>, LambdaError> {
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(raw)
         .map_err(|_| bad())?;
-    if serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&decoded).is_err() {
+    let text = String::from_utf8(decoded).map_err(|_| bad())?;
+    if serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text).is_err() {
         return Err(bad());
     }
-    Ok(decoded
-        .into_iter()
-        .filter(|b| *b != b'\n' && *b != b'\r')
-        .collect())
+    Ok(to_header_ascii(&text))
+}
+
+/// Valid JSON text, as ASCII without control characters.
+fn to_header_ascii(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            '\n' | '\r' | '\t' => {}
+            c if c.is_ascii() => out.push(c),
+            c => {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{u:04x}"));
+                }
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -50,17 +66,19 @@ mod tests {
     fn decodes_and_keeps_the_document() {
         assert_eq!(
             decode(&enc(r#"{"custom":{"a":1}}"#)).expect("ok"),
-            br#"{"custom":{"a":1}}"#
+            r#"{"custom":{"a":1}}"#
         );
         // Pretty-printed JSON (line breaks between tokens) is fine; the escaped \n in the string
         // is kept.
         let pretty = "{\n  \"custom\": {\"k\": \"a\\nb\"},\r\n  \"env\": {}\n}";
         let out = decode(&enc(pretty)).expect("ok");
-        assert!(http::HeaderValue::from_bytes(&out).is_ok());
-        let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        assert!(http::HeaderValue::from_str(&out).is_ok());
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
         assert_eq!(v["custom"]["k"], "a\nb");
-        let utf8 = decode(&enc(r#"{"custom":{"name":"Zoë"}}"#)).expect("ok");
-        assert!(http::HeaderValue::from_bytes(&utf8).is_ok());
+        let utf8 = decode(&enc(r#"{"custom":{"name":"Zoë 😀"}}"#)).expect("ok");
+        assert_eq!(utf8, r#"{"custom":{"name":"Zo\u00eb \ud83d\ude00"}}"#);
+        let v: serde_json::Value = serde_json::from_str(&utf8).expect("json");
+        assert_eq!(v["custom"]["name"], "Zoë 😀");
     }
 
     #[test]

@@ -517,7 +517,7 @@ fn client_context(headers: &HeaderMap) -> Result<Option<HeaderValue>, LambdaErro
         return Ok(None);
     };
     let json = crate::client_context::decode(raw.as_bytes())?;
-    HeaderValue::from_bytes(&json)
+    HeaderValue::from_str(&json)
         .map(Some)
         .map_err(|_| LambdaError::Service("cannot pass the client context on".to_string()))
 }

@@ -199,6 +199,16 @@ fn spawn_function(cmd: &[String], cfg: &Config, runtime_api: &str) -> Result<Chi
         .stdin(Stdio::null())
         .process_group(0)
         .kill_on_drop(true);
+    // The sidecar's own malloc settings are not the function's.
+    if std::env::var_os(crate::MALLOC_TUNED).is_some() {
+        for k in [
+            crate::MALLOC_TUNED,
+            "MALLOC_MMAP_THRESHOLD_",
+            "MALLOC_ARENA_MAX",
+        ] {
+            c.env_remove(k);
+        }
+    }
     // Defaults the runtime clients insist on, unless the caller set them.
     for (k, v) in [
         ("AWS_LAMBDA_FUNCTION_NAME", "function"),
