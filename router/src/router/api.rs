@@ -495,7 +495,7 @@ async fn read_short(body: Incoming) -> Result<Bytes, LambdaError> {
 
 /// A header the API reads, as text: absent is fine, but a value with bytes outside visible ASCII
 /// is a 400 that names the field (`field` in Lambda's name for it).
-fn ascii_header<'a>(
+pub fn ascii_header<'a>(
     h: &'a HeaderMap,
     name: &str,
     field: &str,
