@@ -90,7 +90,9 @@ fn wait_ready(port: u16, path: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         let ok = TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
-            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())?;
+            s.write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            )?;
             let mut out = Vec::new();
             s.read_to_end(&mut out)?;
             Ok(out.starts_with(b"HTTP/1.1 200"))
