@@ -140,3 +140,21 @@ pub fn capped_gate(
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(cap));
     move || permits.clone().try_acquire_owned().map_err(|_| answer)
 }
+
+/// Whether `answer` is a complete HTTP/1.1 response whose Content-Length is its body's length and
+/// whose body is JSON (for tests of the canned answers).
+pub fn is_complete_json_response(answer: &[u8]) -> bool {
+    let Some(split) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&answer[..split]);
+    let body = &answer[split + 4..];
+    let length = head.lines().find_map(|l| {
+        l.to_ascii_lowercase()
+            .strip_prefix("content-length:")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+    });
+    head.starts_with("HTTP/1.1 ")
+        && length == Some(body.len())
+        && serde_json::from_slice::<serde_json::Value>(body).is_ok()
+}

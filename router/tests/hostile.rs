@@ -189,6 +189,24 @@ fn sidecar_memory_stays_within_its_bounds_and_refusals_hold_no_body() {
     let (idle, _) = rss(pid);
     eprintln!("sidecar idle: {:.1} MiB", mib(idle));
 
+    // Past its 128 router-facing connections the sidecar refuses at once, as a full EE does.
+    let flood: Vec<TcpStream> = (0..160)
+        .map(|_| TcpStream::connect(("127.0.0.1", ee.port)).expect("connect"))
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let refusals = flood
+        .into_iter()
+        .filter(|s| {
+            s.set_nonblocking(true).expect("nonblocking");
+            let mut buf = [0u8; 512];
+            let n = (&*s).read(&mut buf).unwrap_or(0);
+            let text = String::from_utf8_lossy(&buf[..n]);
+            text.starts_with("HTTP/1.1 429") && text.contains("lmi-refusal-reason: Concurrency")
+        })
+        .count();
+    assert_eq!(refusals, 160 - 128);
+    thread::sleep(Duration::from_millis(200));
+
     // 24 concurrent 6 MiB invocations straight at the sidecar (as many routers would send): the
     // request budget admits four at a time, the rest are refused before their bodies are read.
     let big = payload_of(MAX_PAYLOAD, 300);

@@ -292,3 +292,36 @@ pub async fn run(config: Config) -> Result<(), Error> {
     tracing::info!("router stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_canned_throttle_is_a_complete_lambda_429() {
+        assert!(http_server::is_complete_json_response(TOO_MANY_CONNECTIONS));
+        let text = String::from_utf8_lossy(TOO_MANY_CONNECTIONS);
+        assert!(text.starts_with("HTTP/1.1 429 "));
+        assert!(text.contains("x-amzn-errortype: TooManyRequestsException\r\n"));
+        assert!(text.contains("\"Reason\":\"Concurrency\""));
+    }
+
+    #[test]
+    fn flags_and_the_memory_limit() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let none = |_: &str| None;
+        let c =
+            Config::from_args_and_env(&args(&["--max-connections", "10"]), none).expect("config");
+        assert_eq!(c.max_connections, 10);
+        assert!(Config::from_args(&args(&["--max-in-flight", "0"])).is_err());
+        let limit = |k: &str| (k == "LMI_MEMORY_LIMIT_MIB").then(|| "512".to_string());
+        let c = Config::from_args_and_env(&[], limit).expect("config");
+        assert_eq!(c.payload_budget_mib, 169);
+        // An explicit budget wins over the limit.
+        let c = Config::from_args_and_env(&args(&["--payload-budget-mib", "64"]), limit)
+            .expect("config");
+        assert_eq!(c.payload_budget_mib, 64);
+        let tiny = |k: &str| (k == "LMI_MEMORY_LIMIT_MIB").then(|| "128".to_string());
+        assert!(Config::from_args_and_env(&[], tiny).is_err());
+    }
+}

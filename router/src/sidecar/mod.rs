@@ -258,3 +258,18 @@ async fn sample_usage(state: Arc<State>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_canned_refusals_are_complete_responses() {
+        assert!(http_server::is_complete_json_response(TOO_MANY_CONNECTIONS));
+        assert!(
+            String::from_utf8_lossy(TOO_MANY_CONNECTIONS)
+                .contains("lmi-refusal-reason: Concurrency\r\n")
+        );
+        assert!(http_server::is_complete_json_response(RUNTIME_API_BUSY));
+    }
+}
