@@ -238,14 +238,6 @@ pub fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The value of one query parameter (decoded), from a raw query string.
-pub fn query_param(query: Option<&str>, key: &str) -> Option<String> {
-    query?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == key).then(|| percent_decode(&v.replace('+', " ")))?
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,10 +336,10 @@ mod tests {
         assert_eq!(percent_decode("bad%2"), None);
         assert_eq!(percent_decode("bad%zz"), None);
         assert_eq!(
-            query_param(Some("a=1&Qualifier=%24LATEST"), "Qualifier").as_deref(),
-            Some("$LATEST")
+            query_qualifier(Some("a=1&Qualifier=%24LATEST")),
+            Ok(Some("$LATEST".to_string()))
         );
-        assert_eq!(query_param(None, "Qualifier"), None);
+        assert_eq!(query_qualifier(None), Ok(None));
     }
 
     #[test]

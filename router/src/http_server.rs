@@ -127,11 +127,6 @@ pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// How long writing the canned answer to a refused connection may take.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_millis(200);
 
-/// A gate that lets every connection in (the guard is nothing).
-pub fn open_gate() -> Result<(), &'static [u8]> {
-    Ok(())
-}
-
 /// A gate of at most `cap` connections at once: past it, `answer`.
 pub fn capped_gate(
     cap: usize,
