@@ -65,8 +65,8 @@ impl Metrics {
         )?;
         let runtime_exits = IntCounter::new(
             "lmi_ee_runtime_exits_total",
-            "Times the runtime process exited after it was ready (its invocations failed with \
-             Runtime.ExitError)",
+            "Times the runtime process exited after it was ready, other than when the EE drains \
+             (its invocations failed with Runtime.ExitError)",
         )?;
         registry.register(Box::new(runtime_exits.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;

@@ -167,7 +167,10 @@ impl State {
             };
         }
         self.metrics.ready.set(0);
-        self.metrics.runtime_exits.inc();
+        // A runtime stopped after the EE drained (its pod is going away) did not crash.
+        if !self.draining() {
+            self.metrics.runtime_exits.inc();
+        }
         let running: Vec<(String, oneshot::Sender<Outcome>)> = self
             .delivered
             .lock()
