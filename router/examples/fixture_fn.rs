@@ -1,7 +1,9 @@
 //! A Lambda function on the real Rust runtime client (`lambda_runtime`, `run_concurrent`), used by
 //! the integration tests and the benchmark. The payload steers it:
 //! `{"sleepMs": N}` waits N ms, `{"spinMs": N}` burns CPU for N ms, `{"fail": "message"}` returns an
-//! error; anything else is echoed.
+//! error, `{"exit": N}` ends the whole runtime process with exit status N (a crash mid-invocation),
+//! `{"answerBytes": N}` answers a string of N bytes (`{"fail": ...}` with it: an error document that
+//! large), `{"noEcho": true}` leaves the payload out of the answer; anything else is echoed.
 //!
 //! Run it behind a sidecar: `lmi-sidecar -- target/debug/examples/fixture_fn`.
 
@@ -21,8 +23,19 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
             x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
         }
     }
+    if let Some(code) = payload.get("exit").and_then(Value::as_i64) {
+        std::process::exit(i32::try_from(code).unwrap_or(1));
+    }
+    let answer_bytes = payload.get("answerBytes").and_then(Value::as_u64);
     if let Some(msg) = payload.get("fail").and_then(Value::as_str) {
-        return Err(msg.to_string().into());
+        let pad = "x".repeat(answer_bytes.unwrap_or(0) as usize);
+        return Err(format!("{msg}{pad}").into());
+    }
+    if let Some(n) = answer_bytes {
+        return Ok(Value::String("x".repeat(n as usize)));
+    }
+    if payload.get("noEcho").and_then(Value::as_bool) == Some(true) {
+        return Ok(json!({"ee": std::env::var("EE_NAME").unwrap_or_default()}));
     }
     Ok(json!({
         "echo": payload,

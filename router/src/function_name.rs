@@ -36,7 +36,7 @@ impl Qualifier {
                 .map(Self::Version)
                 .map_err(|_| invalid(format!("Version number out of range: {s}"))),
             _ if valid_alias(s) => Ok(Self::Alias(s.to_string())),
-            _ => Err(invalid(format!("Invalid qualifier: {s}"))),
+            _ => Err(invalid_field("qualifier", s, QUALIFIER_PATTERN)),
         }
     }
 }
@@ -93,8 +93,11 @@ pub fn parse(
     };
     let (name_part, suffix) = match rest {
         [name] => (*name, None),
-        [name, q] => (*name, Some(*q)),
-        _ => return Err(invalid(format!("Invalid FunctionName: {function_name}"))),
+        // `name:` names no qualifier: Lambda's pattern wants one after the colon.
+        [name, q] if !q.is_empty() => (*name, Some(*q)),
+        _ => {
+            return Err(invalid_field("functionName", function_name, NAME_PATTERN));
+        }
     };
     let (namespace, name) = match (account, name_part.split_once('/')) {
         (Some(_), Some(_)) => {
@@ -166,13 +169,54 @@ fn valid_name(s: &str) -> bool {
 }
 
 fn valid_alias(s: &str) -> bool {
-    s.len() <= 128
+    !s.is_empty()
+        && s.len() <= 128
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn invalid(message: String) -> LambdaError {
     LambdaError::InvalidParameterValue(message)
+}
+
+/// Lambda's pattern for `FunctionName` (an ARN's account may name a namespace here).
+pub const NAME_PATTERN: &str = "(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}(-gov)?-[a-z]+-\\d{1}:)?\
+     (\\d{12}:)?(function:)?([a-zA-Z0-9-_\\.]+)(:(\\$LATEST|[a-zA-Z0-9-_]+))?";
+/// Lambda's pattern for `Qualifier`.
+pub const QUALIFIER_PATTERN: &str = "(|[a-zA-Z0-9$_-]+)";
+
+/// A 400 in Lambda's validation style, naming the field and the pattern it must match. The value
+/// is shown only when it is printable ASCII (it came from the caller).
+pub fn invalid_field(field: &str, value: &str, pattern: &str) -> LambdaError {
+    let shown = if value.len() <= 256 && value.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        format!("Value '{value}' at '{field}'")
+    } else {
+        format!("Value at '{field}'")
+    };
+    LambdaError::InvalidParameterValue(format!(
+        "1 validation error detected: {shown} failed to satisfy constraint: Member must satisfy \
+         regular expression pattern: {pattern}"
+    ))
+}
+
+/// The `Qualifier` query parameter: absent or empty is none; a malformed escape is a 400 (not a
+/// silent fall back to the latest version).
+pub fn query_qualifier(query: Option<&str>) -> Result<Option<String>, LambdaError> {
+    let Some(query) = query else {
+        return Ok(None);
+    };
+    for pair in query.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k != "Qualifier" {
+            continue;
+        }
+        return match percent_decode(&v.replace('+', " ")) {
+            Some(q) if q.is_empty() => Ok(None),
+            Some(q) => Ok(Some(q)),
+            None => Err(invalid_field("qualifier", v, QUALIFIER_PATTERN)),
+        };
+    }
+    Ok(None)
 }
 
 /// Decode `%XX` escapes of a URL path segment. `None` on a malformed escape or non-UTF-8 result.
@@ -192,14 +236,6 @@ pub fn percent_decode(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
-}
-
-/// The value of one query parameter (decoded), from a raw query string.
-pub fn query_param(query: Option<&str>, key: &str) -> Option<String> {
-    query?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == key).then(|| percent_decode(&v.replace('+', " ")))?
-    })
 }
 
 #[cfg(test)]
@@ -300,9 +336,29 @@ mod tests {
         assert_eq!(percent_decode("bad%2"), None);
         assert_eq!(percent_decode("bad%zz"), None);
         assert_eq!(
-            query_param(Some("a=1&Qualifier=%24LATEST"), "Qualifier").as_deref(),
-            Some("$LATEST")
+            query_qualifier(Some("a=1&Qualifier=%24LATEST")),
+            Ok(Some("$LATEST".to_string()))
         );
-        assert_eq!(query_param(None, "Qualifier"), None);
+        assert_eq!(query_qualifier(None), Ok(None));
+    }
+
+    #[test]
+    fn bad_or_empty_qualifiers_are_a_400_naming_the_field() {
+        assert_eq!(
+            query_qualifier(Some("Qualifier=%24LATEST")),
+            Ok(Some("$LATEST".into()))
+        );
+        assert_eq!(query_qualifier(Some("Qualifier=")), Ok(None));
+        assert_eq!(query_qualifier(Some("x=1")), Ok(None));
+        let Err(LambdaError::InvalidParameterValue(m)) = query_qualifier(Some("Qualifier=%zz"))
+        else {
+            panic!("%zz must be refused");
+        };
+        assert!(m.contains("'qualifier'"), "{m}");
+        let Err(LambdaError::InvalidParameterValue(m)) = p("hello:", None) else {
+            panic!("an empty qualifier must be refused");
+        };
+        assert!(m.contains("Value 'hello:' at 'functionName'"), "{m}");
+        assert!(p("hello", Some("a b")).is_err());
     }
 }

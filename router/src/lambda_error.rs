@@ -152,6 +152,54 @@ pub fn timeout_payload(request_id: &str, timeout_ms: u64) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The body Lambda returns (status 200, `X-Amz-Function-Error: Unhandled`) when the runtime process
+/// exits while an invocation runs: `reason` is [`exit_reason`] of its exit status, or
+/// [`EXIT_WITHOUT_REASON`] when the status cannot be known (a pod's sidecar has no child to wait
+/// for).
+pub fn runtime_exit_payload(request_id: &str, reason: &str) -> Vec<u8> {
+    json!({
+        "errorType": RUNTIME_EXIT_ERROR,
+        "errorMessage": format!("RequestId: {request_id} Error: {reason}"),
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// The error type of an invocation whose runtime exited, and the EE's failure reason then.
+pub const RUNTIME_EXIT_ERROR: &str = "Runtime.ExitError";
+
+/// What Lambda says when the runtime exited and its status is unknown.
+pub const EXIT_WITHOUT_REASON: &str = "Runtime exited without providing a reason";
+
+/// Lambda's words for an exit status (its runtime manager is written in Go and prints Go's
+/// `ProcessState`): `Runtime exited with error: exit status 3`, `... signal: killed`.
+pub fn exit_reason(code: Option<i32>, signal: Option<i32>) -> String {
+    let what = match (code, signal) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(s)) => format!("signal: {}", signal_name(s)),
+        (None, None) => return EXIT_WITHOUT_REASON.to_string(),
+    };
+    format!("Runtime exited with error: {what}")
+}
+
+/// Go's names of the Linux signals a runtime most often dies of.
+fn signal_name(signal: i32) -> String {
+    match signal {
+        1 => "hangup".to_string(),
+        2 => "interrupt".to_string(),
+        3 => "quit".to_string(),
+        4 => "illegal instruction".to_string(),
+        6 => "aborted".to_string(),
+        7 => "bus error".to_string(),
+        8 => "floating point exception".to_string(),
+        9 => "killed".to_string(),
+        11 => "segmentation fault".to_string(),
+        13 => "broken pipe".to_string(),
+        15 => "terminated".to_string(),
+        n => format!("signal {n}"),
+    }
+}
+
 /// The body of a function error: the runtime's own JSON if it sent JSON (Lambda passes it through
 /// unchanged), otherwise a JSON object built from the error type header and the raw text.
 pub fn function_error_payload(error_type: Option<&str>, body: &[u8]) -> Vec<u8> {
@@ -228,6 +276,26 @@ mod tests {
         assert_eq!(
             v["errorMessage"],
             "RequestId: abc Error: Task timed out after 1.50 seconds"
+        );
+    }
+
+    #[test]
+    fn runtime_exit_reads_like_lambda() {
+        let v: serde_json::Value =
+            serde_json::from_slice(&runtime_exit_payload("abc", &exit_reason(Some(3), None)))
+                .expect("json");
+        assert_eq!(v["errorType"], "Runtime.ExitError");
+        assert_eq!(
+            v["errorMessage"],
+            "RequestId: abc Error: Runtime exited with error: exit status 3"
+        );
+        assert_eq!(
+            exit_reason(None, Some(9)),
+            "Runtime exited with error: signal: killed"
+        );
+        assert_eq!(
+            exit_reason(None, None),
+            "Runtime exited without providing a reason"
         );
     }
 

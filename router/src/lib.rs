@@ -10,6 +10,8 @@
 
 pub mod admission;
 pub mod auth;
+pub mod body;
+pub mod client_context;
 pub mod error;
 pub mod function_name;
 pub mod http_server;
@@ -22,6 +24,35 @@ pub mod usage;
 pub mod wire;
 
 pub use error::Error;
+
+/// glibc's malloc serves an allocation above its mmap threshold with its own mapping, returned to
+/// the system when freed; but it raises that threshold up to 32 MiB after the first such free, so
+/// later payload buffers (up to 6 MB) land on the heap, where freed memory mostly stays resident.
+/// A threshold set in the environment stays fixed: without it, the program runs itself again with
+/// one, so memory goes back once a burst of large payloads is over (docs/benchmarks.md), and
+/// with at most two malloc arenas (each worker thread would otherwise keep one of its own).
+/// An `exec` keeps the process id; if it fails the program goes on as it is.
+pub fn return_freed_memory() {
+    const VAR: &str = "MALLOC_MMAP_THRESHOLD_";
+    if std::env::var_os(VAR).is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    use std::os::unix::process::CommandExt;
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(VAR, "131072")
+        .env("MALLOC_ARENA_MAX", "2")
+        .env(MALLOC_TUNED, "1")
+        .exec();
+    eprintln!("cannot restart with {VAR} set ({err}); going on without it");
+}
+
+/// Set when [`return_freed_memory`] set the malloc variables, so that a function the sidecar
+/// starts does not inherit them.
+pub const MALLOC_TUNED: &str = "LMI_MALLOC_TUNED";
 
 /// Log to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_tracing() {

@@ -31,6 +31,11 @@ pub struct ProcStat {
     /// utime + stime, in clock ticks.
     pub cpu_ticks: u64,
     pub rss_pages: u64,
+    /// Field 3: `Z` is a zombie (exited, not yet reaped), which no longer runs anything.
+    pub state: u8,
+    /// Field 22, clock ticks after boot: with the pid it names one process, even once the pid
+    /// is reused.
+    pub start_time: u64,
 }
 
 /// Parse `/proc/PID/stat`. The command name (field 2) may hold spaces and parentheses, so the
@@ -46,12 +51,54 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
         ppid: u32::try_from(field(4)?).ok()?,
         cpu_ticks: field(14)? + field(15)?,
         rss_pages: field(24)?,
+        state: f.first()?.bytes().next()?,
+        start_time: field(22)?,
     })
+}
+
+/// One process, told apart from a later one that reuses its pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcId {
+    pub pid: u32,
+    pub start_time: u64,
+}
+
+/// The live (not zombie) processes that make up the function, to tell later whether its runtime is
+/// still there. In a pod this leaves out PID 1 as well: the pause process (or whatever init the pod
+/// has) outlives every restart of the function container.
+pub fn function_processes(procs: &[ProcStat], selector: Selector, self_pid: u32) -> Vec<ProcId> {
+    chosen(procs, selector, self_pid)
+        .into_iter()
+        .filter(|p| p.state != b'Z')
+        .filter(|p| !matches!(selector, Selector::AllButSelf) || p.pid != 1)
+        .map(|p| ProcId {
+            pid: p.pid,
+            start_time: p.start_time,
+        })
+        .collect()
+}
+
+/// Whether every process of an earlier `snapshot` has exited (a pid now held by a newer process
+/// or by a zombie counts as exited). An empty snapshot proves nothing, so it is never "gone".
+pub fn all_exited(snapshot: &[ProcId], now: &[ProcStat]) -> bool {
+    !snapshot.is_empty()
+        && snapshot.iter().all(|old| {
+            !now.iter()
+                .any(|p| p.pid == old.pid && p.start_time == old.start_time && p.state != b'Z')
+        })
 }
 
 /// Sum CPU ticks and resident memory over the selected processes. Pure over the parsed table.
 pub fn total(procs: &[ProcStat], selector: Selector, self_pid: u32) -> (u64, u64) {
-    let chosen: Vec<&ProcStat> = match selector {
+    chosen(procs, selector, self_pid)
+        .iter()
+        .fold((0, 0), |(t, r), p| {
+            (t + p.cpu_ticks, r + p.rss_pages * PAGE_SIZE)
+        })
+}
+
+fn chosen(procs: &[ProcStat], selector: Selector, self_pid: u32) -> Vec<&ProcStat> {
+    match selector {
         Selector::AllButSelf => procs.iter().filter(|p| p.pid != self_pid).collect(),
         Selector::Tree(root) => {
             let parent: HashMap<u32, u32> = procs.iter().map(|p| (p.pid, p.ppid)).collect();
@@ -73,10 +120,7 @@ pub fn total(procs: &[ProcStat], selector: Selector, self_pid: u32) -> (u64, u64
                 })
                 .collect()
         }
-    };
-    chosen.iter().fold((0, 0), |(t, r), p| {
-        (t + p.cpu_ticks, r + p.rss_pages * PAGE_SIZE)
-    })
+    }
 }
 
 /// Read every `/proc/PID/stat`; processes that vanish meanwhile are skipped.
@@ -175,7 +219,9 @@ mod tests {
                 pid: 1234,
                 ppid: 1,
                 cpu_ticks: 300,
-                rss_pages: 777
+                rss_pages: 777,
+                state: b'S',
+                start_time: 100,
             }
         );
         assert_eq!(parse_stat("garbage"), None);
@@ -188,6 +234,8 @@ mod tests {
             ppid,
             cpu_ticks: t,
             rss_pages: r,
+            state: b'S',
+            start_time: 0,
         };
         let procs = [
             p(1, 0, 1, 1),
@@ -200,6 +248,45 @@ mod tests {
         assert_eq!(
             total(&procs, Selector::AllButSelf, 20),
             (1111, 7 * PAGE_SIZE)
+        );
+    }
+
+    #[test]
+    fn the_runtime_is_gone_once_every_process_of_its_snapshot_exited() {
+        let p = |pid, ppid, state, start_time| ProcStat {
+            pid,
+            ppid,
+            cpu_ticks: 0,
+            rss_pages: 0,
+            state,
+            start_time,
+        };
+        // A pod: pause (1), the runtime (7) with a worker (8), the sidecar (9).
+        let before = [
+            p(1, 0, b'S', 1),
+            p(7, 1, b'S', 5),
+            p(8, 7, b'S', 6),
+            p(9, 1, b'S', 2),
+        ];
+        let snap = function_processes(&before, Selector::AllButSelf, 9);
+        assert_eq!(snap.iter().map(|x| x.pid).collect::<Vec<_>>(), [7, 8]);
+        assert!(!all_exited(&snap, &before));
+        // The worker exits, the runtime lives on (a handler's child process, a curl call).
+        assert!(!all_exited(&snap, &[p(1, 0, b'S', 1), p(7, 1, b'S', 5)]));
+        // The runtime exited: gone, a zombie, or its pid reused by a restarted runtime.
+        assert!(all_exited(&snap, &[p(1, 0, b'S', 1), p(9, 1, b'S', 2)]));
+        assert!(all_exited(&snap, &[p(7, 1, b'Z', 5), p(8, 7, b'Z', 6)]));
+        assert!(all_exited(&snap, &[p(7, 1, b'S', 50)]));
+        // Nothing known, nothing concluded.
+        assert!(!all_exited(&[], &[]));
+        // Locally the tree under the started command, zombies left out.
+        let tree = function_processes(&[p(7, 1, b'S', 5), p(8, 7, b'Z', 6)], Selector::Tree(7), 9);
+        assert_eq!(
+            tree,
+            [ProcId {
+                pid: 7,
+                start_time: 5
+            }]
         );
     }
 

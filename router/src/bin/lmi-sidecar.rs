@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    lmi_router::return_freed_memory();
     lmi_router::init_tracing();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = match args.split_first() {

@@ -61,6 +61,9 @@ pub struct Endpoint {
     pub addr: String,
     pub uri: http::Uri,
     in_flight: AtomicUsize,
+    /// Connections to this EE open at once, at most (one invocation each: HTTP/1.1). The client
+    /// pool keeps as many idle, so they are reused.
+    pub connections: Arc<tokio::sync::Semaphore>,
 }
 
 impl Endpoint {
@@ -96,7 +99,8 @@ pub struct Catalog {
 
 impl Catalog {
     /// Build from a spec, reusing `previous`'s endpoints (and so their in-flight counts).
-    pub fn build(spec: &CatalogSpec, previous: &Catalog) -> Result<Catalog, String> {
+    /// `pool` is the most connections (so invocations) this router opens to one EE at once.
+    pub fn build(spec: &CatalogSpec, previous: &Catalog, pool: usize) -> Result<Catalog, String> {
         let mut known: HashMap<&str, Arc<Endpoint>> = HashMap::new();
         for versions in previous.functions.values() {
             for v in versions.values() {
@@ -124,6 +128,7 @@ impl Catalog {
                                 addr: addr.clone(),
                                 uri,
                                 in_flight: AtomicUsize::new(0),
+                                connections: Arc::new(tokio::sync::Semaphore::new(pool)),
                             })
                         }
                     };
@@ -223,7 +228,7 @@ functions:
 
     #[test]
     fn resolves_versions_and_latest_published() {
-        let c = Catalog::build(&spec(), &Catalog::default()).expect("build");
+        let c = Catalog::build(&spec(), &Catalog::default(), 8).expect("build");
         assert_eq!(resolve(&c, "hello:1"), Ok(1));
         // Latest published = newest Active (3), which has no ready EE.
         assert!(matches!(
@@ -251,11 +256,11 @@ functions:
 
     #[test]
     fn rebuild_keeps_in_flight_counts() {
-        let a = Catalog::build(&spec(), &Catalog::default()).expect("build");
+        let a = Catalog::build(&spec(), &Catalog::default(), 8).expect("build");
         let f = parse("hello:1", None, "default").expect("parse");
         let ep = a.resolve(&f, "r").expect("resolve").endpoints[0].clone();
         let _guard = ep.begin();
-        let b = Catalog::build(&spec(), &a).expect("rebuild");
+        let b = Catalog::build(&spec(), &a, 8).expect("rebuild");
         assert_eq!(
             b.resolve(&f, "r").expect("resolve").endpoints[0].in_flight(),
             1
@@ -268,7 +273,7 @@ functions:
             "functions: [{name: x, versions: [{version: 1, timeoutSeconds: 0}]}]",
         )
         .expect("yaml");
-        assert!(Catalog::build(&bad, &Catalog::default()).is_err());
+        assert!(Catalog::build(&bad, &Catalog::default(), 8).is_err());
         assert!(serde_yaml::from_str::<CatalogSpec>("functions: [{name: x, typo: 1}]").is_err());
     }
 }

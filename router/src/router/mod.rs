@@ -3,6 +3,7 @@
 pub mod api;
 pub mod catalog;
 pub mod cluster;
+pub mod memory;
 pub mod metrics;
 pub mod static_file;
 
@@ -36,6 +37,12 @@ pub struct Config {
     pub sidecar_port: u16,
     /// Request payload bytes held at once, in MiB (see `Router::payload_budget`).
     pub payload_budget_mib: usize,
+    /// Client connections open at once; past it a connection gets a canned 429 and is closed.
+    pub max_connections: usize,
+    /// Invocations in progress at once; past it an invocation gets a 429 before its payload is read.
+    pub max_in_flight: usize,
+    /// Connections (so invocations) to one EE at once, reused through the pool.
+    pub ee_connections: usize,
 }
 
 impl Default for Config {
@@ -48,12 +55,36 @@ impl Default for Config {
             retry_after_secs: 1,
             static_file: None,
             sidecar_port: 9000,
-            payload_budget_mib: 512,
+            payload_budget_mib: memory::DEFAULT_PAYLOAD_BUDGET_MIB,
+            max_connections: memory::DEFAULT_MAX_CONNECTIONS,
+            max_in_flight: memory::DEFAULT_MAX_IN_FLIGHT,
+            ee_connections: DEFAULT_EE_CONNECTIONS,
         }
     }
 }
 
 impl Config {
+    /// Parse `--flag value` arguments, then the environment read through `env`: with
+    /// `LMI_MEMORY_LIMIT_MIB` (the container's limit, from the downward API) and no
+    /// `--payload-budget-mib`, the payload budget is what fits that limit (see [`memory`]).
+    pub fn from_args_and_env(
+        args: &[String],
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, Error> {
+        let mut c = Self::from_args(args)?;
+        let budget_given = args.iter().any(|a| a == "--payload-budget-mib");
+        if let Some(v) = env("LMI_MEMORY_LIMIT_MIB").filter(|v| !v.is_empty())
+            && !budget_given
+        {
+            let limit: u64 = v.parse().map_err(|_| {
+                Error::Config(format!("LMI_MEMORY_LIMIT_MIB={v}: not a number of MiB"))
+            })?;
+            c.payload_budget_mib = memory::payload_budget_for_limit(limit, &c)
+                .map_err(|e| Error::Config(format!("LMI_MEMORY_LIMIT_MIB={v}: {e}")))?;
+        }
+        Ok(c)
+    }
+
     /// Parse `--flag value` arguments.
     pub fn from_args(args: &[String]) -> Result<Config, Error> {
         let mut c = Config::default();
@@ -97,6 +128,9 @@ impl Config {
                             Error::Config(format!("--payload-budget-mib {v}: need 7 to 1048576"))
                         })?;
                 }
+                "--max-connections" => c.max_connections = count(flag, &value()?, 1)?,
+                "--max-in-flight" => c.max_in_flight = count(flag, &value()?, 1)?,
+                "--ee-connections" => c.ee_connections = count(flag, &value()?, 1)?,
                 "--sidecar-port" => {
                     let v = value()?;
                     c.sidecar_port = v
@@ -110,6 +144,32 @@ impl Config {
     }
 }
 
+/// A whole number of at least `min` (and at most a million) for `flag`.
+fn count(flag: &str, v: &str, min: usize) -> Result<usize, Error> {
+    v.parse()
+        .ok()
+        .filter(|n| (min..=1_000_000).contains(n))
+        .ok_or_else(|| Error::Config(format!("{flag} {v}: need {min} to 1000000")))
+}
+
+/// Connections one router opens to one EE at once, by default: the sidecar's default concurrency
+/// is 8, and a few spare ones let refusals come back while others run.
+pub const DEFAULT_EE_CONNECTIONS: usize = 16;
+
+/// How long an invocation may wait for a free connection to an EE whose pool is in use, before it
+/// counts that EE as full (and tries another).
+const POOL_WAIT: Duration = Duration::from_millis(250);
+
+/// The answer to a connection over `--max-connections`: a Lambda throttle, written without
+/// reading the request, and the connection closed.
+const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\n\
+content-type: application/json\r\n\
+x-amzn-errortype: TooManyRequestsException\r\n\
+retry-after: 1\r\n\
+connection: close\r\n\
+content-length: 90\r\n\r\n\
+{\"Type\":\"User\",\"message\":\"Rate Exceeded.\",\"Reason\":\"Concurrency\",\"retryAfterSeconds\":\"1\"}\n";
+
 pub struct Router {
     pub config: Config,
     catalog: RwLock<Arc<Catalog>>,
@@ -118,6 +178,13 @@ pub struct Router {
     /// Bytes of request payload the router may hold at once (one permit per byte), so a flood of
     /// large requests cannot exhaust memory.
     pub payload_budget: Arc<tokio::sync::Semaphore>,
+    /// Invocations in progress (one permit each).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+/// How long an invocation waits for a connection to a busy EE (see [`POOL_WAIT`]).
+pub fn pool_wait() -> Duration {
+    POOL_WAIT
 }
 
 /// How long an idle pooled connection to a sidecar is kept: shorter than the sidecar's own idle
@@ -132,11 +199,14 @@ impl Router {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE)
             .pool_timer(TokioTimer::new())
-            .pool_max_idle_per_host(1024)
+            .pool_max_idle_per_host(config.ee_connections)
+            // An answer streams through in pieces of at most this size (see `memory`).
+            .http1_max_buf_size(memory::ANSWER_BUFFER_BYTES)
             .build(connector);
         let budget = config.payload_budget_mib * 1024 * 1024;
         Ok(Router {
             payload_budget: Arc::new(tokio::sync::Semaphore::new(budget)),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
             config,
             catalog: RwLock::new(Arc::new(Catalog::default())),
             client,
@@ -153,7 +223,11 @@ impl Router {
 
     /// Replace the catalog (keeping EE in-flight counts).
     pub fn install(&self, spec: &CatalogSpec) -> Result<(), String> {
-        let next = Arc::new(Catalog::build(spec, &self.catalog())?);
+        let next = Arc::new(Catalog::build(
+            spec,
+            &self.catalog(),
+            self.config.ee_connections,
+        )?);
         self.metrics.functions.set(next.function_count() as i64);
         match self.catalog.write() {
             Ok(mut c) => *c = next,
@@ -196,6 +270,7 @@ pub async fn start(config: Config, client: Option<kube::Client>) -> Result<Start
     let server = tokio::spawn(http_server::serve(
         listener,
         Some(Duration::from_secs(30)),
+        http_server::capped_gate(r.config.max_connections, TOO_MANY_CONNECTIONS),
         move |req| api::handle(r.clone(), req),
     ));
     Ok(Started {
@@ -216,4 +291,37 @@ pub async fn run(config: Config) -> Result<(), Error> {
     started.server.abort();
     tracing::info!("router stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_canned_throttle_is_a_complete_lambda_429() {
+        assert!(http_server::is_complete_json_response(TOO_MANY_CONNECTIONS));
+        let text = String::from_utf8_lossy(TOO_MANY_CONNECTIONS);
+        assert!(text.starts_with("HTTP/1.1 429 "));
+        assert!(text.contains("x-amzn-errortype: TooManyRequestsException\r\n"));
+        assert!(text.contains("\"Reason\":\"Concurrency\""));
+    }
+
+    #[test]
+    fn flags_and_the_memory_limit() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let none = |_: &str| None;
+        let c =
+            Config::from_args_and_env(&args(&["--max-connections", "10"]), none).expect("config");
+        assert_eq!(c.max_connections, 10);
+        assert!(Config::from_args(&args(&["--max-in-flight", "0"])).is_err());
+        let limit = |k: &str| (k == "LMI_MEMORY_LIMIT_MIB").then(|| "512".to_string());
+        let c = Config::from_args_and_env(&[], limit).expect("config");
+        assert_eq!(c.payload_budget_mib, 169);
+        // An explicit budget wins over the limit.
+        let c = Config::from_args_and_env(&args(&["--payload-budget-mib", "64"]), limit)
+            .expect("config");
+        assert_eq!(c.payload_budget_mib, 64);
+        let tiny = |k: &str| (k == "LMI_MEMORY_LIMIT_MIB").then(|| "128".to_string());
+        assert!(Config::from_args_and_env(&[], tiny).is_err());
+    }
 }

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::memory;
 use crate::Error;
 use crate::admission::Thresholds;
 
@@ -25,6 +26,12 @@ pub struct Config {
     pub sample_interval: Duration,
     /// Used for `Lambda-Runtime-Invoked-Function-Arn` when the router did not send one.
     pub default_function_arn: String,
+    /// Invocation payload bytes held at once (`LMI_REQUEST_BUDGET_MIB`).
+    pub request_budget_bytes: usize,
+    /// Runtime answer bytes held at once (`LMI_RESPONSE_BUDGET_MIB`).
+    pub response_budget_bytes: usize,
+    /// Router-facing connections open at once (`LMI_MAX_CONNECTIONS`).
+    pub max_connections: usize,
 }
 
 /// Read settings through `get` (so tests need not touch the process environment).
@@ -80,6 +87,26 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, Error
     let sample_ms = parse_num("LMI_SAMPLE_INTERVAL_MS")?
         .unwrap_or(1000.0)
         .max(10.0);
+    let mib = |key: &str, default: u64| -> Result<usize, Error> {
+        let v = parse_num(key)?.unwrap_or(default as f64);
+        // At least one payload of the largest size must fit.
+        if !(6.0..=4096.0).contains(&v) {
+            return Err(Error::Config(format!("{key} must be 6 to 4096 (MiB)")));
+        }
+        Ok((v * 1024.0 * 1024.0) as usize)
+    };
+    let request_budget_bytes = mib("LMI_REQUEST_BUDGET_MIB", memory::DEFAULT_REQUEST_BUDGET_MIB)?;
+    let response_budget_bytes = mib(
+        "LMI_RESPONSE_BUDGET_MIB",
+        memory::DEFAULT_RESPONSE_BUDGET_MIB,
+    )?;
+    let max_connections =
+        parse_num("LMI_MAX_CONNECTIONS")?.map_or(memory::DEFAULT_MAX_CONNECTIONS, |n| n as usize);
+    if !(1..=100_000).contains(&max_connections) {
+        return Err(Error::Config(
+            "LMI_MAX_CONNECTIONS must be 1 to 100000".to_string(),
+        ));
+    }
     let name = get("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "function".to_string());
     let region = get("AWS_REGION").unwrap_or_else(|| "us-east-1".to_string());
     let namespace = get("LMI_NAMESPACE").unwrap_or_else(|| "default".to_string());
@@ -94,6 +121,9 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, Error
         thresholds,
         sample_interval: Duration::from_millis(sample_ms as u64),
         default_function_arn: format!("arn:aws:lambda:{region}:{namespace}:function:{name}"),
+        request_budget_bytes,
+        response_budget_bytes,
+        max_connections,
     })
 }
 

@@ -5,14 +5,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::runtime_api::{BodyError, read_limited};
+use super::payload::{self, Payload, ReadError};
 use super::state::{Invocation, Outcome, State};
 use crate::admission::Refusal;
 use crate::http_server::{Body, full};
@@ -82,22 +81,42 @@ pub fn utilization(state: &State) -> serde_json::Value {
 }
 
 async fn invoke(state: &State, req: Request<Incoming>) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let announced = crate::body::content_length(&parts.headers);
+    // Admission is decided on the headers alone; a refused payload is taken in and dropped in the
+    // background (the router's pooled connection stays usable), never kept.
+    if announced.is_some_and(|n| n > wire::MAX_SYNC_PAYLOAD as u64) {
+        discard(body);
+        let e = lambda_error::LambdaError::RequestTooLarge;
+        return json_bytes(StatusCode::PAYLOAD_TOO_LARGE, e.body());
+    }
     let slot = match state.admit() {
         Ok(slot) => slot,
         Err(refusal) => {
-            // Read (and drop) the body so the router's pooled connection stays usable.
-            let _ = read_limited(
-                req.into_body(),
-                wire::MAX_SYNC_PAYLOAD + 1,
-                Duration::from_secs(10),
-            )
-            .await;
+            discard(body);
             return refused(refusal);
         }
     };
+    // Room for the payload: its announced size (or the most it may be) out of the request budget.
+    let need = announced.unwrap_or(wire::MAX_SYNC_PAYLOAD as u64);
+    let Ok(budget) = state
+        .request_budget
+        .clone()
+        .try_acquire_many_owned(crate::body::permits(need))
+    else {
+        discard(body);
+        let refusal = Refusal::Throttle(crate::lambda_error::ThrottleReason::Concurrency);
+        state
+            .metrics
+            .refusals
+            .with_label_values(&[refusal.as_str()])
+            .inc();
+        return refused(refusal);
+    };
     let started = Instant::now();
     let header = |name: &str| {
-        req.headers()
+        parts
+            .headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
@@ -106,21 +125,16 @@ async fn invoke(state: &State, req: Request<Incoming>) -> Response<Body> {
     let function_arn = header(wire::INVOKED_FUNCTION_ARN)
         .unwrap_or_else(|| state.config.default_function_arn.clone());
     let trace_id = header(wire::TRACE_ID).unwrap_or_else(ids::trace_id);
-    let client_context = header(wire::CLIENT_CONTEXT);
-    let cognito_identity = header(wire::COGNITO_IDENTITY);
-    let body = match read_limited(
-        req.into_body(),
-        wire::MAX_SYNC_PAYLOAD,
-        Duration::from_secs(30),
-    )
-    .await
-    {
-        Ok(b) => b,
-        Err(BodyError::TooLarge) => {
+    // Passed on as they came (the client context may hold UTF-8 from the caller's JSON).
+    let client_context = parts.headers.get(wire::CLIENT_CONTEXT).cloned();
+    let cognito_identity = parts.headers.get(wire::COGNITO_IDENTITY).cloned();
+    let body = match payload::read(body, announced, wire::MAX_SYNC_PAYLOAD, BODY_TIMEOUT).await {
+        Ok(b) => Payload::new(b, Some(budget)),
+        Err(ReadError::TooLarge) => {
             let e = lambda_error::LambdaError::RequestTooLarge;
             return json_bytes(StatusCode::PAYLOAD_TOO_LARGE, e.body());
         }
-        Err(BodyError::Other(m)) => {
+        Err(ReadError::Other(m)) => {
             return json_response(StatusCode::BAD_REQUEST, json!({"message": m}));
         }
     };
@@ -150,17 +164,18 @@ async fn invoke(state: &State, req: Request<Incoming>) -> Response<Body> {
         request_id: &request_id,
     };
     let (outcome, resp) = match tokio::time::timeout(timeout, answer).await {
-        Ok(Ok(Outcome::Response(b))) => ("success", result(b, false)),
-        Ok(Ok(Outcome::Error { error_type, body })) => (
-            "error",
-            result(
-                Bytes::from(lambda_error::function_error_payload(
-                    error_type.as_deref(),
-                    &body,
-                )),
-                true,
-            ),
-        ),
+        Ok(Ok(Outcome::Response(p))) => ("success", result(p.into_body(), false)),
+        Ok(Ok(Outcome::Error { error_type, body })) => {
+            let doc = lambda_error::function_error_payload(error_type.as_deref(), &body.bytes);
+            // The runtime's own JSON is passed on as it is, without a copy.
+            let out = if doc == body.bytes {
+                body.into_body()
+            } else {
+                full(doc)
+            };
+            ("error", result(out, true))
+        }
+        Ok(Ok(Outcome::NotRun)) => ("not_run", refused(Refusal::NotReady)),
         Ok(Err(_)) => (
             "error",
             json_response(
@@ -173,7 +188,7 @@ async fn invoke(state: &State, req: Request<Incoming>) -> Response<Body> {
             // slot (by returning) so the EE takes new work.
             state.forget(&request_id);
             let body = lambda_error::timeout_payload(&request_id, timeout.as_millis() as u64);
-            ("timeout", result(Bytes::from(body), true))
+            ("timeout", result(full(body), true))
         }
     };
     state
@@ -200,8 +215,8 @@ impl Drop for Forget<'_> {
     }
 }
 
-fn result(body: Bytes, function_error: bool) -> Response<Body> {
-    let mut r = Response::new(full(body));
+fn result(body: Body, function_error: bool) -> Response<Body> {
+    let mut r = Response::new(body);
     let h = r.headers_mut();
     h.insert("content-type", HeaderValue::from_static("application/json"));
     if function_error {
@@ -210,6 +225,19 @@ fn result(body: Bytes, function_error: bool) -> Response<Body> {
         h.insert(wire::FUNCTION_ERROR, HeaderValue::from_static("Unhandled"));
     }
     r
+}
+
+/// How long a caller may take to send a payload.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Take in and drop the body of a request answered without it (at most a little over the payload
+/// limit; a larger one closes the connection instead).
+fn discard(body: Incoming) {
+    crate::body::discard_in_background(
+        body,
+        wire::MAX_SYNC_PAYLOAD as u64 + 1,
+        Duration::from_secs(10),
+    );
 }
 
 fn refused(r: Refusal) -> Response<Body> {

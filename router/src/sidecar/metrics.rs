@@ -1,7 +1,8 @@
 //! The sidecar's Prometheus metrics (names mirror the Lambda Managed Instances metrics, `lmi_` prefix).
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::Error;
@@ -19,6 +20,8 @@ pub struct Metrics {
     pub duration: Histogram,
     /// reason = Concurrency | CPU | Memory | Disk | Draining | NotReady
     pub refusals: IntCounterVec,
+    /// Times the runtime process exited after it was ready.
+    pub runtime_exits: IntCounter,
 }
 
 impl Metrics {
@@ -60,6 +63,12 @@ impl Metrics {
             Opts::new("lmi_ee_throttles_total", "Invocations refused, by reason"),
             &["reason"],
         )?;
+        let runtime_exits = IntCounter::new(
+            "lmi_ee_runtime_exits_total",
+            "Times the runtime process exited after it was ready, other than when the EE drains \
+             (its invocations failed with Runtime.ExitError)",
+        )?;
+        registry.register(Box::new(runtime_exits.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(limit.clone()))?;
         registry.register(Box::new(ready.clone()))?;
@@ -80,6 +89,7 @@ impl Metrics {
             invocations,
             duration,
             refusals,
+            runtime_exits,
         })
     }
 

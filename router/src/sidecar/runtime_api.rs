@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde_json::json;
 
-use super::state::{Outcome, State};
+use super::payload::{self, Payload, ReadError};
+use super::state::{Lifecycle, Outcome, State};
 use crate::http_server::{Body, full};
 use crate::wire;
 
@@ -77,7 +77,7 @@ async fn next(state: &State) -> Response<Body> {
         if inv.reply.is_closed() {
             continue;
         }
-        let mut resp = Response::new(full(inv.body));
+        let mut resp = Response::new(inv.body.into_body());
         let h = resp.headers_mut();
         let mut put = |name: &'static str, value: &str| {
             if let Ok(v) = HeaderValue::from_str(value) {
@@ -88,23 +88,38 @@ async fn next(state: &State) -> Response<Body> {
         put(wire::DEADLINE_MS, &inv.deadline_ms.to_string());
         put(wire::INVOKED_FUNCTION_ARN, &inv.function_arn);
         put(wire::TRACE_ID, &inv.trace_id);
-        if let Some(c) = &inv.client_context {
-            put(wire::CLIENT_CONTEXT, c);
-        }
-        if let Some(c) = &inv.cognito_identity {
-            put(wire::COGNITO_IDENTITY, c);
-        }
         put("content-type", "application/json");
+        if let Some(c) = inv.client_context {
+            h.insert(wire::CLIENT_CONTEXT, c);
+        }
+        if let Some(c) = inv.cognito_identity {
+            h.insert(wire::COGNITO_IDENTITY, c);
+        }
         state.deliver(inv.request_id, inv.reply);
         return resp;
     }
 }
 
 async fn response(state: &State, id: &str, req: Request<Incoming>) -> Response<Body> {
-    match read_body(req).await {
+    match read_answer(state, req).await {
         Ok(body) => finish(state, id, Outcome::Response(body)),
-        Err(BodyError::TooLarge) => {
-            // Lambda fails the invocation with this error when the answer is over 6 MB.
+        Err(e) => refuse_answer(state, id, e),
+    }
+}
+
+async fn invocation_error(state: &State, id: &str, req: Request<Incoming>) -> Response<Body> {
+    let error_type = header(&req, wire::FUNCTION_ERROR_TYPE);
+    match read_answer(state, req).await {
+        Ok(body) => finish(state, id, Outcome::Error { error_type, body }),
+        Err(e) => refuse_answer(state, id, e),
+    }
+}
+
+/// An answer that cannot be taken. Too large: the invocation fails at once with the error Lambda
+/// gives (`Function.ResponseSizeTooLarge`, for `/error` bodies too) and the runtime gets a 413.
+fn refuse_answer(state: &State, id: &str, e: ReadError) -> Response<Body> {
+    match e {
+        ReadError::TooLarge => {
             let msg = format!(
                 "Response payload size exceeded maximum allowed payload size ({} bytes).",
                 wire::MAX_SYNC_PAYLOAD
@@ -114,39 +129,70 @@ async fn response(state: &State, id: &str, req: Request<Incoming>) -> Response<B
                 id,
                 Outcome::Error {
                     error_type: Some("Function.ResponseSizeTooLarge".to_string()),
-                    body: Bytes::from(body.to_string()),
+                    body: Payload::new(Bytes::from(body.to_string()), None),
                 },
             );
             error(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", &msg)
         }
-        Err(BodyError::Other(m)) => error(StatusCode::BAD_REQUEST, "InvalidRequest", &m),
+        ReadError::Other(m) => error(StatusCode::BAD_REQUEST, "InvalidRequest", &m),
     }
 }
 
-async fn invocation_error(state: &State, id: &str, req: Request<Incoming>) -> Response<Body> {
-    let error_type = header(&req, wire::FUNCTION_ERROR_TYPE);
-    match read_body(req).await {
-        Ok(body) => finish(state, id, Outcome::Error { error_type, body }),
-        Err(_) => error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "RequestEntityTooLarge",
-            "error too large",
-        ),
+/// Read a runtime's answer (at most 6 MB) once the response budget has room for it. The runtime
+/// waits meanwhile: answers leave as fast as the router takes them, so room comes back soon.
+async fn read_answer(state: &State, req: Request<Incoming>) -> Result<Payload, ReadError> {
+    let announced = crate::body::content_length(req.headers());
+    if announced.is_some_and(|n| n > wire::MAX_SYNC_PAYLOAD as u64) {
+        // Not read: the connection is closed after the 413, and nothing is held.
+        return Err(ReadError::TooLarge);
     }
+    let need = announced.unwrap_or(wire::MAX_SYNC_PAYLOAD as u64);
+    let budget = tokio::time::timeout(
+        BODY_TIMEOUT,
+        state
+            .response_budget
+            .clone()
+            .acquire_many_owned(crate::body::permits(need)),
+    )
+    .await
+    .map_err(|_| ReadError::Other("no room for the answer in time".to_string()))?
+    .map_err(|_| ReadError::Other("shutting down".to_string()))?;
+    let bytes = payload::read(
+        req.into_body(),
+        announced,
+        wire::MAX_SYNC_PAYLOAD,
+        BODY_TIMEOUT,
+    )
+    .await?;
+    Ok(Payload::new(bytes, Some(budget)))
 }
 
 async fn init_error(state: &State, req: Request<Incoming>) -> Response<Body> {
     // Several workers of a multi-concurrent runtime may each report the same init failure; like
-    // Lambda, accept the first and answer 403 to the rest.
-    if matches!(state.lifecycle(), super::state::Lifecycle::Failed { .. }) {
-        return error(
-            StatusCode::FORBIDDEN,
-            "InvalidStateTransition",
-            "init error already reported",
-        );
+    // Lambda, accept the first and answer 403 to the rest. Once the runtime asked for work, init
+    // is over: Lambda refuses an init error then too, and the EE keeps serving.
+    match state.lifecycle() {
+        Lifecycle::Failed { .. } => {
+            return error(
+                StatusCode::FORBIDDEN,
+                "InvalidStateTransition",
+                "init error already reported",
+            );
+        }
+        Lifecycle::Ready => {
+            return error(
+                StatusCode::FORBIDDEN,
+                "InvalidStateTransition",
+                "State transition from Ready to InitError failed for runtime",
+            );
+        }
+        Lifecycle::Initializing => {}
     }
     let header_type = header(&req, wire::FUNCTION_ERROR_TYPE);
-    let body = read_body(req).await.unwrap_or_default();
+    let announced = crate::body::content_length(req.headers());
+    let body = payload::read(req.into_body(), announced, INIT_ERROR_LIMIT, BODY_TIMEOUT)
+        .await
+        .unwrap_or_default();
     let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let error_type = parsed["errorType"]
         .as_str()
@@ -185,28 +231,8 @@ fn header(req: &Request<Incoming>, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-pub enum BodyError {
-    TooLarge,
-    Other(String),
-}
-
-/// Read a body of at most 6 MB within a time bound.
-pub async fn read_body(req: Request<Incoming>) -> Result<Bytes, BodyError> {
-    read_limited(req.into_body(), wire::MAX_SYNC_PAYLOAD, BODY_TIMEOUT).await
-}
-
-pub async fn read_limited(
-    body: Incoming,
-    limit: usize,
-    timeout: Duration,
-) -> Result<Bytes, BodyError> {
-    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
-        Ok(Ok(c)) => Ok(c.to_bytes()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
-        Ok(Err(e)) => Err(BodyError::Other(e.to_string())),
-        Err(_) => Err(BodyError::Other("timed out reading the body".to_string())),
-    }
-}
+/// How much of an init error document is kept (it is shown in `/readyz` and `/utilization`).
+const INIT_ERROR_LIMIT: usize = 64 * 1024;
 
 fn accepted() -> Response<Body> {
     let mut r = Response::new(full(r#"{"status":"OK"}"#));

@@ -2,8 +2,8 @@
 //! the runtime is working on.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,17 +12,22 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::config::Config;
 use super::metrics::Metrics;
+use super::payload::Payload;
 use crate::admission::{self, Inputs, Refusal};
-use crate::usage::Usage;
+use crate::lambda_error;
+use crate::usage::{ProcId, Selector, Usage};
 
 /// What the runtime answered for one invocation.
 #[derive(Debug)]
 pub enum Outcome {
-    Response(Bytes),
+    Response(Payload),
     Error {
         error_type: Option<String>,
-        body: Bytes,
+        body: Payload,
     },
+    /// Never given to a runtime (it went away while the invocation was queued): the caller is told
+    /// the EE was not ready, so the router may try another EE, as nothing ran.
+    NotRun,
 }
 
 /// An admitted invocation on its way to the runtime.
@@ -32,9 +37,9 @@ pub struct Invocation {
     pub deadline_ms: u64,
     pub function_arn: String,
     pub trace_id: String,
-    pub client_context: Option<String>,
-    pub cognito_identity: Option<String>,
-    pub body: Bytes,
+    pub client_context: Option<http::HeaderValue>,
+    pub cognito_identity: Option<http::HeaderValue>,
+    pub body: Payload,
     pub reply: oneshot::Sender<Outcome>,
 }
 
@@ -71,6 +76,20 @@ pub struct State {
     /// Open `/next` long-polls right now (diagnostic: the runtime's real concurrency).
     pub polling: AtomicUsize,
     pub invocations: AtomicU64,
+    /// Open Runtime API connections; each one closing prompts a check whether the runtime exited.
+    pub runtime_connections: AtomicUsize,
+    /// Woken when a Runtime API connection closes (see `sidecar::exit_watch`).
+    pub runtime_check: Notify,
+    /// The function's processes as last seen while its runtime was ready: once every one of them
+    /// has exited, so has the runtime.
+    pub runtime_processes: Mutex<Vec<ProcId>>,
+    /// Which processes are the function's (a local run replaces the tree's root on a restart).
+    pub selector: Mutex<Selector>,
+    /// Bytes of invocation payloads held at once (one permit per byte), from admission until the
+    /// payload has been handed to the runtime.
+    pub request_budget: Arc<tokio::sync::Semaphore>,
+    /// Bytes of the runtime's answers held at once, until the router has taken them.
+    pub response_budget: Arc<tokio::sync::Semaphore>,
 }
 
 /// Holds one concurrency slot; frees it (and wakes a drain) when dropped, whatever the outcome.
@@ -93,7 +112,6 @@ impl State {
         let (queue_tx, queue_rx) = mpsc::unbounded_channel();
         metrics.limit.set(config.max_concurrency as i64);
         Self {
-            config,
             metrics,
             started: Instant::now(),
             in_flight: AtomicUsize::new(0),
@@ -106,7 +124,78 @@ impl State {
             usage: Mutex::new(Usage::default()),
             polling: AtomicUsize::new(0),
             invocations: AtomicU64::new(0),
+            runtime_connections: AtomicUsize::new(0),
+            runtime_check: Notify::new(),
+            runtime_processes: Mutex::new(Vec::new()),
+            selector: Mutex::new(Selector::AllButSelf),
+            request_budget: Arc::new(tokio::sync::Semaphore::new(config.request_budget_bytes)),
+            response_budget: Arc::new(tokio::sync::Semaphore::new(config.response_budget_bytes)),
+            config,
         }
+    }
+
+    pub fn selector(&self) -> Selector {
+        self.selector
+            .lock()
+            .map(|s| *s)
+            .unwrap_or(Selector::AllButSelf)
+    }
+
+    pub fn set_selector(&self, s: Selector) {
+        if let Ok(mut g) = self.selector.lock() {
+            *g = s;
+        }
+    }
+
+    /// The runtime process exited while it was ready (`reason` in Lambda's words, see
+    /// [`lambda_error::exit_reason`]): every invocation it was running fails at once with
+    /// `Runtime.ExitError`, those still queued are handed back as not run, and the EE is not ready
+    /// until a runtime asks for work again. Returns false if the runtime was not ready (an exit
+    /// during init is an init failure; a second report of the same exit changes nothing).
+    pub fn runtime_exited(&self, reason: &str) -> bool {
+        {
+            let Ok(mut l) = self.lifecycle.lock() else {
+                return false;
+            };
+            if *l != Lifecycle::Ready {
+                return false;
+            }
+            *l = Lifecycle::Failed {
+                reason_code: lambda_error::RUNTIME_EXIT_ERROR.to_string(),
+                error_type: lambda_error::RUNTIME_EXIT_ERROR.to_string(),
+                error_message: reason.to_string(),
+            };
+        }
+        self.metrics.ready.set(0);
+        // A runtime stopped after the EE drained (its pod is going away) did not crash.
+        if !self.draining() {
+            self.metrics.runtime_exits.inc();
+        }
+        let running: Vec<(String, oneshot::Sender<Outcome>)> = self
+            .delivered
+            .lock()
+            .map(|mut d| d.drain().collect())
+            .unwrap_or_default();
+        tracing::warn!(
+            reason,
+            failed = running.len(),
+            "the runtime exited; its invocations fail with Runtime.ExitError"
+        );
+        for (request_id, reply) in running {
+            let body = lambda_error::runtime_exit_payload(&request_id, reason);
+            let _ = reply.send(Outcome::Error {
+                error_type: Some(lambda_error::RUNTIME_EXIT_ERROR.to_string()),
+                body: Payload::new(Bytes::from(body), None),
+            });
+        }
+        // The dead runtime's `/next` calls are gone with its connections, so the queue is free;
+        // if a restarted runtime already holds it, it takes the queued work itself.
+        if let Ok(mut rx) = self.queue_rx.try_lock() {
+            while let Ok(inv) = rx.try_recv() {
+                let _ = inv.reply.send(Outcome::NotRun);
+            }
+        }
+        true
     }
 
     pub fn in_flight(&self) -> usize {
@@ -140,6 +229,8 @@ impl State {
         if self.lifecycle() != Lifecycle::Ready {
             tracing::info!(after = ?self.started.elapsed(), "runtime initialized");
             self.set_lifecycle(Lifecycle::Ready);
+            // Let the exit watch learn this runtime's processes now rather than at its next tick.
+            self.runtime_check.notify_one();
         }
     }
 

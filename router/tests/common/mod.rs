@@ -241,6 +241,38 @@ pub fn http(
     let _ = s.write_all(body);
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
+    parse_response(&raw)
+}
+
+/// Send `request` as is (any bytes) and read one answer: its head and as much body as its
+/// Content-Length says (or until the server closes), as a client that does not wait for the
+/// connection to end.
+pub fn raw(port: u16, request: &[u8]) -> std::io::Result<Resp> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let _ = s.write_all(request);
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Ok(r) = parse_response(&raw) {
+            let want = r
+                .header("content-length")
+                .and_then(|v| v.parse::<usize>().ok());
+            if want.is_some_and(|n| r.body.len() >= n) {
+                return Ok(r);
+            }
+        }
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            Err(e) if raw.is_empty() => return Err(e),
+            Err(_) => break,
+        }
+    }
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> std::io::Result<Resp> {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -261,6 +293,21 @@ pub fn http(
         headers,
         body: raw[split + 4..].to_vec(),
     })
+}
+
+/// Resident memory of a process now and at its peak (`VmRSS`, `VmHWM` of `/proc/PID/status`), in
+/// bytes.
+pub fn rss(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or_else(|| panic!("{name} missing in /proc/{pid}/status"))
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 pub fn invoke(router_port: u16, name: &str, payload: &str) -> Resp {
