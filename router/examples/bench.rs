@@ -14,9 +14,8 @@
 //! saturation (closed loop: a fixed number of callers back to back) records per-request latency
 //! and each process's CPU time from /proc.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,27 +28,12 @@ use tokio::sync::Mutex;
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
+#[path = "support/mod.rs"]
+mod support;
+use support::{Proc, free_port};
+
 const PAYLOAD: &str = r#"{"k":"v"}"#;
 const SATURATION_CALLERS: usize = 32;
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
-}
 
 /// CPU seconds (user + system) of a process and its descendants, from /proc.
 fn cpu_seconds(root: u32) -> f64 {

@@ -320,12 +320,7 @@ async fn forward(
         let pool = ep.connections.clone().acquire_owned();
         let Ok(Ok(connection)) = tokio::time::timeout(super::pool_wait(), pool).await else {
             let reason = Refusal::Throttle(ThrottleReason::Concurrency);
-            router
-                .metrics
-                .retries
-                .with_label_values(&[reason.as_str()])
-                .inc();
-            refusals.push(reason);
+            note_refusal(router, &mut refusals, reason);
             continue;
         };
         let mut req = Request::builder()
@@ -369,12 +364,7 @@ async fn forward(
                 .and_then(|v| v.to_str().ok())
                 .and_then(Refusal::parse)
                 .unwrap_or(Refusal::NotReady);
-            router
-                .metrics
-                .retries
-                .with_label_values(&[reason.as_str()])
-                .inc();
-            refusals.push(reason);
+            note_refusal(router, &mut refusals, reason);
             // Drain the short refusal body so the connection returns to the pool.
             let _ = read_short(resp.into_body()).await;
             continue;
@@ -552,6 +542,17 @@ pub fn lambda_error(e: &LambdaError, request_id: &str) -> Response<Body> {
         put(h, "retry-after", &secs.to_string());
     }
     r
+}
+
+/// Counts a refusal by an EE (or a full connection pool) as a retry, and keeps it for the
+/// throttle reason the caller gets when every EE refused.
+fn note_refusal(router: &Router, refusals: &mut Vec<Refusal>, reason: Refusal) {
+    router
+        .metrics
+        .retries
+        .with_label_values(&[reason.as_str()])
+        .inc();
+    refusals.push(reason);
 }
 
 #[cfg(test)]
