@@ -15,6 +15,12 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lmi/target}"
 RUN_DIR="${LMI_CACHE_DIR:-$HOME/.cache/lmi}/run"
 mkdir -p "$RUN_DIR"
 BIN="$CARGO_TARGET_DIR/debug"
+# The local cluster's kubeconfig (what `lmi-dev env` exports): a KUBECONFIG naming it still means
+# the local cluster, started and stopped here.
+LOCAL_KUBECONFIG="${LMI_CACHE_DIR:-$HOME/.cache/lmi}/cluster/state/kubeconfig"
+local_cluster() {
+    [ -z "${KUBECONFIG:-}" ] || [ "$KUBECONFIG" = "$LOCAL_KUBECONFIG" ]
+}
 
 # Pid files hold the pid and the binary (the format of lmi-dev's own, e2e/src/process.rs), so
 # that `lmi-dev down` stops these too, and a recycled pid is never taken for ours.
@@ -78,7 +84,7 @@ if [ "${1:-}" = "down" ]; then
     stop lmi-router
     stop lmi-operator
     stop lmi-simcloud
-    if [ -z "${KUBECONFIG:-}" ]; then
+    if local_cluster; then
         cargo build --quiet -p lmi-e2e --bin lmi-dev
         "$BIN/lmi-dev" down
     fi
@@ -93,9 +99,9 @@ echo "== building the operator, the router and the local tools (about 6 min the 
 with_progress "building (cargo)" cargo build --quiet --locked -p lmi-operator -p lmi-router -p lmi-e2e --bins
 
 LOCAL=0
-if [ -z "${KUBECONFIG:-}" ]; then
+if local_cluster; then
     LOCAL=1
-    echo "== no KUBECONFIG: starting the local cluster (the first time builds Kubernetes from its Go modules and the images)"
+    echo "== the local cluster: starting it unless it runs (the first time builds Kubernetes from its Go modules and the images)"
     "$BIN/lmi-dev" up
     eval "$("$BIN/lmi-dev" env)"
 else
