@@ -45,24 +45,24 @@ pub const PYTHON_FUNCTION_SOURCE: &str = "examples/functions/hello-python/app.py
 /// Debian's default search path; images without a PATH get none from containerd's CRI.
 const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// `cargo build` of the programs and the Rust example function in `workspace_root`; returns
-/// cargo's target directory (honours `CARGO_TARGET_DIR`).
+/// `cargo build` of the programs (every binary of the workspace) and the Rust example function in
+/// `workspace_root`; returns cargo's target directory (honours `CARGO_TARGET_DIR`).
 pub async fn build_binaries(workspace_root: &Path, log: &Path) -> Result<PathBuf> {
     let mut build = Command::new("cargo");
     build
+        // The same packages and targets as `scripts/run.sh` builds: cargo unifies features over
+        // what one command builds, so any other set would rebuild (and relink) the binaries the
+        // main job runs every time the two alternate.
         .args([
             "build",
             "--locked",
             "-p",
+            "lmi-operator",
+            "-p",
             "lmi-router",
             "-p",
-            "lmi-operator",
-            "--bin",
-            "lmi-sidecar",
-            "--bin",
-            "lmi-router",
-            "--bin",
-            "lmi-operator",
+            "lmi-e2e",
+            "--bins",
             "--example",
             "fixture_fn",
         ])

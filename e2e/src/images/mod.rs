@@ -63,8 +63,8 @@ pub fn log_file(paths: &Paths) -> PathBuf {
     paths.log_dir().join("images.log")
 }
 
-/// Builds the Rust binaries the images carry (`cargo build --locked -p lmi-router --bin
-/// lmi-sidecar --example fixture_fn` in `workspace_root`), then every image of the
+/// Builds the Rust binaries the images carry (`cargo build --locked ... --bins --example fixture_fn`
+/// in `workspace_root`, [`catalog::build_binaries`]), then every image of the
 /// [`catalog`] whose archive is missing or stale, and returns all of them.
 pub async fn ensure_images(paths: &Paths, workspace_root: &Path) -> Result<Vec<BuiltImage>> {
     let dir = images_dir(paths);
