@@ -144,6 +144,24 @@ impl TestEnv {
         Ok(())
     }
 
+    /// Labels the test's namespace to enforce the Pod Security Standard `restricted`: the
+    /// apiserver's PodSecurity admission then refuses any pod of it that does not pass.
+    pub async fn enforce_restricted_pod_security(&self) -> Result<()> {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        let restricted = serde_json::json!({"metadata": {"labels": {
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/enforce-version": "latest",
+        }}});
+        namespaces
+            .patch(
+                &self.namespace,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&restricted),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Deletes the object a manifest names when the test ends (for cluster-scoped kinds).
     pub fn delete_afterwards(&self, manifest: &serde_json::Value) {
         if let Ok(mut list) = self.cleanup.lock() {

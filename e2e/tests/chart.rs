@@ -19,9 +19,8 @@ use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::Service;
 use kube::Api;
-use kube::api::{Patch, PatchParams};
 use lmi_crds::Function;
 use lmi_e2e::harness::{self, TestEnv};
 use lmi_e2e::helm::Helm;
@@ -408,18 +407,7 @@ fn api_reference_is_generated_from_the_crds() {
 #[tokio::test]
 async fn rendered_manifests_pass_a_server_side_dry_run() -> Result<()> {
     harness::with_namespace("chart-dry-run", |env: TestEnv| async move {
-        let namespaces: Api<Namespace> = Api::all(env.client.clone());
-        let restricted = json!({"metadata": {"labels": {
-            "pod-security.kubernetes.io/enforce": "restricted",
-            "pod-security.kubernetes.io/enforce-version": "latest",
-        }}});
-        namespaces
-            .patch(
-                &env.namespace,
-                &PatchParams::default(),
-                &Patch::Merge(&restricted),
-            )
-            .await?;
+        env.enforce_restricted_pod_security().await?;
         // The ServiceMonitor and PodMonitor kinds, as a cluster with prometheus-operator has them.
         let monitoring = lmi_e2e::monitoring_crds::install(&env.client, &Paths::from_env()).await?;
         assert_eq!(monitoring.len(), 2, "{monitoring:?}");

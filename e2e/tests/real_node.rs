@@ -14,8 +14,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams};
 use kube::{Client, ResourceExt};
 use lmi_crds::{Function, FunctionVersion};
 use lmi_e2e::error::{Error, Result};
@@ -217,20 +217,8 @@ impl Invoker {
 #[tokio::test]
 async fn a_published_function_answers_through_the_router() -> Result<()> {
     on_the_real_node("real-node-answer", |env, invoker| async move {
-        // The EE passes the Pod Security Standard `restricted`: the apiserver's PodSecurity
-        // admission refuses any pod of this namespace that does not.
-        let namespaces: Api<Namespace> = Api::all(env.client.clone());
-        let restricted = json!({"metadata": {"labels": {
-            "pod-security.kubernetes.io/enforce": "restricted",
-            "pod-security.kubernetes.io/enforce-version": "latest"
-        }}});
-        namespaces
-            .patch(
-                &env.namespace,
-                &PatchParams::default(),
-                &Patch::Merge(&restricted),
-            )
-            .await?;
+        // The EE passes the Pod Security Standard `restricted`.
+        env.enforce_restricted_pod_security().await?;
         let ee = publish(&env, "hello", 8, 10).await?;
         let answer = invoker
             .first_answer("hello", json!({"name": "e2e"}))
