@@ -94,6 +94,11 @@ fi
 
 ROUTER_ADDR=127.0.0.1:18080
 FUNCTION=hello-python
+# Where the router reads access keys, and the key the main job makes for its caller.
+SYSTEM_NAMESPACE=lmi-system
+LOCAL_USER=lmi-local-user
+KEY_SECRET=lmi-key-local-user
+CREDENTIALS="$RUN_DIR/aws-credentials"
 
 echo "== building the operator, the router and the local tools (about 6 min the first time, seconds after)"
 # The same packages and targets as lmi-dev's image build (e2e/src/images/catalog.rs): with another
@@ -148,9 +153,45 @@ if ! running lmi-operator; then
     echo "$CLUSTER_ID" >"$RUN_DIR/lmi-operator.cluster"
 fi
 if ! running lmi-router; then
-    start lmi-router --listen "$ROUTER_ADDR"
+    start lmi-router --listen "$ROUTER_ADDR" --system-namespace "$SYSTEM_NAMESPACE"
     echo "$CLUSTER_ID" >"$RUN_DIR/lmi-router.cluster"
 fi
+# A process that exits at start (a port taken, no cluster) is said here, not 3 minutes later.
+for name in lmi-operator lmi-router; do
+    for _ in $(seq 1 150); do
+        healthy "$name" && break
+        running "$name" || break
+        sleep 0.2
+    done
+    if ! running "$name" || ! healthy "$name"; then
+        echo "$name did not start; the end of $RUN_DIR/$name.log:" >&2
+        tail -n 5 "$RUN_DIR/$name.log" >&2
+        exit 1
+    fi
+done
+
+# Callers must sign (the router's --auth on, as in the chart): a key for a local user, allowed by
+# RBAC to invoke the functions of namespace default (docs/security.md).
+echo "== access: an access key for user $LOCAL_USER, bound to ClusterRole lmi-invoker in namespace default"
+kubectl create namespace "$SYSTEM_NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl apply -f crds/yaml/lmi-invoker-clusterrole.yaml >/dev/null
+if ! kubectl -n "$SYSTEM_NAMESPACE" get secret "$KEY_SECRET" >/dev/null 2>&1; then
+    # The documented way to make a key (docs/security.md#access-keys): random id and secret.
+    kubectl -n "$SYSTEM_NAMESPACE" create secret generic "$KEY_SECRET" --type=lmi.dev/access-key \
+        --from-literal=accessKeyId="LMI$(od -An -N10 -tx1 /dev/urandom | tr -d ' \n' | tr a-f A-F)" \
+        --from-literal=secretAccessKey="$(od -An -N30 -tx1 /dev/urandom | tr -d ' \n')" \
+        --from-literal=user="$LOCAL_USER" >/dev/null
+fi
+kubectl create rolebinding "$LOCAL_USER-invoker" --clusterrole=lmi-invoker --user="$LOCAL_USER" \
+    -n default --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+key_field() {
+    kubectl -n "$SYSTEM_NAMESPACE" get secret "$KEY_SECRET" -o "jsonpath={.data.$1}" | base64 -d
+}
+# An AWS shared credentials file, so the AWS CLI and SDKs sign with the key (profile lmi).
+umask 077
+printf '[lmi]\naws_access_key_id = %s\naws_secret_access_key = %s\n' \
+    "$(key_field accessKeyId)" "$(key_field secretAccessKey)" >"$CREDENTIALS"
+umask 022
 
 echo "== applying the example capacity provider and function (the local node's Static provider)"
 kubectl apply -f examples/capacity-provider-static.yaml -f examples/function-local.yaml
@@ -170,12 +211,9 @@ if [ "$state" != "Active" ]; then
 fi
 
 echo "== the AWS CLI (from PyPI, in $HOME/.cache/lmi/venv)"
-VENV="$HOME/.cache/lmi/venv"
-if ! "$VENV/bin/python" -c 'import awscli' 2>/dev/null; then
-    python3 -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/python-clients.txt
-fi
-export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1
+VENV=$(bash scripts/python-venv.sh)
+export AWS_SHARED_CREDENTIALS_FILE="$CREDENTIALS" AWS_PROFILE=lmi AWS_DEFAULT_REGION=us-east-1
+unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN
 INVOKE=("$VENV/bin/aws" lambda invoke --endpoint-url "http://$ROUTER_ADDR" --function-name "$FUNCTION" --payload '{"name": "world"}')
 
 echo "== invoking $FUNCTION: ${INVOKE[*]} out.json"
@@ -197,8 +235,10 @@ cat <<MSG
 
 The operator and the router run (logs in $RUN_DIR). Invoke again with:
   $ENV_LINE
-  export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1
+  export AWS_SHARED_CREDENTIALS_FILE=$CREDENTIALS AWS_PROFILE=lmi AWS_DEFAULT_REGION=us-east-1
   $VENV/bin/aws lambda invoke --endpoint-url http://$ROUTER_ADDR --function-name $FUNCTION --payload '{"name": "you"}' out.json && cat out.json
+The router checks every call: the key in $CREDENTIALS (Secret $SYSTEM_NAMESPACE/$KEY_SECRET) acts
+as user $LOCAL_USER, whom RoleBinding default/$LOCAL_USER-invoker lets invoke (docs/security.md).
 See what runs with: kubectl get lmi; kubectl get pods -o wide
 Stop everything with: bash scripts/run.sh down
 MSG

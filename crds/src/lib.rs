@@ -7,6 +7,7 @@
 // kube-derive expands every `printcolumn(...)` into sibling attributes with the same keys.
 #![allow(clippy::duplicated_attributes)]
 
+pub mod access;
 pub mod admission;
 pub mod capacity_provider;
 pub mod catalog;

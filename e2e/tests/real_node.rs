@@ -5,6 +5,8 @@
 //! router, watching the cluster, invokes it over the pod network. Both run in this test process against the cluster;
 //! the invocations are plain Invoke API requests, as the AWS SDKs send them.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -14,12 +16,15 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams};
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
+use lmi_crds::access::{ACCESS_KEY_SECRET_TYPE, INVOKER_CLUSTER_ROLE, invoker_cluster_role};
 use lmi_crds::{Function, FunctionVersion};
 use lmi_e2e::error::{Error, Result};
-use lmi_e2e::harness::{TestEnv, eventually, with_namespace};
+use lmi_e2e::harness::{TestEnv, eventually, repo_root, with_namespace};
 use lmi_e2e::images::{PYTHON_FUNCTION_IMAGE, RUST_FUNCTION_IMAGE};
 use lmi_e2e::node::{TEST_CAPACITY_PROVIDER, TEST_NODES};
 use lmi_e2e::operator_harness::{
@@ -134,6 +139,7 @@ struct Invoker {
     base: String,
     http: HttpClient<HttpConnector, Full<Bytes>>,
     server: Arc<tokio::task::JoinHandle<()>>,
+    router: Arc<lmi_router::router::Router>,
 }
 
 struct Answer {
@@ -147,11 +153,20 @@ struct Answer {
 
 impl Invoker {
     async fn start(client: Client, namespace: &str) -> Result<Self> {
-        let config = lmi_router::router::Config {
-            listen_addr: ([127, 0, 0, 1], 0).into(),
-            default_namespace: namespace.to_string(),
-            ..Default::default()
-        };
+        Self::start_with(
+            client,
+            lmi_router::router::Config {
+                listen_addr: ([127, 0, 0, 1], 0).into(),
+                default_namespace: namespace.to_string(),
+                // These tests are about placement and the data plane; the auth test signs.
+                auth: false,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    async fn start_with(client: Client, config: lmi_router::router::Config) -> Result<Self> {
         let started = lmi_router::router::start(config, Some(client))
             .await
             .map_err(|e| Error::Other(format!("router: {e}")))?;
@@ -159,6 +174,7 @@ impl Invoker {
             base: format!("http://{}", started.addr),
             http: HttpClient::builder(TokioExecutor::new()).build_http(),
             server: Arc::new(started.server),
+            router: started.router,
         })
     }
 
@@ -167,13 +183,26 @@ impl Invoker {
     }
 
     async fn invoke(&self, function: &str, payload: Value) -> Result<Answer> {
-        let request = http::Request::post(format!(
+        self.invoke_with(function, payload, &[]).await
+    }
+
+    async fn invoke_with(
+        &self,
+        function: &str,
+        payload: Value,
+        headers: &[(&str, &str)],
+    ) -> Result<Answer> {
+        let mut request = http::Request::post(format!(
             "{}/2015-03-31/functions/{function}/invocations",
             self.base
         ))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(payload.to_string())))
-        .map_err(|e| Error::Other(format!("request: {e}")))?;
+        .header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(payload.to_string())))
+            .map_err(|e| Error::Other(format!("request: {e}")))?;
         let response = self
             .http
             .request(request)
@@ -436,6 +465,347 @@ async fn cpu_measured_by_the_sidecar_adds_an_ee_and_idling_removes_it() -> Resul
             Ok((pods.len() == 1 && status.desired_execution_environments == Some(1)).then_some(()))
         })
         .await?;
+        Ok(())
+    })
+    .await
+}
+
+/// The audience the auth test's router accepts bearer tokens for.
+const TEST_AUDIENCE: &str = "lmi-router-e2e";
+
+/// Runs a client program (the AWS CLI, a boto3 script) off the runtime: the router under test
+/// runs on this test's runtime and must keep serving while the program waits for it.
+async fn run_client(
+    program: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+) -> Result<Output> {
+    tokio::task::spawn_blocking(move || {
+        Command::new(&program)
+            .args(&args)
+            .envs(env)
+            // No profile, config or credentials of the machine's user leak in.
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .output()
+    })
+    .await
+    .map_err(|e| Error::Other(format!("{e}")))?
+    .map_err(|e| Error::Other(format!("running a client: {e}")))
+}
+
+/// The virtualenv with the AWS CLI and boto3 (scripts/python-venv.sh makes it once).
+async fn python_clients() -> Result<PathBuf> {
+    let script = repo_root().join("scripts/python-venv.sh");
+    let out = run_client(
+        PathBuf::from("bash"),
+        vec![script.display().to_string()],
+        vec![],
+    )
+    .await?;
+    if !out.status.success() {
+        return Err(Error::Other(format!(
+            "scripts/python-venv.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// `aws lambda invoke` with a key: Ok(the function's answer) or Err(the CLI's error text).
+async fn aws_cli_invoke(
+    venv: &Path,
+    endpoint: &str,
+    key: (&str, &str),
+    function: &str,
+) -> Result<std::result::Result<Value, String>> {
+    let out_file = std::env::temp_dir().join(format!("lmi-e2e-auth-{}.json", std::process::id()));
+    let args = [
+        "lambda",
+        "invoke",
+        "--endpoint-url",
+        endpoint,
+        "--function-name",
+        function,
+        "--payload",
+        r#"{"name": "cli"}"#,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([out_file.display().to_string()])
+    .collect();
+    let env = vec![
+        ("AWS_ACCESS_KEY_ID".to_string(), key.0.to_string()),
+        ("AWS_SECRET_ACCESS_KEY".to_string(), key.1.to_string()),
+    ];
+    let out = run_client(venv.join("bin/aws"), args, env).await?;
+    if !out.status.success() {
+        return Ok(Err(String::from_utf8_lossy(&out.stderr).into_owned()));
+    }
+    let text = std::fs::read_to_string(&out_file)
+        .map_err(|e| Error::Other(format!("reading {}: {e}", out_file.display())))?;
+    Ok(Ok(serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+/// boto3's `invoke` with a key, signing `minutes_ago` in the past (e2e/tests/python/invoke_boto3.py).
+async fn boto3_invoke(
+    venv: &Path,
+    endpoint: &str,
+    key: (&str, &str),
+    function: &str,
+    minutes_ago: u32,
+) -> Result<Value> {
+    let script = repo_root().join("e2e/tests/python/invoke_boto3.py");
+    let args = vec![
+        script.display().to_string(),
+        endpoint.to_string(),
+        key.0.to_string(),
+        key.1.to_string(),
+        function.to_string(),
+        minutes_ago.to_string(),
+    ];
+    let out = run_client(venv.join("bin/python"), args, vec![]).await?;
+    serde_json::from_slice(&out.stdout).map_err(|e| {
+        Error::Other(format!(
+            "boto3 printed no answer ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    })
+}
+
+/// An access-key Secret (docs/security.md#access-keys) for `user`, in the router's namespace.
+async fn create_access_key(
+    env: &TestEnv,
+    name: &str,
+    id: &str,
+    secret: &str,
+    user: &str,
+) -> Result<()> {
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.namespace);
+    let key: Secret = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "type": ACCESS_KEY_SECRET_TYPE,
+        "stringData": {"accessKeyId": id, "secretAccessKey": secret, "user": user}
+    }))?;
+    secrets.create(&PostParams::default(), &key).await?;
+    Ok(())
+}
+
+/// Binds ClusterRole lmi-invoker in the test namespace to `subject`.
+async fn bind_invoker(env: &TestEnv, name: &str, subject: Value) -> Result<()> {
+    let bindings: Api<RoleBinding> = Api::namespaced(env.client.clone(), &env.namespace);
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": INVOKER_CLUSTER_ROLE},
+        "subjects": [subject]
+    }))?;
+    bindings.create(&PostParams::default(), &binding).await?;
+    Ok(())
+}
+
+fn apiserver_reviews(invoker: &Invoker, resource: &str) -> u64 {
+    invoker
+        .router
+        .metrics
+        .apiserver_requests
+        .with_label_values(&[resource])
+        .get()
+}
+
+#[tokio::test]
+async fn callers_are_authenticated_and_authorized_by_rbac() -> Result<()> {
+    on_the_real_node("real-node-auth", |env, open| async move {
+        publish(&env, "hello", 8, 10).await?;
+        open.first_answer("hello", json!({})).await?;
+        let venv = python_clients().await?;
+        // The ClusterRole the chart and crds/yaml ship.
+        let roles: Api<ClusterRole> = Api::all(env.client.clone());
+        roles
+            .patch(
+                INVOKER_CLUSTER_ROLE,
+                &PatchParams::apply("lmi-e2e").force(),
+                &Patch::Apply(invoker_cluster_role()),
+            )
+            .await?;
+        // A key for a user, in this test's namespace, which is the router's system namespace.
+        let user = format!("alice-{}", env.namespace);
+        let id = format!("LMI{}", env.namespace.to_uppercase().replace('-', ""));
+        let secret = format!(
+            "{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+                ^ (u128::from(std::process::id()) << 64)
+        );
+        create_access_key(&env, "alice-key", &id, &secret, &user).await?;
+        let router = Invoker::start_with(
+            env.client.clone(),
+            lmi_router::router::Config {
+                listen_addr: ([127, 0, 0, 1], 0).into(),
+                default_namespace: env.namespace.clone(),
+                system_namespace: env.namespace.clone(),
+                token_audience: TEST_AUDIENCE.to_string(),
+                ..Default::default()
+            },
+        )
+        .await?;
+        let endpoint = router.base.clone();
+
+        // A valid key, no RoleBinding yet: the AWS CLI gets AccessDeniedException naming who,
+        // what and which function.
+        let denied = aws_cli_invoke(&venv, &endpoint, (&id, &secret), "hello").await?;
+        let message = denied.expect_err("no binding: denied");
+        assert!(message.contains("AccessDeniedException"), "{message}");
+        assert!(
+            message.contains(&user) && message.contains("lambda:InvokeFunction"),
+            "{message}"
+        );
+        assert!(message.contains("function:hello"), "{message}");
+
+        // Bound: the AWS CLI and boto3 get the function's answer (a cached deny lasts 5 s).
+        bind_invoker(
+            &env,
+            "alice-invoker",
+            json!({"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": user}),
+        )
+        .await?;
+        let answer = eventually(
+            "the binding to take effect",
+            Duration::from_secs(30),
+            || async {
+                Ok(aws_cli_invoke(&venv, &endpoint, (&id, &secret), "hello")
+                    .await?
+                    .ok())
+            },
+        )
+        .await?;
+        assert_eq!(answer["message"], "Hello, cli!", "{answer}");
+        let boto3 = boto3_invoke(&venv, &endpoint, (&id, &secret), "hello", 0).await?;
+        assert_eq!(boto3["status"], 200, "{boto3}");
+        assert_eq!(boto3["payload"]["message"], "Hello, boto3!", "{boto3}");
+
+        // Each authentication failure gets Lambda's 403.
+        let wrong = boto3_invoke(&venv, &endpoint, (&id, "not-the-secret"), "hello", 0).await?;
+        assert_eq!(
+            (wrong["status"].as_u64(), wrong["code"].as_str()),
+            (Some(403), Some("InvalidSignatureException")),
+            "{wrong}"
+        );
+        let unknown =
+            boto3_invoke(&venv, &endpoint, ("LMIUNKNOWNKEY", &secret), "hello", 0).await?;
+        assert_eq!(
+            (unknown["status"].as_u64(), unknown["code"].as_str()),
+            (Some(403), Some("UnrecognizedClientException")),
+            "{unknown}"
+        );
+        let old = boto3_invoke(&venv, &endpoint, (&id, &secret), "hello", 10).await?;
+        assert_eq!(
+            (old["status"].as_u64(), old["code"].as_str()),
+            (Some(403), Some("InvalidSignatureException")),
+            "{old}"
+        );
+        assert!(
+            old["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Signature expired")),
+            "{old}"
+        );
+
+        // Decisions are cached: more calls by the same caller ask the apiserver nothing more.
+        let reviews = apiserver_reviews(&router, "subjectaccessreviews");
+        for _ in 0..10 {
+            let again = boto3_invoke(&venv, &endpoint, (&id, &secret), "hello", 0).await?;
+            assert_eq!(again["status"], 200, "{again}");
+        }
+        assert!(
+            apiserver_reviews(&router, "subjectaccessreviews") <= reviews + 1,
+            "one review per 30 s at most"
+        );
+
+        // A service account's token from the TokenRequest API, for the router's audience: RBAC
+        // decides as for a key.
+        let accounts: Api<ServiceAccount> = Api::namespaced(env.client.clone(), &env.namespace);
+        accounts
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "caller"}}))?,
+            )
+            .await?;
+        let token = |audience: &'static str| {
+            let accounts = accounts.clone();
+            async move {
+                let request: TokenRequest = serde_json::from_value(json!({
+                    "spec": {"audiences": [audience], "expirationSeconds": 600}
+                }))?;
+                let issued = accounts
+                    .create_token_request("caller", &PostParams::default(), &request)
+                    .await?;
+                Ok::<String, Error>(issued.status.and_then(|s| s.token).unwrap_or_default())
+            }
+        };
+        let bearer = format!("Bearer {}", token(TEST_AUDIENCE).await?);
+        let denied = router
+            .invoke_with("hello", json!({}), &[("authorization", &bearer)])
+            .await?;
+        assert_eq!(
+            (denied.status, denied.error_type.as_deref()),
+            (403, Some("AccessDeniedException")),
+            "{}",
+            denied.body
+        );
+        let sa_user = format!("system:serviceaccount:{}:caller", env.namespace);
+        assert!(
+            denied.body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&sa_user)),
+            "{}",
+            denied.body
+        );
+        bind_invoker(
+            &env,
+            "caller-invoker",
+            json!({"kind": "ServiceAccount", "name": "caller", "namespace": env.namespace}),
+        )
+        .await?;
+        let allowed = eventually(
+            "the service account's binding to take effect",
+            Duration::from_secs(30),
+            || async {
+                let a = router
+                    .invoke_with(
+                        "hello",
+                        json!({"name": "sa"}),
+                        &[("authorization", &bearer)],
+                    )
+                    .await?;
+                Ok((a.status == 200).then_some(a))
+            },
+        )
+        .await?;
+        assert_eq!(allowed.body["message"], "Hello, sa!", "{}", allowed.body);
+        // A token for another audience is not the router's.
+        let other = format!("Bearer {}", token("someone-else").await?);
+        let refused = router
+            .invoke_with("hello", json!({}), &[("authorization", &other)])
+            .await?;
+        assert_eq!(
+            (refused.status, refused.error_type.as_deref()),
+            (403, Some("UnrecognizedClientException")),
+            "{}",
+            refused.body
+        );
+        // No credentials at all.
+        let anonymous = router.invoke("hello", json!({})).await?;
+        assert_eq!(
+            (anonymous.status, anonymous.error_type.as_deref()),
+            (403, Some("MissingAuthenticationTokenException")),
+            "{}",
+            anonymous.body
+        );
+        router.stop();
         Ok(())
     })
     .await

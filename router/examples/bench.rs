@@ -256,6 +256,8 @@ async fn main() {
         &[
             "--static",
             &catalog.display().to_string(),
+            "--auth",
+            "off",
             "--listen",
             &format!("127.0.0.1:{router_port}"),
         ],

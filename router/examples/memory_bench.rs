@@ -171,7 +171,7 @@ fn main() {
         ),
     );
     let router = Command::new(dir.join("lmi-router"))
-        .args(["--static", &catalog.display().to_string()])
+        .args(["--static", &catalog.display().to_string(), "--auth", "off"])
         .args(["--listen", &format!("127.0.0.1:{router_port}")])
         // As the chart runs it: the payload budget from the 512Mi limit.
         .env("LMI_MEMORY_LIMIT_MIB", "512")

@@ -49,6 +49,10 @@ pub enum LambdaError {
     EeUnreachable(String),
     /// Anything else on our side (500).
     Service(String),
+    /// The caller is not authenticated (403, with the type and message AWS gives).
+    Unauthenticated(crate::auth::AuthError),
+    /// The caller may not invoke the function (403 `AccessDeniedException`).
+    AccessDenied(String),
 }
 
 impl LambdaError {
@@ -62,6 +66,8 @@ impl LambdaError {
             | Self::InvalidParameterValue(_)
             | Self::EventNotSupported => 400,
             Self::Service(_) => 500,
+            Self::Unauthenticated(e) => e.status(),
+            Self::AccessDenied(_) => 403,
         }
     }
 
@@ -80,6 +86,8 @@ impl LambdaError {
             // Lambda has no public type for "the EE went away"; the SDKs treat ServiceException as
             // retryable, which is what we want for a broken connection.
             Self::EeUnreachable(_) | Self::Service(_) => "ServiceException",
+            Self::Unauthenticated(e) => e.error_type(),
+            Self::AccessDenied(_) => "AccessDeniedException",
         }
     }
 
@@ -89,7 +97,9 @@ impl LambdaError {
             | Self::ResourceNotReady(m)
             | Self::InvalidRequestContent(m)
             | Self::InvalidParameterValue(m)
-            | Self::Service(m) => m.clone(),
+            | Self::Service(m)
+            | Self::AccessDenied(m) => m.clone(),
+            Self::Unauthenticated(e) => e.message(),
             Self::EeUnreachable(m) => {
                 format!("The execution environment could not be reached: {m}")
             }

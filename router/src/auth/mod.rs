@@ -35,7 +35,8 @@ pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 /// authorization that follows (RBAC through a SubjectAccessReview).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    pub access_key_id: String,
+    /// The access key the request was signed with; none for a bearer token.
+    pub access_key_id: Option<String>,
     /// The Kubernetes user name, e.g. `alice` or `system:serviceaccount:team-a:ci`.
     pub username: String,
     pub groups: Vec<String>,
@@ -96,6 +97,27 @@ pub fn verify(
     config: &SigV4Config,
     now: SystemTime,
 ) -> Result<Identity, AuthError> {
+    check_head(request, keys, config, now)?.verify_body(request, body_sha256)
+}
+
+/// A request whose `Authorization` header, credential scope, key and date passed: all of
+/// [`verify`] that needs no body. The router answers these checks before it reads a payload, so
+/// an unknown key or an old date costs no body; the signature follows once the body is in.
+pub struct SignedHead {
+    auth: Authorization,
+    credential: Credential,
+    amz_date: String,
+    /// `x-amz-content-sha256` as sent, if it was.
+    declared_hash: Option<String>,
+}
+
+/// The body-free half of [`verify`], in AWS's order.
+pub fn check_head(
+    request: &http::request::Parts,
+    keys: &impl KeyLookup,
+    config: &SigV4Config,
+    now: SystemTime,
+) -> Result<SignedHead, AuthError> {
     let header = request
         .headers
         .get(http::header::AUTHORIZATION)
@@ -130,40 +152,66 @@ pub fn verify(
     if !auth.signed_headers.iter().any(|h| h == "host") {
         return Err(AuthError::HostNotSigned);
     }
-
-    let payload_hash = match request
-        .headers
-        .get("x-amz-content-sha256")
-        .map(|v| v.to_str().unwrap_or_default())
-    {
-        None => body_sha256.to_string(),
-        Some(UNSIGNED_PAYLOAD) => UNSIGNED_PAYLOAD.to_string(),
-        // The signature covers the header, not the body: a body that does not hash to the signed
-        // value was changed on the way.
-        Some(declared) if declared.eq_ignore_ascii_case(body_sha256) => declared.to_string(),
-        Some(_) => return Err(AuthError::ContentHashMismatch),
+    let declared_hash = match request.headers.get("x-amz-content-sha256") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| AuthError::ContentHashMismatch)?
+                .to_string(),
+        ),
     };
+    Ok(SignedHead {
+        amz_date: amz_date.to_string(),
+        auth,
+        credential,
+        declared_hash,
+    })
+}
 
-    let canonical_request = canonical::canonical_request(
-        request.method.as_str(),
-        request.uri.path(),
-        request.uri.query().unwrap_or_default(),
-        &request.headers,
-        &auth.signed_headers,
-        &payload_hash,
-    )
-    .ok_or(AuthError::SignatureDoesNotMatch)?;
-    let string_to_sign = canonical::string_to_sign(amz_date, scope, &canonical_request);
-    let key = signing::signing_key(
-        &credential.secret_access_key,
-        &scope.date,
-        &scope.region,
-        &scope.service,
-    );
-    if signing::signature_matches(&key, &string_to_sign, &auth.signature) {
-        Ok(credential.identity)
-    } else {
-        Err(AuthError::SignatureDoesNotMatch)
+impl SignedHead {
+    /// Whether the signature covers the body, so [`SignedHead::verify_body`] needs its hash
+    /// (`UNSIGNED-PAYLOAD` signs none).
+    pub fn signs_body(&self) -> bool {
+        self.declared_hash.as_deref() != Some(UNSIGNED_PAYLOAD)
+    }
+
+    /// The signature check. `body_sha256` is the hex SHA-256 of the body as received; it is not
+    /// looked at when the body is unsigned.
+    pub fn verify_body(
+        self,
+        request: &http::request::Parts,
+        body_sha256: &str,
+    ) -> Result<Identity, AuthError> {
+        let payload_hash = match self.declared_hash.as_deref() {
+            None => body_sha256.to_string(),
+            Some(UNSIGNED_PAYLOAD) => UNSIGNED_PAYLOAD.to_string(),
+            // The signature covers the header, not the body: a body that does not hash to the
+            // signed value was changed on the way.
+            Some(declared) if declared.eq_ignore_ascii_case(body_sha256) => declared.to_string(),
+            Some(_) => return Err(AuthError::ContentHashMismatch),
+        };
+        let scope = &self.auth.scope;
+        let canonical_request = canonical::canonical_request(
+            request.method.as_str(),
+            request.uri.path(),
+            request.uri.query().unwrap_or_default(),
+            &request.headers,
+            &self.auth.signed_headers,
+            &payload_hash,
+        )
+        .ok_or(AuthError::SignatureDoesNotMatch)?;
+        let string_to_sign = canonical::string_to_sign(&self.amz_date, scope, &canonical_request);
+        let key = signing::signing_key(
+            &self.credential.secret_access_key,
+            &scope.date,
+            &scope.region,
+            &scope.service,
+        );
+        if signing::signature_matches(&key, &string_to_sign, &self.auth.signature) {
+            Ok(self.credential.identity)
+        } else {
+            Err(AuthError::SignatureDoesNotMatch)
+        }
     }
 }
 

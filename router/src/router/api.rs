@@ -114,7 +114,19 @@ async fn invoke_inner(
     let announced = crate::body::content_length(&parts.headers);
     // Everything that needs no payload is decided first, and a refusal goes out before the
     // payload is read: the body is then taken in and dropped in the background (see
-    // `crate::body::discard_in_background`), never kept.
+    // `crate::body::discard_in_background`), never kept. Authentication comes first of all, as in
+    // AWS: a caller who is not authenticated learns nothing else, not even whether a function
+    // exists.
+    let caller = match &router.access {
+        Some(access) => match access.authenticate(&parts).await {
+            Ok(caller) => Some(caller),
+            Err(e) => {
+                discard(body, announced);
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     let admitted = admit(router, raw_name, &parts, announced, function_label);
     let (prepared, in_flight, reserved) = match admitted {
         Ok(a) => a,
@@ -123,11 +135,28 @@ async fn invoke_inner(
             return Err(e);
         }
     };
-    if prepared.invocation_type == "DryRun" {
+    if caller.is_none() && prepared.invocation_type == "DryRun" {
+        // Nothing to verify: the payload is not needed.
         discard(body, announced);
         return Ok(None);
     }
     let (payload, _budget) = read_payload(&router.payload_budget, body, reserved).await?;
+    if let (Some(caller), Some(access)) = (caller, &router.access) {
+        // The signature may cover the payload; then RBAC decides, before the caller learns
+        // whether the function exists (as Lambda answers AccessDenied for any function the
+        // caller may not invoke).
+        let identity = caller.identity(&parts, &payload)?;
+        access
+            .authorize(&identity, &prepared.fref, &router.config.region)
+            .await?;
+    }
+    let version = prepared.version?;
+    if prepared.invocation_type == "Event" {
+        return Err(LambdaError::EventNotSupported);
+    }
+    if prepared.invocation_type == "DryRun" {
+        return Ok(None);
+    }
     if !payload.is_empty() {
         check_json(&payload)?;
     }
@@ -138,7 +167,7 @@ async fn invoke_inner(
         client_context: prepared.client_context,
         payload,
     };
-    let mut answer = forward(router, &prepared.version, &hop).await?;
+    let mut answer = forward(router, &version, &hop).await?;
     // The invocation counts as in progress until its answer has streamed out to the caller.
     answer.body = http_server::boxed(Held::new(answer.body, in_flight));
     Ok(Some(answer))
@@ -147,7 +176,9 @@ async fn invoke_inner(
 /// What the checks before the payload found.
 struct Prepared {
     fref: FunctionRef,
-    version: Resolved,
+    /// The version to run, or why there is none (answered once the caller is known to be
+    /// allowed to learn it).
+    version: Result<Resolved, LambdaError>,
     invocation_type: &'static str,
     trace_id: Option<String>,
     client_context: Option<HeaderValue>,
@@ -202,13 +233,23 @@ fn admit(
     }
     let version = {
         let catalog = router.catalog();
-        Resolved::from(catalog.resolve(&fref, &router.config.region)?)
+        catalog
+            .resolve(&fref, &router.config.region)
+            .map(Resolved::from)
     };
-    // Label metrics with the function only once it is known to exist: names come from callers,
-    // and every label value costs memory for the life of the process.
-    *function_label = format!("{}/{}", fref.namespace, fref.name);
-    if invocation_type == "Event" {
-        return Err(LambdaError::EventNotSupported);
+    if version.is_ok() {
+        // Label metrics with the function only once it is known to exist: names come from
+        // callers, and every label value costs memory for the life of the process.
+        *function_label = format!("{}/{}", fref.namespace, fref.name);
+    }
+    if router.access.is_none() {
+        // Without authentication nothing waits for the caller to be known: answer at once.
+        if let Err(e) = &version {
+            return Err(e.clone());
+        }
+        if invocation_type == "Event" {
+            return Err(LambdaError::EventNotSupported);
+        }
     }
     let in_flight = router
         .in_flight

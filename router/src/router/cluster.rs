@@ -150,7 +150,11 @@ pub async fn watch(
     Ok(())
 }
 
-fn spawn_reflector<K>(api: Api<K>, config: watcher::Config, changed: Arc<Notify>) -> Store<K>
+pub(super) fn spawn_reflector<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    changed: Arc<Notify>,
+) -> Store<K>
 where
     K: kube::Resource<DynamicType = ()>
         + Clone

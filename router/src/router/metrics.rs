@@ -17,6 +17,9 @@ pub struct Metrics {
     pub retries: IntCounterVec,
     pub duration: Histogram,
     pub functions: IntGauge,
+    /// Requests the router made to the apiserver to authenticate or authorize callers, by
+    /// resource (`tokenreviews`, `subjectaccessreviews`): the caches keep these to a handful.
+    pub apiserver_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -54,6 +57,14 @@ impl Metrics {
             ]),
         )?;
         let functions = IntGauge::new("lmi_router_functions", "Functions the router knows")?;
+        let apiserver_requests = IntCounterVec::new(
+            Opts::new(
+                "lmi_router_apiserver_requests_total",
+                "Reviews asked of the apiserver to authenticate or authorize callers, by resource",
+            ),
+            &["resource"],
+        )?;
+        registry.register(Box::new(apiserver_requests.clone()))?;
         registry.register(Box::new(invocations.clone()))?;
         registry.register(Box::new(throttles.clone()))?;
         registry.register(Box::new(retries.clone()))?;
@@ -66,6 +77,7 @@ impl Metrics {
             retries,
             duration,
             functions,
+            apiserver_requests,
         })
     }
 

@@ -1,5 +1,6 @@
 //! `lmi-router`: the Lambda Invoke API front door. See docs/data-plane.md.
 
+pub mod access;
 pub mod api;
 pub mod catalog;
 pub mod cluster;
@@ -43,6 +44,16 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Connections (so invocations) to one EE at once, reused through the pool.
     pub ee_connections: usize,
+    /// Authenticate and authorize every Invoke (`--auth on`, the default). `--auth off` lets
+    /// every caller that reaches the router invoke every function: only for a trusted network.
+    pub auth: bool,
+    /// Namespace of the router's own objects, e.g. the access-key Secrets (`--system-namespace`;
+    /// default `POD_NAMESPACE`, else `lmi-system`).
+    pub system_namespace: String,
+    /// Audience a Kubernetes bearer token must be issued for (`--token-audience`).
+    pub token_audience: String,
+    /// Regions a SigV4 credential scope may name (`--allowed-regions a,b`); empty allows any.
+    pub allowed_regions: Vec<String>,
 }
 
 impl Default for Config {
@@ -59,6 +70,10 @@ impl Default for Config {
             max_connections: memory::DEFAULT_MAX_CONNECTIONS,
             max_in_flight: memory::DEFAULT_MAX_IN_FLIGHT,
             ee_connections: DEFAULT_EE_CONNECTIONS,
+            auth: true,
+            system_namespace: DEFAULT_SYSTEM_NAMESPACE.to_string(),
+            token_audience: DEFAULT_TOKEN_AUDIENCE.to_string(),
+            allowed_regions: Vec::new(),
         }
     }
 }
@@ -73,6 +88,11 @@ impl Config {
     ) -> Result<Config, Error> {
         let mut c = Self::from_args(args)?;
         let budget_given = args.iter().any(|a| a == "--payload-budget-mib");
+        if let Some(ns) = env("POD_NAMESPACE").filter(|v| !v.is_empty())
+            && !args.iter().any(|a| a == "--system-namespace")
+        {
+            c.system_namespace = ns;
+        }
         if let Some(v) = env("LMI_MEMORY_LIMIT_MIB").filter(|v| !v.is_empty())
             && !budget_given
         {
@@ -131,6 +151,24 @@ impl Config {
                 "--max-connections" => c.max_connections = count(flag, &value()?, 1)?,
                 "--max-in-flight" => c.max_in_flight = count(flag, &value()?, 1)?,
                 "--ee-connections" => c.ee_connections = count(flag, &value()?, 1)?,
+                "--auth" => {
+                    let v = value()?;
+                    c.auth = match v.as_str() {
+                        "on" => true,
+                        "off" => false,
+                        _ => return Err(Error::Config(format!("--auth {v}: need on or off"))),
+                    };
+                }
+                "--system-namespace" => c.system_namespace = value()?,
+                "--token-audience" => c.token_audience = value()?,
+                "--allowed-regions" => {
+                    c.allowed_regions = value()?
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|r| !r.is_empty())
+                        .map(str::to_string)
+                        .collect();
+                }
                 "--sidecar-port" => {
                     let v = value()?;
                     c.sidecar_port = v
@@ -151,6 +189,11 @@ fn count(flag: &str, v: &str, min: usize) -> Result<usize, Error> {
         .filter(|n| (min..=1_000_000).contains(n))
         .ok_or_else(|| Error::Config(format!("{flag} {v}: need {min} to 1000000")))
 }
+
+/// Where the router's own objects live unless `POD_NAMESPACE` or `--system-namespace` says.
+pub const DEFAULT_SYSTEM_NAMESPACE: &str = "lmi-system";
+/// The audience in-cluster callers request their projected service-account tokens for.
+pub const DEFAULT_TOKEN_AUDIENCE: &str = "lmi-router";
 
 /// Connections one router opens to one EE at once, by default: the sidecar's default concurrency
 /// is 8, and a few spare ones let refusals come back while others run.
@@ -180,6 +223,8 @@ pub struct Router {
     pub payload_budget: Arc<tokio::sync::Semaphore>,
     /// Invocations in progress (one permit each).
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Caller authentication and authorization; `None` with `--auth off`.
+    pub access: Option<access::Access>,
 }
 
 /// How long an invocation waits for a connection to a busy EE (see [`POOL_WAIT`]).
@@ -211,6 +256,7 @@ impl Router {
             catalog: RwLock::new(Arc::new(Catalog::default())),
             client,
             metrics: metrics::Metrics::new()?,
+            access: None,
         })
     }
 
@@ -250,18 +296,39 @@ pub struct Started {
 /// in-cluster config or KUBECONFIG) and starts serving. Returns once the catalog is complete, so
 /// the router never answers 404 for a function it has not seen yet.
 pub async fn start(config: Config, client: Option<kube::Client>) -> Result<Started, Error> {
-    let router = Arc::new(Router::new(config)?);
-    match router.config.static_file.clone() {
-        Some(path) => static_file::watch(router.clone(), path).await?,
-        None => {
-            let client = match client {
-                Some(client) => client,
-                None => kube::Client::try_default()
-                    .await
-                    .map_err(|e| Error::Kube(e.to_string()))?,
+    let mut router = Router::new(config)?;
+    // The cluster holds the catalog (without a static file) and the access keys and reviews.
+    let client = if router.config.static_file.is_none() || router.config.auth {
+        Some(match client {
+            Some(client) => client,
+            None => kube::Client::try_default()
+                .await
+                .map_err(|e| Error::Kube(e.to_string()))?,
+        })
+    } else {
+        None
+    };
+    match (&client, router.config.auth) {
+        (Some(client), true) => {
+            let config = access::AccessConfig {
+                key_namespace: router.config.system_namespace.clone(),
+                token_audience: router.config.token_audience.clone(),
+                regions: router.config.allowed_regions.clone(),
             };
-            cluster::watch(router.clone(), client, router.config.sidecar_port).await?;
+            let requests = router.metrics.apiserver_requests.clone();
+            router.access = Some(access::Access::start(client.clone(), &config, requests).await?);
         }
+        _ => tracing::warn!(
+            "authentication is off (--auth off): every caller that reaches the router may invoke every function"
+        ),
+    }
+    let router = Arc::new(router);
+    match (router.config.static_file.clone(), client) {
+        (Some(path), _) => static_file::watch(router.clone(), path).await?,
+        (None, Some(client)) => {
+            cluster::watch(router.clone(), client, router.config.sidecar_port).await?
+        }
+        (None, None) => return Err(Error::Config("no catalog source".to_string())),
     }
     let listener = http_server::bind(router.config.listen_addr).await?;
     let addr = listener.local_addr()?;

@@ -164,7 +164,7 @@ pub fn start_router_with(
     .expect("catalog");
     let log = log_file(name);
     let child = Command::new(env!("CARGO_BIN_EXE_lmi-router"))
-        .args(["--static", &catalog.display().to_string()])
+        .args(["--static", &catalog.display().to_string(), "--auth", "off"])
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(extra)
         .stdin(Stdio::null())
