@@ -98,7 +98,14 @@ pub fn outputs() -> Result<Vec<(String, String)>, serde_yaml::Error> {
         format!("{}/{INVOKER_ROLE_FILE}", OUTPUT_DIRS[0]),
         role.clone(),
     ));
-    files.push((INVOKER_ROLE_CHART_TEMPLATE.to_string(), role));
+    // A cluster that has it already (from crds/yaml, or another release) sets the value false:
+    // Helm does not take over an object it did not create.
+    files.push((
+        INVOKER_ROLE_CHART_TEMPLATE.to_string(),
+        format!(
+            "{{{{- if .Values.router.auth.createInvokerClusterRole }}}}\n{role}{{{{- end }}}}\n"
+        ),
+    ));
     Ok(files)
 }
 

@@ -5,6 +5,7 @@
 //! tests share that cluster; [`nodes`] makes kwok nodes that look like EC2 instances.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod certs;
 pub mod cluster;
 pub mod crds;

@@ -22,6 +22,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 use lmi_crds::Function;
+use lmi_e2e::access;
 use lmi_e2e::harness::{self, TestEnv};
 use lmi_e2e::helm::Helm;
 use lmi_e2e::images::PYTHON_FUNCTION_IMAGE;
@@ -103,9 +104,10 @@ fn chart_crds_are_the_generated_ones() {
             .collect()
     };
     let mut generated = listing(&root.join("crds/yaml"));
-    // The admission policies go to the chart's templates, not its crds/ (lmi-crds' drift test
-    // checks both copies).
+    // The admission policies and the invoker ClusterRole go to the chart's templates, not its
+    // crds/ (lmi-crds' drift test checks both copies).
     generated.remove(lmi_crds::crdgen::ADMISSION_FILE);
+    generated.remove(lmi_crds::crdgen::INVOKER_ROLE_FILE);
     let chart = listing(&root.join("charts/lmi/crds"));
     assert!(!generated.is_empty(), "crds/yaml holds no CRDs");
     assert_eq!(
@@ -499,6 +501,10 @@ async fn helm_install_runs_the_operator_and_the_router_on_the_real_node() -> Res
             // and leaves the main job's alone (and the main job's operator leaves these).
             "--set",
             &format!("operator.instance={}", harness::E2E_INSTANCE),
+            // The main job applied ClusterRole lmi-invoker from crds/yaml (Helm would not take
+            // it over); install_serves_a_function applies it either way.
+            "--set",
+            "router.auth.createInvokerClusterRole=false",
             "--kubeconfig",
             &kubeconfig,
             "--wait",
@@ -583,11 +589,26 @@ async fn install_serves_a_function(env: &TestEnv) -> Result<()> {
         .ok_or_else(|| Error::Other("the router Service has no ClusterIP".into()))?;
     let arn = format!("arn:aws:lambda:us-east-1:{}:function:hello", env.namespace);
     let url = format!("http://{ip}:80/2015-03-31/functions/{arn}/invocations");
+    // Authentication is on in the chart: an anonymous call is refused, and an in-cluster caller's
+    // service-account token for the router's audience, with lmi-invoker bound, is let through.
+    let (status, body) = invoke(&url, r#"{"name": "chart"}"#, None).await?;
+    assert_eq!(status, 403, "anonymous: {body}");
+    access::apply_invoker_role(&env.client).await?;
+    access::create_service_account(&env.client, &env.namespace, "caller").await?;
+    access::bind_invoker(
+        &env.client,
+        &env.namespace,
+        "caller-invoker",
+        json!({"kind": "ServiceAccount", "name": "caller", "namespace": env.namespace}),
+    )
+    .await?;
+    let token =
+        access::service_account_token(&env.client, &env.namespace, "caller", "lmi-router").await?;
     let answer = harness::eventually(
         "an answer through the router Service",
         Duration::from_secs(60),
         || async {
-            Ok(invoke(&url, r#"{"name": "chart"}"#)
+            Ok(invoke(&url, r#"{"name": "chart"}"#, Some(&token))
                 .await
                 .ok()
                 .filter(|(status, _)| *status == 200))
@@ -598,11 +619,16 @@ async fn install_serves_a_function(env: &TestEnv) -> Result<()> {
     Ok(())
 }
 
-/// One Invoke API request (what the SDKs send), over a fresh connection.
-async fn invoke(url: &str, payload: &str) -> Result<(u16, Value)> {
+/// One Invoke API request (what the SDKs send), over a fresh connection, with a bearer token if
+/// one is given.
+async fn invoke(url: &str, payload: &str, token: Option<&str>) -> Result<(u16, Value)> {
     let client: HttpClient<HttpConnector, Full<Bytes>> =
         HttpClient::builder(TokioExecutor::new()).build_http();
-    let request = http::Request::post(url)
+    let mut request = http::Request::post(url);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = request
         .body(Full::new(Bytes::from(payload.to_string())))
         .map_err(|e| Error::Other(format!("request: {e}")))?;
     let response = client

@@ -16,13 +16,11 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use k8s_openapi::api::authentication::v1::TokenRequest;
-use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams};
 use kube::{Client, ResourceExt};
-use lmi_crds::access::{ACCESS_KEY_SECRET_TYPE, INVOKER_CLUSTER_ROLE, invoker_cluster_role};
 use lmi_crds::{Function, FunctionVersion};
+use lmi_e2e::access;
 use lmi_e2e::error::{Error, Result};
 use lmi_e2e::harness::{TestEnv, eventually, repo_root, with_namespace};
 use lmi_e2e::images::{PYTHON_FUNCTION_IMAGE, RUST_FUNCTION_IMAGE};
@@ -575,36 +573,6 @@ async fn boto3_invoke(
     })
 }
 
-/// An access-key Secret (docs/security.md#access-keys) for `user`, in the router's namespace.
-async fn create_access_key(
-    env: &TestEnv,
-    name: &str,
-    id: &str,
-    secret: &str,
-    user: &str,
-) -> Result<()> {
-    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.namespace);
-    let key: Secret = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "type": ACCESS_KEY_SECRET_TYPE,
-        "stringData": {"accessKeyId": id, "secretAccessKey": secret, "user": user}
-    }))?;
-    secrets.create(&PostParams::default(), &key).await?;
-    Ok(())
-}
-
-/// Binds ClusterRole lmi-invoker in the test namespace to `subject`.
-async fn bind_invoker(env: &TestEnv, name: &str, subject: Value) -> Result<()> {
-    let bindings: Api<RoleBinding> = Api::namespaced(env.client.clone(), &env.namespace);
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": INVOKER_CLUSTER_ROLE},
-        "subjects": [subject]
-    }))?;
-    bindings.create(&PostParams::default(), &binding).await?;
-    Ok(())
-}
-
 fn apiserver_reviews(invoker: &Invoker, resource: &str) -> u64 {
     invoker
         .router
@@ -620,15 +588,9 @@ async fn callers_are_authenticated_and_authorized_by_rbac() -> Result<()> {
         publish(&env, "hello", 8, 10).await?;
         open.first_answer("hello", json!({})).await?;
         let venv = python_clients().await?;
-        // The ClusterRole the chart and crds/yaml ship.
-        let roles: Api<ClusterRole> = Api::all(env.client.clone());
-        roles
-            .patch(
-                INVOKER_CLUSTER_ROLE,
-                &PatchParams::apply("lmi-e2e").force(),
-                &Patch::Apply(invoker_cluster_role()),
-            )
-            .await?;
+        let client = env.client.clone();
+        let ns = env.namespace.clone();
+        access::apply_invoker_role(&client).await?;
         // A key for a user, in this test's namespace, which is the router's system namespace.
         let user = format!("alice-{}", env.namespace);
         let id = format!("LMI{}", env.namespace.to_uppercase().replace('-', ""));
@@ -640,7 +602,7 @@ async fn callers_are_authenticated_and_authorized_by_rbac() -> Result<()> {
                 .unwrap_or_default()
                 ^ (u128::from(std::process::id()) << 64)
         );
-        create_access_key(&env, "alice-key", &id, &secret, &user).await?;
+        access::create_access_key(&client, &ns, "alice-key", (&id, &secret), &user).await?;
         let router = Invoker::start_with(
             env.client.clone(),
             lmi_router::router::Config {
@@ -666,8 +628,9 @@ async fn callers_are_authenticated_and_authorized_by_rbac() -> Result<()> {
         assert!(message.contains("function:hello"), "{message}");
 
         // Bound: the AWS CLI and boto3 get the function's answer (a cached deny lasts 5 s).
-        bind_invoker(
-            &env,
+        access::bind_invoker(
+            &client,
+            &ns,
             "alice-invoker",
             json!({"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": user}),
         )
@@ -727,24 +690,9 @@ async fn callers_are_authenticated_and_authorized_by_rbac() -> Result<()> {
 
         // A service account's token from the TokenRequest API, for the router's audience: RBAC
         // decides as for a key.
-        let accounts: Api<ServiceAccount> = Api::namespaced(env.client.clone(), &env.namespace);
-        accounts
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": "caller"}}))?,
-            )
-            .await?;
+        access::create_service_account(&client, &ns, "caller").await?;
         let token = |audience: &'static str| {
-            let accounts = accounts.clone();
-            async move {
-                let request: TokenRequest = serde_json::from_value(json!({
-                    "spec": {"audiences": [audience], "expirationSeconds": 600}
-                }))?;
-                let issued = accounts
-                    .create_token_request("caller", &PostParams::default(), &request)
-                    .await?;
-                Ok::<String, Error>(issued.status.and_then(|s| s.token).unwrap_or_default())
-            }
+            access::service_account_token(&client, &ns, "caller", audience)
         };
         let bearer = format!("Bearer {}", token(TEST_AUDIENCE).await?);
         let denied = router
@@ -764,8 +712,9 @@ async fn callers_are_authenticated_and_authorized_by_rbac() -> Result<()> {
             "{}",
             denied.body
         );
-        bind_invoker(
-            &env,
+        access::bind_invoker(
+            &client,
+            &ns,
             "caller-invoker",
             json!({"kind": "ServiceAccount", "name": "caller", "namespace": env.namespace}),
         )

@@ -13,6 +13,9 @@
 //! rate (open loop: requests are sent on a fixed schedule, whatever the answers do) and at
 //! saturation (closed loop: a fixed number of callers back to back) records per-request latency
 //! and each process's CPU time from /proc.
+//!
+//! `bench SECONDS auth` compares the router with SigV4 authentication and RBAC on against off
+//! (see `bench/auth.rs`; it needs a cluster in KUBECONFIG).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -28,6 +31,8 @@ use tokio::sync::Mutex;
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
+#[path = "bench/auth.rs"]
+mod auth;
 #[path = "support/mod.rs"]
 mod support;
 use support::{Proc, free_port};
@@ -68,10 +73,21 @@ impl Run {
     }
 }
 
-async fn one(client: &HttpClient, uri: &hyper::Uri) -> Result<Duration, String> {
+/// One request; signed with SigV4 when a signer is given (each request at its own time, as a
+/// caller's SDK signs).
+async fn one(
+    client: &HttpClient,
+    uri: &hyper::Uri,
+    signer: Option<&auth::Signer>,
+) -> Result<Duration, String> {
     let start = Instant::now();
-    let req = hyper::Request::post(uri.clone())
-        .header("content-type", "application/json")
+    let mut req = hyper::Request::post(uri.clone()).header("content-type", "application/json");
+    if let Some(signer) = signer {
+        for (name, value) in signer.headers(uri.path(), PAYLOAD.as_bytes()) {
+            req = req.header(name, value);
+        }
+    }
+    let req = req
         .body(Full::new(Bytes::from_static(PAYLOAD.as_bytes())))
         .map_err(|e| e.to_string())?;
     let resp = client.request(req).await.map_err(|e| e.to_string())?;
@@ -92,7 +108,13 @@ async fn one(client: &HttpClient, uri: &hyper::Uri) -> Result<Duration, String> 
 }
 
 /// Open loop at `rate` per second for `secs`.
-async fn open_loop(client: &HttpClient, uri: &hyper::Uri, rate: u64, secs: f64) -> Run {
+async fn open_loop(
+    client: &HttpClient,
+    uri: &hyper::Uri,
+    rate: u64,
+    secs: f64,
+    signer: Option<Arc<auth::Signer>>,
+) -> Run {
     let results = Arc::new(Mutex::new(Run::default()));
     let total = (rate as f64 * secs) as usize;
     let start = Instant::now();
@@ -102,9 +124,9 @@ async fn open_loop(client: &HttpClient, uri: &hyper::Uri, rate: u64, secs: f64) 
         // rates requests go out in small bursts each millisecond; the average rate is exact).
         let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
         tokio::time::sleep_until(due.into()).await;
-        let (c, u, r) = (client.clone(), uri.clone(), results.clone());
+        let (c, u, r, s) = (client.clone(), uri.clone(), results.clone(), signer.clone());
         handles.push(tokio::spawn(async move {
-            let res = one(&c, &u).await;
+            let res = one(&c, &u, s.as_deref()).await;
             let mut r = r.lock().await;
             r.sent += 1;
             match res {
@@ -141,7 +163,7 @@ async fn closed_loop(client: &HttpClient, uri: &hyper::Uri, callers: usize, secs
                 let mut local = Run::default();
                 while Instant::now() < end {
                     local.sent += 1;
-                    match one(&c, &u).await {
+                    match one(&c, &u, None).await {
                         Ok(d) => {
                             local.ok += 1;
                             local.latencies_us.push(d.as_secs_f64() * 1e6);
@@ -186,9 +208,27 @@ fn spawn(bin: &Path, args: &[&str], env: &[(&str, String)]) -> Proc {
     }
 }
 
-async fn wait_up(client: &HttpClient, uri: &hyper::Uri) {
+/// The sidecar running the trivial Rust function (up to 64 invocations at once).
+fn start_sidecar(bins: &Path, examples: &Path, port: u16, runtime_api_port: u16) -> Proc {
+    spawn(
+        &bins.join("lmi-sidecar"),
+        &["--", &examples.join("fixture_fn").display().to_string()],
+        &[
+            ("LMI_LISTEN_ADDR", format!("127.0.0.1:{port}")),
+            (
+                "LMI_RUNTIME_API_ADDR",
+                format!("127.0.0.1:{runtime_api_port}"),
+            ),
+            ("AWS_LAMBDA_MAX_CONCURRENCY", "64".to_string()),
+            ("LMI_FUNCTION_TIMEOUT_SECONDS", "10".to_string()),
+            ("RUST_LOG", "warn".to_string()),
+        ],
+    )
+}
+
+async fn wait_up(client: &HttpClient, uri: &hyper::Uri, signer: Option<&auth::Signer>) {
     for _ in 0..200 {
-        if one(client, uri).await.is_ok() {
+        if one(client, uri, signer).await.is_ok() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -207,10 +247,13 @@ async fn main() {
     let me = std::env::current_exe().unwrap_or_default();
     let examples = me.parent().map(Path::to_path_buf).unwrap_or_default();
     let bins: PathBuf = examples.parent().map(Path::to_path_buf).unwrap_or_default();
+    if std::env::args().nth(2).as_deref() == Some("auth") {
+        auth::compare(secs, &bins, &examples).await;
+        return;
+    }
 
     let echo_port = free_port();
-    let sidecar_port = free_port();
-    let rapi_port = free_port();
+    let (sidecar_port, rapi_port) = (free_port(), free_port());
     let router_port = free_port();
     let echo = spawn(
         &examples.join("echo_server"),
@@ -233,17 +276,7 @@ async fn main() {
         ],
         &[],
     );
-    let sidecar = spawn(
-        &bins.join("lmi-sidecar"),
-        &["--", &examples.join("fixture_fn").display().to_string()],
-        &[
-            ("LMI_LISTEN_ADDR", format!("127.0.0.1:{sidecar_port}")),
-            ("LMI_RUNTIME_API_ADDR", format!("127.0.0.1:{rapi_port}")),
-            ("AWS_LAMBDA_MAX_CONCURRENCY", "64".to_string()),
-            ("LMI_FUNCTION_TIMEOUT_SECONDS", "10".to_string()),
-            ("RUST_LOG", "warn".to_string()),
-        ],
-    );
+    let sidecar = start_sidecar(&bins, &examples, sidecar_port, rapi_port);
     let catalog = std::env::temp_dir().join(format!("lmi-bench-{router_port}.yaml"));
     let _ = std::fs::write(
         &catalog,
@@ -278,9 +311,9 @@ async fn main() {
             .parse()
             .unwrap_or_default();
     let util_uri = format!("http://127.0.0.1:{sidecar_port}/utilization");
-    wait_up(&client, &echo_uri).await;
-    wait_up(&client, &floor_uri).await;
-    wait_up(&client, &lambda_uri).await;
+    wait_up(&client, &echo_uri, None).await;
+    wait_up(&client, &floor_uri, None).await;
+    wait_up(&client, &lambda_uri, None).await;
     // Warm up connection pools and the runtime.
     let _ = closed_loop(&client, &echo_uri, 8, 1.0).await;
     let _ = closed_loop(&client, &floor_uri, 8, 1.0).await;
@@ -323,7 +356,7 @@ async fn main() {
             let before: Vec<f64> = pids.iter().map(|(_, p)| cpu_seconds(*p)).collect();
             let rt_before = cpu_seconds(runtime_pid);
             let run = match phase.strip_suffix("/s").and_then(|r| r.parse::<u64>().ok()) {
-                Some(rate) => open_loop(&client, uri, rate, secs).await,
+                Some(rate) => open_loop(&client, uri, rate, secs, None).await,
                 None => closed_loop(&client, uri, SATURATION_CALLERS, secs).await,
             };
             let after: Vec<f64> = pids.iter().map(|(_, p)| cpu_seconds(*p)).collect();
