@@ -147,6 +147,9 @@ if [ "$LOCAL" = 1 ] && ! running lmi-simcloud; then
     start lmi-simcloud
     echo "$CLUSTER_ID" >"$RUN_DIR/lmi-simcloud.cluster"
 fi
+# The system namespace: the operator keeps the cluster's invoke key there (Secret lmi-invoke-key)
+# and the router reads it, to call the EEs (whose sidecars refuse callers without the token).
+kubectl create namespace lmi-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 if ! running lmi-operator; then
     start lmi-operator --sidecar-image localhost/lmi/lmi-sidecar:dev --no-leader-election \
         --metrics-addr 127.0.0.1:18081

@@ -15,6 +15,7 @@ pub mod common;
 pub mod crdgen;
 pub mod function;
 pub mod function_version;
+pub mod invoke_token;
 pub mod namespace_selector;
 pub mod rules;
 

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use lmi_crds::{CapacityProvider, Function, FunctionVersion};
@@ -27,9 +27,28 @@ use crate::simcloud::{self, SimCloud};
 /// Async-aware: every `#[tokio::test]` has its own runtime, and the guard is held across awaits.
 static EXCLUSIVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Installs Karpenter's CRDs into the test cluster (once per cluster; re-applying is harmless).
+/// Installs Karpenter's CRDs into the test cluster (once per cluster; re-applying is harmless),
+/// and makes sure the system namespace exists: an operator waits for its invoke key there.
 pub async fn prepare(client: &Client) -> Result<()> {
-    crate::karpenter_crds::install(client).await.map(|_| ())
+    crate::karpenter_crds::install(client).await?;
+    ensure_system_namespace(client).await
+}
+
+/// Creates the namespace of the invoke key (`lmi-system`) unless it exists. It is shared with the
+/// main job (scripts/run.sh creates it too) and never deleted by the tests.
+pub async fn ensure_system_namespace(client: &Client) -> Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let name = lmi_operator::settings::DEFAULT_SYSTEM_NAMESPACE;
+    let namespace: Namespace = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name},
+    }))?;
+    match namespaces.create(&PostParams::default(), &namespace).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Serializes the tests that run an operator (a failed test does not block the rest: the lock
@@ -56,6 +75,8 @@ pub fn test_settings() -> Settings {
         // The product's times: no test but the consolidation one sees EEs move.
         consolidation: ConsolidationTimes::default(),
         instance: Some(crate::harness::E2E_INSTANCE.to_string()),
+        // Shared with the main job's operator and router: one invoke key per cluster.
+        system_namespace: lmi_operator::settings::DEFAULT_SYSTEM_NAMESPACE.to_string(),
     }
 }
 

@@ -265,6 +265,96 @@ async fn a_published_function_answers_through_the_router() -> Result<()> {
     .await
 }
 
+/// One request from this process straight to an EE pod's sidecar port (around the router): the
+/// status and the JSON body.
+async fn to_the_ee(
+    invoker: &Invoker,
+    pod: &Pod,
+    method: http::Method,
+    path: &str,
+    body: &str,
+) -> Result<(u16, Value)> {
+    let ip = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .ok_or_else(|| Error::Other(format!("{} has no IP", pod.name_any())))?;
+    let host = if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip
+    };
+    let request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{host}:9000{path}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .map_err(|e| Error::Other(format!("request: {e}")))?;
+    let response = invoker
+        .http
+        .request(request)
+        .await
+        .map_err(|e| Error::Other(format!("{path} on {host}: {e}")))?;
+    let status = response.status().as_u16();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| Error::Other(format!("{path} on {host}: {e}")))?
+        .to_bytes();
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
+}
+
+#[tokio::test]
+async fn only_the_router_invokes_an_ee_and_only_its_hook_drains_it() -> Result<()> {
+    on_the_real_node("real-node-ee-access", |env, invoker| async move {
+        let ee = publish(&env, "guarded", 2, 10).await?;
+        // The router (which knows the cluster's invoke key) gets through.
+        let answer = invoker
+            .first_answer("guarded", json!({"name": "router"}))
+            .await?;
+        assert_eq!(answer.body["message"], "Hello, router!", "{}", answer.body);
+        let invocations = |doc: &Value| doc["invocations"].as_u64().unwrap_or(u64::MAX);
+        let (_, before) = to_the_ee(&invoker, &ee, http::Method::GET, "/utilization", "").await?;
+
+        // Anyone else who reaches the pod network: the sidecar refuses, and the function does not
+        // run.
+        let (status, body) = to_the_ee(
+            &invoker,
+            &ee,
+            http::Method::POST,
+            "/invoke",
+            r#"{"name":"intruder"}"#,
+        )
+        .await?;
+        assert_eq!(status, 403, "{body}");
+        assert_eq!(body["errorType"], "AccessDenied", "{body}");
+        let (status, after) =
+            to_the_ee(&invoker, &ee, http::Method::GET, "/utilization", "").await?;
+        assert_eq!(status, 200, "utilization stays readable");
+        assert_eq!(
+            invocations(&after),
+            invocations(&before),
+            "the function did not run: {after}"
+        );
+
+        // Nor can they drain it: it stays Ready and keeps serving through the router.
+        let (status, body) = to_the_ee(&invoker, &ee, http::Method::GET, "/drain", "").await?;
+        assert_eq!(status, 403, "{body}");
+        let (status, ready) = to_the_ee(&invoker, &ee, http::Method::GET, "/readyz", "").await?;
+        assert_eq!(status, 200, "still Ready: {ready}");
+        assert_eq!(ready["draining"], false, "{ready}");
+        let again = invoker.invoke("guarded", json!({"name": "again"})).await?;
+        assert_eq!(again.status, 200, "{}", again.body);
+        assert_eq!(again.body["pod"], ee.name_any(), "{}", again.body);
+        Ok(())
+    })
+    .await
+}
+
 #[tokio::test]
 async fn invocations_beyond_the_ees_limit_are_throttled() -> Result<()> {
     on_the_real_node("real-node-throttle", |env, invoker| async move {

@@ -6,6 +6,7 @@ use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
+use lmi_crds::invoke_token::InvokeKey;
 use lmi_crds::{Function, FunctionVersion};
 
 use crate::karpenter::{EC2NodeClass, NodeClaim};
@@ -37,6 +38,8 @@ pub struct Context {
     pub metrics: Metrics,
     pub recorder: Recorder,
     pub settings: Settings,
+    /// The cluster's invoke key: functions' tokens and EE pods' drain tokens derive from it.
+    pub invoke_key: InvokeKey,
 }
 
 impl Stores {
@@ -73,7 +76,13 @@ impl Stores {
 }
 
 impl Context {
-    pub fn new(client: Client, stores: Stores, metrics: Metrics, settings: Settings) -> Self {
+    pub fn new(
+        client: Client,
+        stores: Stores,
+        metrics: Metrics,
+        settings: Settings,
+        invoke_key: InvokeKey,
+    ) -> Self {
         let reporter = Reporter {
             controller: "lmi-operator".into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -86,6 +95,7 @@ impl Context {
             metrics,
             recorder,
             settings,
+            invoke_key,
         }
     }
 

@@ -11,6 +11,7 @@ pub mod context;
 pub mod controllers;
 pub mod error;
 pub mod http;
+pub mod invoke_key;
 pub mod karpenter;
 pub mod leader;
 pub mod metrics;

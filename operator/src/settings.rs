@@ -30,6 +30,8 @@ pub struct Settings {
     /// The operator instance: only objects labelled `lmi.dev/instance=<it>` are reconciled, or
     /// with None only objects without that label.
     pub instance: Option<String>,
+    /// Where the cluster's LMI Secrets live (the invoke key `lmi-invoke-key`).
+    pub system_namespace: String,
 }
 
 const HELP: &str = "lmi-operator: reconciles lmi.dev CapacityProviders, Functions and FunctionVersions
@@ -51,6 +53,7 @@ flags (or environment variables):
   --consolidation-settle-seconds N        LMI_CONSOLIDATION_SETTLE        keep a version's EEs put this long after it starts one [120]
   --consolidation-move-timeout-seconds N  LMI_CONSOLIDATION_MOVE_TIMEOUT  call off a move not done after this [600]
   --instance NAME                         LMI_INSTANCE                    reconcile only objects labelled lmi.dev/instance=NAME [none: only unlabelled objects]
+  --system-namespace NS                   LMI_SYSTEM_NAMESPACE            holds the invoke key Secret lmi-invoke-key [POD_NAMESPACE or lmi-system]
 ";
 
 /// Parses `args` (without the program name), falling back to `env`.
@@ -137,8 +140,14 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Se
         instance: get("instance", "LMI_INSTANCE")
             .map(|name| valid_instance(&name).map(|()| name))
             .transpose()?,
+        system_namespace: get("system-namespace", "LMI_SYSTEM_NAMESPACE")
+            .or_else(|| env("POD_NAMESPACE").filter(|v| !v.is_empty()))
+            .unwrap_or_else(|| DEFAULT_SYSTEM_NAMESPACE.to_string()),
     })
 }
+
+/// The namespace of the LMI Secrets when neither a flag nor `POD_NAMESPACE` names one.
+pub const DEFAULT_SYSTEM_NAMESPACE: &str = "lmi-system";
 
 /// An instance name is a label value: at most 63 characters, alphanumerics with `-`, `_` or `.`
 /// inside.
@@ -221,6 +230,20 @@ mod tests {
         );
         assert_eq!(s.metrics_addr.port(), 8080);
         assert_eq!(s.consolidation, ConsolidationTimes::default());
+        assert_eq!(s.system_namespace, "lmi-system");
+    }
+
+    #[test]
+    fn the_system_namespace_is_the_flag_else_the_pods() {
+        let pod = |k: &str| (k == "POD_NAMESPACE").then(|| "lmi".to_string());
+        let s = parse(&args(&["--sidecar-image", "i"]), pod).unwrap();
+        assert_eq!(s.system_namespace, "lmi");
+        let s = parse(
+            &args(&["--sidecar-image", "i", "--system-namespace", "ops"]),
+            pod,
+        )
+        .unwrap();
+        assert_eq!(s.system_namespace, "ops");
     }
 
     #[test]

@@ -10,6 +10,13 @@ pub const INVOKE_PATH: &str = "/invoke";
 pub const REFUSAL_REASON: &str = "lmi-refusal-reason";
 /// Header of the function error kind on a function result (`Unhandled`), as Lambda names it.
 pub const FUNCTION_ERROR: &str = "x-amz-function-error";
+/// Header of the function's invoke token, which the sidecar requires on `POST /invoke` when it has
+/// one (see `lmi_crds::invoke_token`): only the router, which knows the cluster's key, has it.
+pub const INVOKE_TOKEN: &str = lmi_crds::invoke_token::INVOKE_TOKEN_HEADER;
+/// Header of the pod's drain token, which the sidecar requires on `GET /drain` (the preStop hook).
+pub const DRAIN_TOKEN: &str = lmi_crds::invoke_token::DRAIN_TOKEN_HEADER;
+/// Path of the sidecar's drain endpoint (the function container's preStop hook).
+pub const DRAIN_PATH: &str = "/drain";
 
 pub const REQUEST_ID: &str = "lambda-runtime-aws-request-id";
 pub const DEADLINE_MS: &str = "lambda-runtime-deadline-ms";

@@ -221,6 +221,7 @@ async fn apply_plan(
             &new.name,
             &new.node,
             &ctx.settings.ee,
+            &ctx.invoke_key,
         );
         let pods: Api<Pod> =
             Api::namespaced(ctx.client.clone(), &version.namespace().unwrap_or_default());

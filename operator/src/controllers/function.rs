@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use lmi_crds::capacity_provider::ProvisioningMode;
@@ -20,8 +21,9 @@ use lmi_crds::{
 use sha2::{Digest, Sha256};
 
 use crate::conditions;
-use crate::context::Context;
+use crate::context::{Context, FIELD_MANAGER};
 use crate::error::{Error, Result};
+use crate::plan::invoke_secrets::function_secret;
 
 /// Annotation on a FunctionVersion: the SHA-256 of the configuration it froze.
 pub const CONFIG_SHA_ANNOTATION: &str = "lmi.dev/config-sha256";
@@ -133,6 +135,9 @@ async fn reconcile_inner(function: &Function, ctx: &Context) -> Result<Action> {
         .configuration
         .capacity_provider_config
         .capacity_provider_name;
+    // Before any version exists: its EEs' sidecars read the token from this Secret (and do not
+    // start without it).
+    apply_token_secret(function, ctx).await?;
     let cps: Api<CapacityProvider> = Api::all(ctx.client.clone());
     let cp = cps.get_opt(cp_name).await?;
 
@@ -234,6 +239,26 @@ async fn reconcile_inner(function: &Function, ctx: &Context) -> Result<Action> {
     } else {
         Duration::from_secs(300)
     }))
+}
+
+/// Writes the Secret with the function's invoke token. Server-side apply on every reconcile: it is
+/// created the first time, and put right should someone edit it or the key change (an apply that
+/// changes nothing writes nothing).
+async fn apply_token_secret(function: &Function, ctx: &Context) -> Result<()> {
+    let Some(secret) = function_secret(function, &ctx.invoke_key) else {
+        return Ok(());
+    };
+    let (Some(namespace), Some(name)) = (&secret.metadata.namespace, &secret.metadata.name) else {
+        return Ok(());
+    };
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&secret),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Creates version `number` of `function`, an immutable snapshot of its configuration. The name

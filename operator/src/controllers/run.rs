@@ -78,6 +78,13 @@ pub async fn run(
     source: Arc<dyn UtilizationSource>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
+    // Every EE is built with tokens derived from the key, so nothing is planned before it is
+    // known; a shutdown meanwhile ends the wait.
+    let mut shutdown = Box::pin(shutdown);
+    let invoke_key = tokio::select! {
+        key = crate::invoke_key::ensure_until_known(&client, &settings.system_namespace) => key,
+        _ = &mut shutdown => return,
+    };
     // Every kind this operator acts on is watched through its instance's selector, so that it
     // never sees (and so never touches) another instance's objects. Nodes are shared: a Static
     // provider's own selector picks them.
@@ -106,7 +113,13 @@ pub async fn run(
         claims,
         node_classes,
     };
-    let ctx = Arc::new(Context::new(client.clone(), stores, metrics, settings));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        stores,
+        metrics,
+        settings,
+        invoke_key,
+    ));
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let shutdown_rx_for_autoscaler = shutdown_rx.clone();

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapKeySelector, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler, ObjectFieldSelector, Pod,
+    EnvVarSource, HTTPGetAction, HTTPHeader, Lifecycle, LifecycleHandler, ObjectFieldSelector, Pod,
     PodSecurityContext, PodSpec, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector,
     SecurityContext, Toleration, Volume, VolumeMount,
 };
@@ -16,6 +16,10 @@ use lmi_crds::FunctionVersion;
 use lmi_crds::catalog::{SIDECAR_CPU_MILLIS, SIDECAR_MEMORY_MIB};
 use lmi_crds::common::{CAPACITY_PROVIDER_LABEL, FUNCTION_LABEL, VERSION_LABEL, instance_label};
 use lmi_crds::function::EnvValueSource;
+use lmi_crds::invoke_token::{
+    DRAIN_TOKEN_ENV, DRAIN_TOKEN_HEADER, FUNCTION_TOKEN_FIELD, INVOKE_TOKEN_ENV, InvokeKey,
+    function_secret_name,
+};
 use lmi_crds::rules::{EeShape, init_timeout_seconds};
 
 /// Where the sidecar serves the router, its probes and metrics (`LMI_LISTEN_ADDR`).
@@ -38,7 +42,9 @@ pub struct EeSettings {
     pub image_pull_policy: Option<String>,
 }
 
-/// Builds the pod `name` of `version`, bound to `node`.
+/// Builds the pod `name` of `version`, bound to `node`. Its sidecar takes invocations only with
+/// the function's token (from the function's Secret, see [`super::invoke_secrets`]) and drains
+/// only for this pod's drain token, derived from `key` (see `lmi_crds::invoke_token`).
 pub fn ee_pod(
     version: &FunctionVersion,
     shape: &EeShape,
@@ -46,8 +52,13 @@ pub fn ee_pod(
     name: &str,
     node: &str,
     settings: &EeSettings,
+    key: &InvokeKey,
 ) -> Pod {
     let spec = &version.spec;
+    let namespace = version.metadata.namespace.clone().unwrap_or_default();
+    // In the pod spec (a preStop header cannot come from a Secret): whoever may read this pod
+    // may drain it, and that alone; the key stays out of reach.
+    let drain_token = key.drain_token(&namespace, name);
     let config = &spec.configuration;
     let version_name = version.metadata.name.clone().unwrap_or_default();
     let mut labels = BTreeMap::from([
@@ -122,6 +133,10 @@ pub fn ee_pod(
                 http_get: Some(HTTPGetAction {
                     path: Some("/drain".to_string()),
                     port: IntOrString::Int(SIDECAR_PORT),
+                    http_headers: Some(vec![HTTPHeader {
+                        name: DRAIN_TOKEN_HEADER.to_string(),
+                        value: drain_token.clone(),
+                    }]),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -174,6 +189,21 @@ pub fn ee_pod(
             }),
             ..Default::default()
         },
+        // The sidecar's only: the function container never gets it in its environment.
+        EnvVar {
+            name: INVOKE_TOKEN_ENV.to_string(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: function_secret_name(&spec.function_name),
+                    key: FUNCTION_TOKEN_FIELD.to_string(),
+                    // Without its Secret the sidecar does not start, rather than start open.
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        env(DRAIN_TOKEN_ENV, &drain_token),
     ];
     let sidecar = Container {
         name: "sidecar".to_string(),
@@ -337,6 +367,10 @@ mod tests {
     use lmi_crds::function::{CapacityProviderConfig, FunctionCode};
     use lmi_crds::{FunctionConfiguration, FunctionVersionSpec};
 
+    fn key() -> InvokeKey {
+        InvokeKey::new(vec![5u8; 32]).unwrap()
+    }
+
     fn version() -> FunctionVersion {
         let configuration = FunctionConfiguration {
             capacity_provider_config: CapacityProviderConfig {
@@ -379,7 +413,15 @@ mod tests {
             region: "us-east-1".into(),
             image_pull_policy: None,
         };
-        let pod = ee_pod(&v, &shape, "cp", "hello-v2-ee-0", "node-a", &settings);
+        let pod = ee_pod(
+            &v,
+            &shape,
+            "cp",
+            "hello-v2-ee-0",
+            "node-a",
+            &settings,
+            &key(),
+        );
         let spec = pod.spec.as_ref().unwrap();
         assert_eq!(spec.node_name.as_deref(), Some("node-a"));
         assert_eq!(spec.share_process_namespace, Some(true));
@@ -426,6 +468,72 @@ mod tests {
     }
 
     #[test]
+    fn only_the_sidecar_gets_the_token_and_the_hook_drains_with_the_pods_own() {
+        let v = version();
+        let shape = lmi_crds::rules::ee_shape(&v.spec.configuration).unwrap();
+        let settings = EeSettings {
+            sidecar_image: "sidecar:1".into(),
+            region: "us-east-1".into(),
+            image_pull_policy: None,
+        };
+        let pod = ee_pod(&v, &shape, "cp", "hello-v2-ee-0", "n", &settings, &key());
+        let spec = pod.spec.unwrap();
+        let sidecar = &spec.init_containers.as_ref().unwrap()[0];
+        let sidecar_env = sidecar.env.as_ref().unwrap();
+        let find = |name: &str| sidecar_env.iter().find(|e| e.name == name).unwrap();
+        let token = find(INVOKE_TOKEN_ENV);
+        assert_eq!(token.value, None, "a reference, not the value");
+        let secret = token
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (secret.name.as_str(), secret.key.as_str(), secret.optional),
+            ("lmi-invoke-hello", "token", Some(false))
+        );
+        let drain = key().drain_token("team", "hello-v2-ee-0");
+        assert_eq!(find(DRAIN_TOKEN_ENV).value.as_deref(), Some(drain.as_str()));
+
+        let function = &spec.containers[0];
+        let function_env = function.env.as_ref().unwrap();
+        assert!(
+            function_env
+                .iter()
+                .all(|e| e.name != INVOKE_TOKEN_ENV && e.name != DRAIN_TOKEN_ENV),
+            "the function container gets neither token"
+        );
+        let hook = function.lifecycle.as_ref().unwrap().pre_stop.as_ref();
+        let headers = hook
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .http_headers
+            .clone();
+        assert_eq!(
+            headers.unwrap(),
+            vec![HTTPHeader {
+                name: DRAIN_TOKEN_HEADER.to_string(),
+                value: drain.clone()
+            }]
+        );
+        // Another pod of the same version drains with another token.
+        let other = ee_pod(&v, &shape, "cp", "hello-v2-ee-1", "n", &settings, &key());
+        let other_env = other.spec.unwrap().init_containers.unwrap()[0]
+            .env
+            .clone()
+            .unwrap();
+        let other_drain = other_env
+            .iter()
+            .find(|e| e.name == DRAIN_TOKEN_ENV)
+            .unwrap();
+        assert_ne!(other_drain.value.as_deref(), Some(drain.as_str()));
+    }
+
+    #[test]
     fn a_token_is_mounted_only_for_a_named_service_account() {
         let settings = EeSettings {
             sidecar_image: "sidecar:1".into(),
@@ -434,13 +542,13 @@ mod tests {
         };
         let mut v = version();
         let shape = lmi_crds::rules::ee_shape(&v.spec.configuration).unwrap();
-        let pod = ee_pod(&v, &shape, "cp", "p", "n", &settings);
+        let pod = ee_pod(&v, &shape, "cp", "p", "n", &settings, &key());
         let spec = pod.spec.unwrap();
         assert_eq!(spec.service_account_name, None);
         assert_eq!(spec.automount_service_account_token, Some(false));
 
         v.spec.configuration.service_account_name = Some("payments-reader".into());
-        let pod = ee_pod(&v, &shape, "cp", "p", "n", &settings);
+        let pod = ee_pod(&v, &shape, "cp", "p", "n", &settings, &key());
         let spec = pod.spec.unwrap();
         assert_eq!(
             spec.service_account_name.as_deref(),
@@ -468,7 +576,7 @@ mod tests {
             .unwrap(),
         );
         let shape = lmi_crds::rules::ee_shape(&v.spec.configuration).unwrap();
-        let pod = ee_pod(&v, &shape, "cp", "p", "n", &settings);
+        let pod = ee_pod(&v, &shape, "cp", "p", "n", &settings, &key());
         let env = pod.spec.unwrap().containers[0].env.clone().unwrap();
         let find = |name: &str| env.iter().find(|e| e.name == name).cloned().unwrap();
         assert_eq!(find("LOG_LEVEL").value.as_deref(), Some("info"));

@@ -4,6 +4,7 @@
 pub mod capacity;
 pub mod consolidation;
 pub mod ee_pod;
+pub mod invoke_secrets;
 pub mod karpenter_objects;
 pub mod snapshot;
 pub mod version_state;

@@ -317,6 +317,7 @@ struct Resolved {
     number: u32,
     timeout: Duration,
     endpoints: Vec<Arc<super::catalog::Endpoint>>,
+    invoke_token: Option<HeaderValue>,
 }
 
 impl From<&Version> for Resolved {
@@ -325,6 +326,7 @@ impl From<&Version> for Resolved {
             number: v.number,
             timeout: v.timeout,
             endpoints: v.endpoints.clone(),
+            invoke_token: v.invoke_token.clone(),
         }
     }
 }
@@ -373,6 +375,10 @@ async fn forward(
             .header(wire::TRACE_ID, hop.trace_id.as_str());
         if let Some(c) = &hop.client_context {
             req = req.header(wire::CLIENT_CONTEXT, c.clone());
+        }
+        // The EE's sidecar runs nothing for a caller without the function's token.
+        if let Some(t) = &version.invoke_token {
+            req = req.header(wire::INVOKE_TOKEN, t.clone());
         }
         let req = req
             .body(Full::new(hop.payload.clone()))

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use lmi_crds::invoke_token::InvokeKey;
+
 use crate::function_name::{FunctionRef, Qualifier};
 use crate::lambda_error::LambdaError;
 
@@ -27,6 +29,10 @@ pub struct FunctionSpec {
     pub name: String,
     #[serde(default)]
     pub versions: Vec<VersionSpec>,
+    /// The token the function's EEs require (`x-lmi-invoke-token`); without it the router derives
+    /// it from the invoke key, if it has one (the cluster source always leaves it out).
+    #[serde(default)]
+    pub invoke_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -90,6 +96,9 @@ pub struct Version {
     pub state: String,
     pub timeout: Duration,
     pub endpoints: Vec<Arc<Endpoint>>,
+    /// The function's invoke token, sent to its EEs (marked sensitive: not printed). Computed once
+    /// per catalog build, not per invocation.
+    pub invoke_token: Option<http::HeaderValue>,
 }
 
 #[derive(Debug, Default)]
@@ -99,8 +108,14 @@ pub struct Catalog {
 
 impl Catalog {
     /// Build from a spec, reusing `previous`'s endpoints (and so their in-flight counts).
-    /// `pool` is the most connections (so invocations) this router opens to one EE at once.
-    pub fn build(spec: &CatalogSpec, previous: &Catalog, pool: usize) -> Result<Catalog, String> {
+    /// `pool` is the most connections (so invocations) this router opens to one EE at once;
+    /// `key` the invoke key the functions' tokens derive from.
+    pub fn build(
+        spec: &CatalogSpec,
+        previous: &Catalog,
+        pool: usize,
+        key: Option<&InvokeKey>,
+    ) -> Result<Catalog, String> {
         let mut known: HashMap<&str, Arc<Endpoint>> = HashMap::new();
         for versions in previous.functions.values() {
             for v in versions.values() {
@@ -111,6 +126,23 @@ impl Catalog {
         }
         let mut functions: HashMap<(String, String), BTreeMap<u32, Version>> = HashMap::new();
         for f in &spec.functions {
+            let token = f
+                .invoke_token
+                .clone()
+                .or_else(|| key.map(|k| k.function_token(&f.namespace, &f.name)));
+            let invoke_token = match token {
+                Some(t) => {
+                    let mut v = http::HeaderValue::from_str(&t).map_err(|_| {
+                        format!(
+                            "{}/{}: the invoke token is not a header value",
+                            f.namespace, f.name
+                        )
+                    })?;
+                    v.set_sensitive(true);
+                    Some(v)
+                }
+                None => None,
+            };
             let versions = functions
                 .entry((f.namespace.clone(), f.name.clone()))
                 .or_default();
@@ -147,6 +179,7 @@ impl Catalog {
                         state: v.state.clone(),
                         timeout: Duration::from_secs_f64(v.timeout_seconds),
                         endpoints,
+                        invoke_token: invoke_token.clone(),
                     },
                 );
             }
@@ -228,7 +261,7 @@ functions:
 
     #[test]
     fn resolves_versions_and_latest_published() {
-        let c = Catalog::build(&spec(), &Catalog::default(), 8).expect("build");
+        let c = Catalog::build(&spec(), &Catalog::default(), 8, None).expect("build");
         assert_eq!(resolve(&c, "hello:1"), Ok(1));
         // Latest published = newest Active (3), which has no ready EE.
         assert!(matches!(
@@ -256,15 +289,49 @@ functions:
 
     #[test]
     fn rebuild_keeps_in_flight_counts() {
-        let a = Catalog::build(&spec(), &Catalog::default(), 8).expect("build");
+        let a = Catalog::build(&spec(), &Catalog::default(), 8, None).expect("build");
         let f = parse("hello:1", None, "default").expect("parse");
         let ep = a.resolve(&f, "r").expect("resolve").endpoints[0].clone();
         let _guard = ep.begin();
-        let b = Catalog::build(&spec(), &a, 8).expect("rebuild");
+        let b = Catalog::build(&spec(), &a, 8, None).expect("rebuild");
         assert_eq!(
             b.resolve(&f, "r").expect("resolve").endpoints[0].in_flight(),
             1
         );
+    }
+
+    #[test]
+    fn each_function_gets_its_token_from_the_spec_or_the_key() {
+        let mut s = spec();
+        s.functions[1].invoke_token = Some("given".to_string());
+        let key = InvokeKey::new(vec![1u8; 32]).expect("key");
+        let c = Catalog::build(&s, &Catalog::default(), 8, Some(&key)).expect("build");
+        let token = |name: &str, version: &str| {
+            let f = parse(&format!("{name}:{version}"), None, "default").expect("parse");
+            let versions = &c.functions[&(f.namespace.clone(), f.name.clone())];
+            versions
+                .values()
+                .next()
+                .and_then(|v| v.invoke_token.clone())
+        };
+        let derived = token("hello", "1").expect("derived");
+        assert_eq!(derived, key.function_token("default", "hello").as_str());
+        assert!(derived.is_sensitive());
+        assert!(!format!("{derived:?}").contains(&key.function_token("default", "hello")));
+        assert_eq!(token("team-a/other", "1").expect("given"), "given");
+        let without = Catalog::build(&spec(), &Catalog::default(), 8, None).expect("build");
+        let f = parse("hello:1", None, "default").expect("parse");
+        assert!(
+            without
+                .resolve(&f, "r")
+                .expect("resolve")
+                .invoke_token
+                .is_none()
+        );
+        // The static file names a function's token as `invokeToken`.
+        let file: CatalogSpec =
+            serde_yaml::from_str("functions: [{name: x, invokeToken: abc}]").expect("yaml");
+        assert_eq!(file.functions[0].invoke_token.as_deref(), Some("abc"));
     }
 
     #[test]
@@ -273,7 +340,7 @@ functions:
             "functions: [{name: x, versions: [{version: 1, timeoutSeconds: 0}]}]",
         )
         .expect("yaml");
-        assert!(Catalog::build(&bad, &Catalog::default(), 8).is_err());
+        assert!(Catalog::build(&bad, &Catalog::default(), 8, None).is_err());
         assert!(serde_yaml::from_str::<CatalogSpec>("functions: [{name: x, typo: 1}]").is_err());
     }
 }

@@ -4,18 +4,23 @@
 //! `lmi.dev/version=<version>` in the version's namespace that are Ready (the sidecar's readiness:
 //! runtime initialized, not draining) and not being deleted; the router calls their sidecars on
 //! `podIP:<sidecar port>`.
+//!
+//! A third reflector holds the invoke key (the Secret `lmi-invoke-key` of the system namespace),
+//! from which each function's token is derived: it may appear after the router started (the
+//! operator creates it), and each change rebuilds the catalog.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use lmi_crds::FunctionVersion;
 use lmi_crds::common::{FUNCTION_LABEL, VERSION_LABEL};
+use lmi_crds::invoke_token::{INVOKE_KEY_FIELD, INVOKE_KEY_SECRET, InvokeKey};
 use tokio::sync::Notify;
 
 use super::Router;
@@ -81,6 +86,8 @@ pub fn spec_from(
                 namespace: ns,
                 name,
                 versions: Vec::new(),
+                // Derived from the invoke key when the catalog is built.
+                invoke_token: None,
             })
             .versions
             .push(VersionSpec {
@@ -95,6 +102,16 @@ pub fn spec_from(
     }
 }
 
+/// The invoke key in what the key reflector holds (None: no such Secret, or no usable `key`).
+pub fn key_from(secrets: &[Arc<Secret>]) -> Option<InvokeKey> {
+    secrets
+        .iter()
+        .find(|s| s.metadata.name.as_deref() == Some(INVOKE_KEY_SECRET))
+        .and_then(|s| s.data.as_ref())
+        .and_then(|d| d.get(INVOKE_KEY_FIELD))
+        .and_then(|b| InvokeKey::new(b.0.clone()))
+}
+
 fn is_ready(pod: &Pod) -> bool {
     pod.status
         .as_ref()
@@ -102,14 +119,25 @@ fn is_ready(pod: &Pod) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// Start the reflectors and keep the router's catalog in step with them. Returns once both have
-/// listed everything once (so the router does not answer 404 for functions it has not seen yet).
+/// Start the reflectors and keep the router's catalog in step with them. Returns once they have
+/// listed everything once (so the router does not answer 404 for functions it has not seen yet,
+/// nor call EEs without their token when the key exists). With `watch_key` false the router's key
+/// came from elsewhere (`--invoke-key-file`) and the Secret is not read.
 pub async fn watch(
     router: Arc<Router>,
     client: kube::Client,
-    sidecar_port: u16,
+    watch_key: bool,
 ) -> Result<(), Error> {
+    let sidecar_port = router.config.sidecar_port;
     let changed = Arc::new(Notify::new());
+    // One Secret, by name: the router may read no other (a Role in its own namespace).
+    let keys: Option<Store<Secret>> = watch_key.then(|| {
+        spawn_reflector(
+            Api::namespaced(client.clone(), &router.config.system_namespace),
+            watcher::Config::default().fields(&format!("metadata.name={INVOKE_KEY_SECRET}")),
+            changed.clone(),
+        )
+    });
     let versions: Store<FunctionVersion> = spawn_reflector(
         Api::all(client.clone()),
         watcher::Config::default(),
@@ -123,16 +151,35 @@ pub async fn watch(
     let ready = async {
         versions.wait_until_ready().await.ok();
         pods.wait_until_ready().await.ok();
+        if let Some(k) = &keys {
+            k.wait_until_ready().await.ok();
+        }
     };
     if tokio::time::timeout(Duration::from_secs(60), ready)
         .await
         .is_err()
     {
-        return Err(Error::Kube(
-            "FunctionVersions and pods not listed within 60 s (RBAC? CRDs installed?)".to_string(),
-        ));
+        return Err(Error::Kube(format!(
+            "FunctionVersions, pods and the Secret {INVOKE_KEY_SECRET} of namespace {} not \
+             listed within 60 s (RBAC? CRDs installed?)",
+            router.config.system_namespace
+        )));
     }
     let rebuild = move || {
+        if let Some(k) = &keys {
+            let key = key_from(&k.state());
+            let known = key.is_some();
+            if router.set_invoke_key(key) {
+                if known {
+                    tracing::info!("invoke key loaded: EEs get their functions' tokens");
+                } else {
+                    tracing::warn!(
+                        "no invoke key (Secret {INVOKE_KEY_SECRET}): EEs are called without a \
+                         token, and those that require one refuse"
+                    );
+                }
+            }
+        }
         let spec = spec_from(&versions.state(), &pods.state(), sidecar_port);
         if let Err(e) = router.install(&spec) {
             tracing::warn!(error = %e, "catalog from the cluster rejected");
@@ -222,6 +269,30 @@ mod tests {
                 ));
         }
         Arc::new(p)
+    }
+
+    #[test]
+    fn the_key_is_the_named_secrets_key_field() {
+        let secret = |name: &str, data: serde_json::Value| -> Arc<Secret> {
+            Arc::new(
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": name, "namespace": "lmi-system"},
+                    "data": data
+                }))
+                .expect("secret"),
+            )
+        };
+        // "a2V5IGJ5dGVz" is base64 of "key bytes".
+        let good = secret(
+            INVOKE_KEY_SECRET,
+            serde_json::json!({"key": "a2V5IGJ5dGVz"}),
+        );
+        assert_eq!(key_from(&[good]), InvokeKey::new(b"key bytes".to_vec()));
+        let other = secret("other", serde_json::json!({"key": "a2V5IGJ5dGVz"}));
+        assert_eq!(key_from(&[other]), None);
+        let empty = secret(INVOKE_KEY_SECRET, serde_json::json!({"key": ""}));
+        assert_eq!(key_from(&[empty]), None);
+        assert_eq!(key_from(&[]), None);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::{Error, http_server};
 use catalog::{Catalog, CatalogSpec};
+use lmi_crds::invoke_token::InvokeKey;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -54,7 +55,13 @@ pub struct Config {
     pub token_audience: String,
     /// Regions a SigV4 credential scope may name (`--allowed-regions a,b`); empty allows any.
     pub allowed_regions: Vec<String>,
+    /// A file holding the invoke key's bytes: used instead of the cluster's Secret (static
+    /// catalogs, local runs).
+    pub invoke_key_file: Option<PathBuf>,
 }
+
+/// The namespace of the LMI Secrets when neither `--system-namespace` nor `POD_NAMESPACE` says.
+pub const DEFAULT_SYSTEM_NAMESPACE: &str = "lmi-system";
 
 impl Default for Config {
     fn default() -> Self {
@@ -74,6 +81,7 @@ impl Default for Config {
             system_namespace: DEFAULT_SYSTEM_NAMESPACE.to_string(),
             token_audience: DEFAULT_TOKEN_AUDIENCE.to_string(),
             allowed_regions: Vec::new(),
+            invoke_key_file: None,
         }
     }
 }
@@ -87,12 +95,12 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, Error> {
         let mut c = Self::from_args(args)?;
-        let budget_given = args.iter().any(|a| a == "--payload-budget-mib");
-        if let Some(ns) = env("POD_NAMESPACE").filter(|v| !v.is_empty())
-            && !args.iter().any(|a| a == "--system-namespace")
+        if !args.iter().any(|a| a == "--system-namespace")
+            && let Some(ns) = env("POD_NAMESPACE").filter(|v| !v.is_empty())
         {
             c.system_namespace = ns;
         }
+        let budget_given = args.iter().any(|a| a == "--payload-budget-mib");
         if let Some(v) = env("LMI_MEMORY_LIMIT_MIB").filter(|v| !v.is_empty())
             && !budget_given
         {
@@ -138,6 +146,8 @@ impl Config {
                         .map_err(|_| Error::Config(format!("--retry-after {v}: not seconds")))?;
                 }
                 "--static" => c.static_file = Some(PathBuf::from(value()?)),
+                "--system-namespace" => c.system_namespace = value()?,
+                "--invoke-key-file" => c.invoke_key_file = Some(PathBuf::from(value()?)),
                 "--payload-budget-mib" => {
                     let v = value()?;
                     c.payload_budget_mib = v
@@ -159,7 +169,6 @@ impl Config {
                         _ => return Err(Error::Config(format!("--auth {v}: need on or off"))),
                     };
                 }
-                "--system-namespace" => c.system_namespace = value()?,
                 "--token-audience" => c.token_audience = value()?,
                 "--allowed-regions" => {
                     c.allowed_regions = value()?
@@ -190,8 +199,6 @@ fn count(flag: &str, v: &str, min: usize) -> Result<usize, Error> {
         .ok_or_else(|| Error::Config(format!("{flag} {v}: need {min} to 1000000")))
 }
 
-/// Where the router's own objects live unless `POD_NAMESPACE` or `--system-namespace` says.
-pub const DEFAULT_SYSTEM_NAMESPACE: &str = "lmi-system";
 /// The audience in-cluster callers request their projected service-account tokens for.
 pub const DEFAULT_TOKEN_AUDIENCE: &str = "lmi-router";
 
@@ -225,6 +232,9 @@ pub struct Router {
     pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Caller authentication and authorization; `None` with `--auth off`.
     pub access: Option<access::Access>,
+    /// The cluster's invoke key, from which each function's token is derived when the catalog is
+    /// built (None until it is known: invocations then go without a token).
+    invoke_key: RwLock<Option<InvokeKey>>,
 }
 
 /// How long an invocation waits for a connection to a busy EE (see [`POOL_WAIT`]).
@@ -254,6 +264,7 @@ impl Router {
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
             config,
             catalog: RwLock::new(Arc::new(Catalog::default())),
+            invoke_key: RwLock::new(None),
             client,
             metrics: metrics::Metrics::new()?,
             access: None,
@@ -267,12 +278,33 @@ impl Router {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
+    /// The invoke key, if known.
+    pub fn invoke_key(&self) -> Option<InvokeKey> {
+        match self.invoke_key.read() {
+            Ok(k) => k.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Set (or clear) the invoke key; whether it changed. The next [`Router::install`] derives
+    /// the functions' tokens from it.
+    pub fn set_invoke_key(&self, key: Option<InvokeKey>) -> bool {
+        let mut current = match self.invoke_key.write() {
+            Ok(k) => k,
+            Err(p) => p.into_inner(),
+        };
+        let changed = *current != key;
+        *current = key;
+        changed
+    }
+
     /// Replace the catalog (keeping EE in-flight counts).
     pub fn install(&self, spec: &CatalogSpec) -> Result<(), String> {
         let next = Arc::new(Catalog::build(
             spec,
             &self.catalog(),
             self.config.ee_connections,
+            self.invoke_key().as_ref(),
         )?);
         self.metrics.functions.set(next.function_count() as i64);
         match self.catalog.write() {
@@ -297,7 +329,8 @@ pub struct Started {
 /// the router never answers 404 for a function it has not seen yet.
 pub async fn start(config: Config, client: Option<kube::Client>) -> Result<Started, Error> {
     let mut router = Router::new(config)?;
-    // The cluster holds the catalog (without a static file) and the access keys and reviews.
+    // The cluster holds the catalog (without a static file), the invoke key (without a key
+    // file), and the access keys and reviews (with auth).
     let client = if router.config.static_file.is_none() || router.config.auth {
         Some(match client {
             Some(client) => client,
@@ -323,11 +356,16 @@ pub async fn start(config: Config, client: Option<kube::Client>) -> Result<Start
         ),
     }
     let router = Arc::new(router);
+    let key_from_file = match &router.config.invoke_key_file {
+        Some(path) => {
+            router.set_invoke_key(Some(read_invoke_key(path)?));
+            true
+        }
+        None => false,
+    };
     match (router.config.static_file.clone(), client) {
         (Some(path), _) => static_file::watch(router.clone(), path).await?,
-        (None, Some(client)) => {
-            cluster::watch(router.clone(), client, router.config.sidecar_port).await?
-        }
+        (None, Some(client)) => cluster::watch(router.clone(), client, !key_from_file).await?,
         (None, None) => return Err(Error::Config("no catalog source".to_string())),
     }
     let listener = http_server::bind(router.config.listen_addr).await?;
@@ -344,6 +382,18 @@ pub async fn start(config: Config, client: Option<kube::Client>) -> Result<Start
         addr,
         router,
         server,
+    })
+}
+
+/// The invoke key in `path`: its bytes as they are (what the Secret's `key` field holds).
+fn read_invoke_key(path: &std::path::Path) -> Result<InvokeKey, Error> {
+    let bytes = std::fs::read(path).map_err(|source| Error::ReadFile {
+        path: path.display().to_string(),
+        source,
+    })?;
+    InvokeKey::new(bytes).ok_or_else(|| Error::ParseFile {
+        path: path.display().to_string(),
+        message: "the invoke key file is empty".to_string(),
     })
 }
 
@@ -390,5 +440,21 @@ mod tests {
         assert_eq!(c.payload_budget_mib, 64);
         let tiny = |k: &str| (k == "LMI_MEMORY_LIMIT_MIB").then(|| "128".to_string());
         assert!(Config::from_args_and_env(&[], tiny).is_err());
+    }
+
+    #[test]
+    fn the_system_namespace_is_the_flag_else_the_pods_else_lmi_system() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let none = |_: &str| None;
+        let pod = |k: &str| (k == "POD_NAMESPACE").then(|| "lmi".to_string());
+        let c = Config::from_args_and_env(&[], none).expect("config");
+        assert_eq!(c.system_namespace, "lmi-system");
+        let c = Config::from_args_and_env(&[], pod).expect("config");
+        assert_eq!(c.system_namespace, "lmi");
+        let c =
+            Config::from_args_and_env(&args(&["--system-namespace", "ops"]), pod).expect("config");
+        assert_eq!(c.system_namespace, "ops");
+        let c = Config::from_args(&args(&["--invoke-key-file", "/k"])).expect("config");
+        assert_eq!(c.invoke_key_file, Some(PathBuf::from("/k")));
     }
 }

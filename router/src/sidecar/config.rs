@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::access::Token;
 use super::memory;
 use crate::Error;
 use crate::admission::Thresholds;
@@ -32,6 +33,10 @@ pub struct Config {
     pub response_budget_bytes: usize,
     /// Router-facing connections open at once (`LMI_MAX_CONNECTIONS`).
     pub max_connections: usize,
+    /// The function's invoke token (`LMI_INVOKE_TOKEN`): required on `POST /invoke` when set.
+    pub invoke_token: Option<Token>,
+    /// This pod's drain token (`LMI_DRAIN_TOKEN`): required on `GET /drain` when set.
+    pub drain_token: Option<Token>,
 }
 
 /// Read settings through `get` (so tests need not touch the process environment).
@@ -107,6 +112,16 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, Error
             "LMI_MAX_CONNECTIONS must be 1 to 100000".to_string(),
         ));
     }
+    // Set but empty is a mistake, not "no token": refuse to start rather than run unprotected.
+    let token = |key: &str| -> Result<Option<Token>, Error> {
+        match get(key) {
+            None => Ok(None),
+            Some(v) if v.trim().is_empty() => Err(Error::Config(format!("{key} is set but empty"))),
+            Some(v) => Ok(Some(Token::new(v))),
+        }
+    };
+    let invoke_token = token(lmi_crds::invoke_token::INVOKE_TOKEN_ENV)?;
+    let drain_token = token(lmi_crds::invoke_token::DRAIN_TOKEN_ENV)?;
     let name = get("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "function".to_string());
     let region = get("AWS_REGION").unwrap_or_else(|| "us-east-1".to_string());
     let namespace = get("LMI_NAMESPACE").unwrap_or_else(|| "default".to_string());
@@ -124,6 +139,8 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, Error
         request_budget_bytes,
         response_budget_bytes,
         max_connections,
+        invoke_token,
+        drain_token,
     })
 }
 
@@ -148,6 +165,17 @@ mod tests {
         assert_eq!(c.init_timeout, Duration::from_secs(130));
         assert_eq!(c.cpu_limit_cores, None);
         assert_eq!(c.runtime_api_addr.to_string(), "127.0.0.1:9001");
+        assert_eq!((c.invoke_token, c.drain_token), (None, None));
+    }
+
+    #[test]
+    fn tokens_from_the_environment_and_an_empty_one_is_an_error() {
+        let c = cfg(&[("LMI_INVOKE_TOKEN", "abc"), ("LMI_DRAIN_TOKEN", "def")]).expect("config");
+        assert_eq!(c.invoke_token, Some(Token::new("abc".into())));
+        assert_eq!(c.drain_token, Some(Token::new("def".into())));
+        assert!(!format!("{c:?}").contains("abc"), "tokens are not printed");
+        assert!(cfg(&[("LMI_INVOKE_TOKEN", "")]).is_err());
+        assert!(cfg(&[("LMI_DRAIN_TOKEN", " ")]).is_err());
     }
 
     #[test]

@@ -43,8 +43,12 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
         (&Method::GET, "/healthz") => json_response(StatusCode::OK, json!({"status": "ok"})),
         // The function container's preStop hook: the kubelet sends the function SIGTERM only once
         // this returns, so invocations admitted before the pod's deletion finish (a native
-        // sidecar itself is stopped only after the function container).
-        (&Method::GET, "/drain") => {
+        // sidecar itself is stopped only after the function container). Draining is for good,
+        // so only the hook, which carries this pod's drain token, may ask for it.
+        (&Method::GET, wire::DRAIN_PATH) => {
+            if !state.access.drain.admits(req.headers(), wire::DRAIN_TOKEN) {
+                return forbidden(&state, "drain_token", "a valid drain token");
+            }
             let drained = state.drain().await;
             tracing::info!(
                 drained,
@@ -82,6 +86,16 @@ pub fn utilization(state: &State) -> serde_json::Value {
 
 async fn invoke(state: &State, req: Request<Incoming>) -> Response<Body> {
     let (parts, body) = req.into_parts();
+    // Only the router has the function's token. Without it nothing else happens: the body is
+    // neither read nor kept (the answer closes the connection), and no slot or id is taken.
+    if !state
+        .access
+        .invoke
+        .admits(&parts.headers, wire::INVOKE_TOKEN)
+    {
+        drop(body);
+        return forbidden(state, "invoke_token", "the function's invoke token");
+    }
     let announced = crate::body::content_length(&parts.headers);
     // Admission is decided on the headers alone; a refused payload is taken in and dropped in the
     // background (the router's pooled connection stays usable), never kept.
@@ -90,6 +104,34 @@ async fn invoke(state: &State, req: Request<Incoming>) -> Response<Body> {
         let e = lambda_error::LambdaError::RequestTooLarge;
         return json_bytes(StatusCode::PAYLOAD_TOO_LARGE, e.body());
     }
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    // The runtime's answer is matched to its caller by request id: a second request with an id in
+    // flight here is refused before it takes a slot, so the first one keeps its answer.
+    let request_id = header(wire::REQUEST_ID).unwrap_or_else(ids::request_id);
+    let Some(id_guard) = state.reserve(&request_id) else {
+        discard(body);
+        state
+            .metrics
+            .rejected
+            .with_label_values(&["duplicate_request_id"])
+            .inc();
+        return json_response(
+            StatusCode::CONFLICT,
+            json!({
+                "errorType": "RequestIdInUse",
+                "errorMessage": format!(
+                    "An invocation with request id {request_id} is already in progress in this \
+                     execution environment"
+                ),
+            }),
+        );
+    };
     let slot = match state.admit() {
         Ok(slot) => slot,
         Err(refusal) => {
@@ -114,14 +156,6 @@ async fn invoke(state: &State, req: Request<Incoming>) -> Response<Body> {
         return refused(refusal);
     };
     let started = Instant::now();
-    let header = |name: &str| {
-        parts
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let request_id = header(wire::REQUEST_ID).unwrap_or_else(ids::request_id);
     let function_arn = header(wire::INVOKED_FUNCTION_ARN)
         .unwrap_or_else(|| state.config.default_function_arn.clone());
     let trace_id = header(wire::TRACE_ID).unwrap_or_else(ids::trace_id);
@@ -157,12 +191,6 @@ async fn invoke(state: &State, req: Request<Incoming>) -> Response<Body> {
         );
     }
     state.invocations.fetch_add(1, Ordering::Relaxed);
-    // If the router hangs up, hyper drops this future: forget the id then too, so a runtime that
-    // never answers cannot leave entries behind.
-    let _forget = Forget {
-        state,
-        request_id: &request_id,
-    };
     let (outcome, resp) = match tokio::time::timeout(timeout, answer).await {
         Ok(Ok(Outcome::Response(p))) => ("success", result(p.into_body(), false)),
         Ok(Ok(Outcome::Error { error_type, body })) => {
@@ -201,18 +229,26 @@ async fn invoke(state: &State, req: Request<Incoming>) -> Response<Body> {
         .duration
         .observe(started.elapsed().as_secs_f64());
     drop(slot);
+    // The id is free for another invocation only now that this one has its answer (or gave up):
+    // also when hyper drops this future because the router hung up.
+    drop(id_guard);
     resp
 }
 
-struct Forget<'a> {
-    state: &'a State,
-    request_id: &'a str,
-}
-
-impl Drop for Forget<'_> {
-    fn drop(&mut self) {
-        self.state.forget(self.request_id);
-    }
+/// 403 for a request without the token `what` its route needs. The connection is closed: a
+/// caller without the token has no business keeping one open, and its body is not read.
+fn forbidden(state: &State, reason: &'static str, what: &str) -> Response<Body> {
+    state.metrics.rejected.with_label_values(&[reason]).inc();
+    let mut r = json_response(
+        StatusCode::FORBIDDEN,
+        json!({
+            "errorType": "AccessDenied",
+            "errorMessage": format!("Forbidden: this request needs {what}"),
+        }),
+    );
+    r.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    r
 }
 
 fn result(body: Body, function_error: bool) -> Response<Body> {

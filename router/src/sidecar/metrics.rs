@@ -22,6 +22,9 @@ pub struct Metrics {
     pub refusals: IntCounterVec,
     /// Times the runtime process exited after it was ready.
     pub runtime_exits: IntCounter,
+    /// Requests turned away before anything happened, by reason: `invoke_token`, `drain_token`
+    /// (missing or wrong token), `duplicate_request_id` (an invocation with that id is in flight).
+    pub rejected: IntCounterVec,
 }
 
 impl Metrics {
@@ -68,6 +71,15 @@ impl Metrics {
             "Times the runtime process exited after it was ready, other than when the EE drains \
              (its invocations failed with Runtime.ExitError)",
         )?;
+        let rejected = IntCounterVec::new(
+            Opts::new(
+                "lmi_ee_rejected_requests_total",
+                "Requests refused before anything ran: a missing or wrong token, or a request id \
+                 already in flight, by reason",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(rejected.clone()))?;
         registry.register(Box::new(runtime_exits.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(limit.clone()))?;
@@ -90,6 +102,7 @@ impl Metrics {
             duration,
             refusals,
             runtime_exits,
+            rejected,
         })
     }
 

@@ -1,6 +1,7 @@
 //! `lmi-sidecar`: the Lambda Runtime API for the function's runtime, and admission control in front
 //! of it. See docs/data-plane.md.
 
+pub mod access;
 pub mod config;
 pub mod exit_watch;
 pub mod invoke;
@@ -32,7 +33,15 @@ pub const SERVER_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// it exits after it was ready (as the kubelet restarts a pod's container); without, it measures
 /// every other process in the pod's shared PID namespace and watches them for the runtime's exit.
 pub async fn run(config: Config, command: Option<Vec<String>>) -> Result<(), Error> {
-    let state = Arc::new(State::new(config, metrics::Metrics::new()?));
+    let access = access::Access::new(
+        config.invoke_token.clone(),
+        config.drain_token.clone(),
+        command.is_some(),
+    );
+    for warning in access.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let state = Arc::new(State::new(config, metrics::Metrics::new()?, access));
     let cfg = state.config.clone();
 
     let runtime_listener = http_server::bind(cfg.runtime_api_addr).await?;

@@ -1,7 +1,7 @@
 //! The sidecar's shared state: lifecycle, admitted invocations waiting for the runtime, and those
 //! the runtime is working on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use super::access::Access;
 use super::config::Config;
 use super::metrics::Metrics;
 use super::payload::Payload;
@@ -61,6 +62,8 @@ pub enum Lifecycle {
 
 pub struct State {
     pub config: Config,
+    /// Who may invoke and drain (see [`super::access`]).
+    pub access: Access,
     pub metrics: Metrics,
     pub started: Instant,
     in_flight: AtomicUsize,
@@ -72,6 +75,10 @@ pub struct State {
     /// order they arrived.
     pub queue_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Invocation>>,
     delivered: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    /// Request ids of the invocations in progress here, from admission to their answer: a second
+    /// request with one of them is refused, so it can neither take over the first one's answer
+    /// nor make it fail (see [`State::reserve`]).
+    request_ids: Mutex<HashSet<String>>,
     usage: Mutex<Usage>,
     /// Open `/next` long-polls right now (diagnostic: the runtime's real concurrency).
     pub polling: AtomicUsize,
@@ -108,7 +115,7 @@ impl Drop for Slot<'_> {
 }
 
 impl State {
-    pub fn new(config: Config, metrics: Metrics) -> Self {
+    pub fn new(config: Config, metrics: Metrics, access: Access) -> Self {
         let (queue_tx, queue_rx) = mpsc::unbounded_channel();
         metrics.limit.set(config.max_concurrency as i64);
         Self {
@@ -121,6 +128,7 @@ impl State {
             queue_tx,
             queue_rx: tokio::sync::Mutex::new(queue_rx),
             delivered: Mutex::new(HashMap::new()),
+            request_ids: Mutex::new(HashSet::new()),
             usage: Mutex::new(Usage::default()),
             polling: AtomicUsize::new(0),
             invocations: AtomicU64::new(0),
@@ -131,6 +139,7 @@ impl State {
             request_budget: Arc::new(tokio::sync::Semaphore::new(config.request_budget_bytes)),
             response_budget: Arc::new(tokio::sync::Semaphore::new(config.response_budget_bytes)),
             config,
+            access,
         }
     }
 
@@ -367,5 +376,87 @@ impl State {
         if let Ok(mut d) = self.delivered.lock() {
             d.remove(request_id);
         }
+    }
+
+    /// Take `request_id` for one invocation, until the guard drops; `None` if an invocation with
+    /// that id is in progress here already (the caller refuses the request, touching nothing).
+    pub fn reserve(&self, request_id: &str) -> Option<RequestIdGuard<'_>> {
+        let mut ids = self.request_ids.lock().ok()?;
+        if !ids.insert(request_id.to_string()) {
+            return None;
+        }
+        Some(RequestIdGuard {
+            state: self,
+            request_id: request_id.to_string(),
+        })
+    }
+}
+
+/// Holds one invocation's request id. When it drops (the invocation answered, timed out, or the
+/// router hung up and hyper dropped the handler) the id is free again and a late answer of the
+/// runtime for it is dropped, so a runtime that never answers leaves nothing behind.
+pub struct RequestIdGuard<'a> {
+    state: &'a State,
+    request_id: String,
+}
+
+impl RequestIdGuard<'_> {
+    pub fn id(&self) -> &str {
+        &self.request_id
+    }
+}
+
+impl Drop for RequestIdGuard<'_> {
+    fn drop(&mut self) {
+        self.state.forget(&self.request_id);
+        if let Ok(mut ids) = self.state.request_ids.lock() {
+            ids.remove(&self.request_id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sidecar::access::Access;
+
+    fn state() -> State {
+        let config = crate::sidecar::config::from_lookup(|_| None).expect("config");
+        State::new(
+            config,
+            Metrics::new().expect("metrics"),
+            Access::new(None, None, true),
+        )
+    }
+
+    #[test]
+    fn a_request_id_in_flight_cannot_be_taken_again_nor_its_answer() {
+        let s = state();
+        let first = s.reserve("id-1").expect("free");
+        assert!(s.reserve("id-1").is_none(), "in flight: refused");
+        // The first invocation reaches the runtime; the refused second one touched nothing, so
+        // the runtime's answer still goes to the first caller.
+        let (tx, mut rx) = oneshot::channel();
+        s.deliver("id-1".to_string(), tx);
+        assert!(s.complete("id-1", Outcome::NotRun));
+        assert!(matches!(rx.try_recv(), Ok(Outcome::NotRun)));
+        // Another id is independent; once the first ends, its id is free again.
+        assert!(s.reserve("id-2").is_some());
+        assert_eq!(first.id(), "id-1");
+        drop(first);
+        assert!(s.reserve("id-1").is_some());
+    }
+
+    #[test]
+    fn a_dropped_invocation_forgets_its_pending_answer() {
+        let s = state();
+        let guard = s.reserve("id-1").expect("free");
+        let (tx, _rx) = oneshot::channel();
+        s.deliver("id-1".to_string(), tx);
+        drop(guard);
+        assert!(
+            !s.complete("id-1", Outcome::NotRun),
+            "a late answer is dropped"
+        );
     }
 }
