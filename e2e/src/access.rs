@@ -62,6 +62,28 @@ pub async fn create_access_key(
     Ok(())
 }
 
+/// Copies the cluster's invoke key (`lmi-invoke-key` of `from`, which the operator makes) into
+/// namespace `to`, for a router whose system namespace is `to`: it derives the EEs' tokens from it.
+pub async fn copy_invoke_key(client: &Client, from: &str, to: &str) -> Result<()> {
+    let name = lmi_crds::invoke_token::INVOKE_KEY_SECRET;
+    let key = Api::<Secret>::namespaced(client.clone(), from)
+        .get(name)
+        .await?;
+    let copy = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_string()),
+            ..Default::default()
+        },
+        data: key.data,
+        type_: key.type_,
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), to)
+        .create(&PostParams::default(), &copy)
+        .await?;
+    Ok(())
+}
+
 /// Creates service account `name` in `namespace`.
 pub async fn create_service_account(client: &Client, namespace: &str, name: &str) -> Result<()> {
     let account: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": name}}))?;

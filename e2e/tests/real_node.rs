@@ -30,6 +30,7 @@ use lmi_e2e::operator_harness::{
     start_operator_with, tear_down, test_settings, version_state,
 };
 use lmi_operator::utilization::HttpSource;
+use lmi_router::router::DEFAULT_SYSTEM_NAMESPACE;
 use serde_json::{Value, json};
 
 /// Pulling nothing (the images are imported), a real EE starts in seconds; the first one after
@@ -681,7 +682,9 @@ async fn callers_are_authenticated_and_authorized_by_rbac() -> Result<()> {
         let client = env.client.clone();
         let ns = env.namespace.clone();
         access::apply_invoker_role(&client).await?;
-        // A key for a user, in this test's namespace, which is the router's system namespace.
+        // A key for a user, in this test's namespace, which is the router's system namespace
+        // (so it needs the cluster's invoke key there too, to call the EE).
+        access::copy_invoke_key(&client, DEFAULT_SYSTEM_NAMESPACE, &ns).await?;
         let user = format!("alice-{}", env.namespace);
         let id = format!("LMI{}", env.namespace.to_uppercase().replace('-', ""));
         let secret = format!(
