@@ -404,15 +404,19 @@ mod tests {
         v
     }
 
+    fn settings() -> EeSettings {
+        EeSettings {
+            sidecar_image: "sidecar:1".into(),
+            region: "us-east-1".into(),
+            image_pull_policy: None,
+        }
+    }
+
     #[test]
     fn pod_is_bound_guaranteed_and_restricted() {
         let v = version();
         let shape = lmi_crds::rules::ee_shape(&v.spec.configuration).unwrap();
-        let settings = EeSettings {
-            sidecar_image: "sidecar:1".into(),
-            region: "us-east-1".into(),
-            image_pull_policy: None,
-        };
+        let settings = settings();
         let pod = ee_pod(
             &v,
             &shape,
@@ -471,11 +475,7 @@ mod tests {
     fn only_the_sidecar_gets_the_token_and_the_hook_drains_with_the_pods_own() {
         let v = version();
         let shape = lmi_crds::rules::ee_shape(&v.spec.configuration).unwrap();
-        let settings = EeSettings {
-            sidecar_image: "sidecar:1".into(),
-            region: "us-east-1".into(),
-            image_pull_policy: None,
-        };
+        let settings = settings();
         let pod = ee_pod(&v, &shape, "cp", "hello-v2-ee-0", "n", &settings, &key());
         let spec = pod.spec.unwrap();
         let sidecar = &spec.init_containers.as_ref().unwrap()[0];
@@ -535,11 +535,7 @@ mod tests {
 
     #[test]
     fn a_token_is_mounted_only_for_a_named_service_account() {
-        let settings = EeSettings {
-            sidecar_image: "sidecar:1".into(),
-            region: "us-east-1".into(),
-            image_pull_policy: None,
-        };
+        let settings = settings();
         let mut v = version();
         let shape = lmi_crds::rules::ee_shape(&v.spec.configuration).unwrap();
         let pod = ee_pod(&v, &shape, "cp", "p", "n", &settings, &key());
@@ -559,11 +555,7 @@ mod tests {
 
     #[test]
     fn secret_and_config_map_values_are_references_in_the_pod() {
-        let settings = EeSettings {
-            sidecar_image: "sidecar:1".into(),
-            region: "us-east-1".into(),
-            image_pull_policy: None,
-        };
+        let settings = settings();
         let mut v = version();
         v.spec.configuration.environment = Some(
             serde_json::from_value(serde_json::json!({
