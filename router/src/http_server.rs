@@ -79,12 +79,16 @@ pub async fn serve<H, F, G, T>(
                 continue;
             }
         };
+        // Counted until it closes, refused or not: the heap is trimmed once a flood of them is
+        // over (`crate::heap`).
+        let load = crate::heap::Load::enter();
         let guard = match gate() {
             Ok(g) => g,
             Err(answer) => {
                 // Over the cap: a fixed answer, bounded in time, and the socket is closed. Nothing
                 // is read, so a refused connection costs no buffer.
                 tokio::spawn(async move {
+                    let _load = load;
                     let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
                         let _ = stream.write_all(answer).await;
                         let _ = stream.shutdown().await;
@@ -98,9 +102,16 @@ pub async fn serve<H, F, G, T>(
         let handler = handler.clone();
         tokio::spawn(async move {
             let _guard = guard;
+            let _load = load;
             let service = service_fn(move |req| {
+                // A request in progress is load too (many may pass through one connection).
+                let request = crate::heap::Load::enter();
                 let fut = handler(req);
-                async move { Ok::<_, Infallible>(fut.await) }
+                async move {
+                    let answer = fut.await;
+                    drop(request);
+                    Ok::<_, Infallible>(answer)
+                }
             });
             let mut builder = http1::Builder::new();
             // Bound the request head (hyper checks max_buf_size only between reads, so a large

@@ -30,6 +30,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Freed memory goes back to the system after each burst of load (lmi_router::heap).
+    rt.spawn(lmi_router::heap::trim_after_bursts());
     match rt.block_on(lmi_router::sidecar::run(config, command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
