@@ -21,7 +21,7 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-pub use authorization::{Authorization, parse_authorization};
+pub use authorization::{Authorization, Scope, parse_authorization};
 pub use error::AuthError;
 
 /// The service name in the credential scope of every Lambda request.
@@ -62,6 +62,17 @@ impl std::fmt::Debug for Credential {
 /// Where [`verify`] finds a key by its id (the router's watch of key Secrets, a test's map).
 pub trait KeyLookup {
     fn lookup(&self, access_key_id: &str) -> Option<Credential>;
+
+    /// The SigV4 signing key of `credential` for `scope` (four HMACs). A store may keep it: it
+    /// changes once a day per key and region, as the SDKs that sign keep it too.
+    fn signing_key(&self, _access_key_id: &str, credential: &Credential, scope: &Scope) -> Vec<u8> {
+        signing::signing_key(
+            &credential.secret_access_key,
+            &scope.date,
+            &scope.region,
+            &scope.service,
+        )
+    }
 }
 
 impl KeyLookup for HashMap<String, Credential> {
@@ -106,6 +117,7 @@ pub fn verify(
 pub struct SignedHead {
     auth: Authorization,
     credential: Credential,
+    signing_key: Vec<u8>,
     amz_date: String,
     /// `x-amz-content-sha256` as sent, if it was.
     declared_hash: Option<String>,
@@ -160,7 +172,9 @@ pub fn check_head(
                 .to_string(),
         ),
     };
+    let signing_key = keys.signing_key(&auth.access_key_id, &credential, &auth.scope);
     Ok(SignedHead {
+        signing_key,
         amz_date: amz_date.to_string(),
         auth,
         credential,
@@ -201,13 +215,7 @@ impl SignedHead {
         )
         .ok_or(AuthError::SignatureDoesNotMatch)?;
         let string_to_sign = canonical::string_to_sign(&self.amz_date, scope, &canonical_request);
-        let key = signing::signing_key(
-            &self.credential.secret_access_key,
-            &scope.date,
-            &scope.region,
-            &scope.service,
-        );
-        if signing::signature_matches(&key, &string_to_sign, &self.auth.signature) {
+        if signing::signature_matches(&self.signing_key, &string_to_sign, &self.auth.signature) {
             Ok(self.credential.identity)
         } else {
             Err(AuthError::SignatureDoesNotMatch)

@@ -2,7 +2,7 @@
 //! namespace, kept by a watch (no API call per request). See `lmi_crds::access`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -14,7 +14,7 @@ use lmi_crds::access::{
 use tokio::sync::Notify;
 
 use crate::Error;
-use crate::auth::{Credential, Identity, KeyLookup};
+use crate::auth::{Credential, Identity, KeyLookup, Scope, signing};
 
 /// The group every authenticated user is in, as the apiserver adds it.
 pub const AUTHENTICATED_GROUP: &str = "system:authenticated";
@@ -23,12 +23,47 @@ pub const AUTHENTICATED_GROUP: &str = "system:authenticated";
 #[derive(Default)]
 pub struct KeyStore {
     keys: RwLock<Arc<HashMap<String, Credential>>>,
+    /// Signing keys derived from them, by (key id, scope): deriving one is four HMACs, a third of
+    /// the verification's cost, and it changes once a day.
+    /// The secret is part of the id, so a rotated secret never meets its predecessor's key.
+    signing_keys: Mutex<HashMap<SigningKeyId, Vec<u8>>>,
 }
+
+/// (key id, secret, scope date, region).
+type SigningKeyId = (String, String, String, String);
+
+/// Signing keys kept at most (one per key and region and day in use).
+const SIGNING_KEYS: usize = 10_000;
 
 impl KeyLookup for KeyStore {
     fn lookup(&self, access_key_id: &str) -> Option<Credential> {
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
         keys.get(access_key_id).cloned()
+    }
+
+    fn signing_key(&self, access_key_id: &str, credential: &Credential, scope: &Scope) -> Vec<u8> {
+        let id = (
+            access_key_id.to_string(),
+            credential.secret_access_key.clone(),
+            scope.date.clone(),
+            scope.region.clone(),
+        );
+        let mut cache = self.signing_keys.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(key) = cache.get(&id) {
+            return key.clone();
+        }
+        let key = signing::signing_key(
+            &credential.secret_access_key,
+            &scope.date,
+            &scope.region,
+            &scope.service,
+        );
+        // Yesterday's keys are of no more use: a full cache starts over.
+        if cache.len() >= SIGNING_KEYS {
+            cache.clear();
+        }
+        cache.insert(id, key.clone());
+        key
     }
 }
 
@@ -39,6 +74,11 @@ impl KeyStore {
     pub fn install(&self, secrets: &[Arc<Secret>]) {
         let next = keys_from(secrets);
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        // A key's secret may have changed: derive again.
+        self.signing_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     pub fn len(&self) -> usize {

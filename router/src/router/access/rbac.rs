@@ -13,7 +13,7 @@ use lmi_crds::access::{FUNCTIONS_RESOURCE, INVOKE_VERB};
 use lmi_crds::common::GROUP;
 use prometheus::IntCounterVec;
 
-use super::ttl_cache::TtlCache;
+use super::ttl_cache::{Stripes, TtlCache};
 use crate::auth::Identity;
 use crate::lambda_error::LambdaError;
 
@@ -22,6 +22,8 @@ const ALLOW_TTL: Duration = Duration::from_secs(30);
 /// How long a deny is reused.
 const DENY_TTL: Duration = Duration::from_secs(5);
 const CAPACITY: usize = 10_000;
+/// Reviews that may run at once for different questions.
+const STRIPES: usize = 64;
 
 /// Who asks to do what: the cache key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -36,6 +38,7 @@ pub struct Authorizer {
     client: kube::Client,
     allowed: TtlCache<Question, ()>,
     denied: TtlCache<Question, String>,
+    stripes: Stripes,
     apiserver_requests: IntCounterVec,
 }
 
@@ -45,6 +48,7 @@ impl Authorizer {
             client,
             allowed: TtlCache::new(ALLOW_TTL, CAPACITY),
             denied: TtlCache::new(DENY_TTL, CAPACITY),
+            stripes: Stripes::new(STRIPES),
             apiserver_requests,
         }
     }
@@ -63,6 +67,15 @@ impl Authorizer {
             namespace: namespace.to_string(),
             function: function.to_string(),
         };
+        let now = Instant::now();
+        if self.allowed.get(&question, now).is_some() {
+            return Ok(Ok(()));
+        }
+        if let Some(reason) = self.denied.get(&question, now) {
+            return Ok(Err(reason));
+        }
+        // Concurrent misses of one question wait for the first one's review.
+        let _one_review = self.stripes.lock(&question).await;
         let now = Instant::now();
         if self.allowed.get(&question, now).is_some() {
             return Ok(Ok(()));

@@ -9,7 +9,7 @@ use kube::Api;
 use kube::api::PostParams;
 use prometheus::IntCounterVec;
 
-use super::ttl_cache::TtlCache;
+use super::ttl_cache::{Stripes, TtlCache};
 use crate::auth::{AuthError, Identity, body_sha256};
 use crate::lambda_error::LambdaError;
 
@@ -26,6 +26,7 @@ pub struct TokenReviewer {
     audience: String,
     accepted: TtlCache<String, Identity>,
     refused: TtlCache<String, ()>,
+    stripes: Stripes,
     apiserver_requests: IntCounterVec,
 }
 
@@ -36,6 +37,7 @@ impl TokenReviewer {
             audience,
             accepted: TtlCache::new(ACCEPTED_TTL, CAPACITY),
             refused: TtlCache::new(REFUSED_TTL, CAPACITY),
+            stripes: Stripes::new(64),
             apiserver_requests,
         }
     }
@@ -43,6 +45,15 @@ impl TokenReviewer {
     /// Who `token` belongs to, if the apiserver accepts it for the router's audience.
     pub async fn review(&self, token: &str) -> Result<Identity, ReviewError> {
         let key = body_sha256(token.as_bytes());
+        let now = Instant::now();
+        if let Some(identity) = self.accepted.get(&key, now) {
+            return Ok(identity);
+        }
+        if self.refused.get(&key, now).is_some() {
+            return Err(ReviewError::Refused(AuthError::UnrecognizedClient));
+        }
+        // Concurrent misses of one token wait for the first one's review.
+        let _one_review = self.stripes.lock(&key).await;
         let now = Instant::now();
         if let Some(identity) = self.accepted.get(&key, now) {
             return Ok(identity);

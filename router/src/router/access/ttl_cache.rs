@@ -53,6 +53,30 @@ impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
     }
 }
 
+/// Locks chosen by a key's hash: a burst of misses of one key (1000 invocations a second when an
+/// entry expires) waits for one review instead of asking the apiserver once each; misses of other
+/// keys mostly take other locks.
+pub struct Stripes(Vec<tokio::sync::Mutex<()>>);
+
+impl Stripes {
+    pub fn new(count: usize) -> Self {
+        Self(
+            (0..count.max(1))
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        )
+    }
+
+    pub async fn lock<K: Hash>(&self, key: &K) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::BuildHasher;
+        // DefaultHasher's default keys are fixed: one key always takes one lock.
+        let hash =
+            std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+                .hash_one(key);
+        self.0[(hash % self.0.len() as u64) as usize].lock().await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
