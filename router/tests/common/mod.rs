@@ -146,22 +146,25 @@ pub fn start_router_with(
     timeout_s: f64,
     extra: &[&str],
 ) -> RouterProc {
-    let port = free_port();
-    let dir = std::env::temp_dir().join("lmi-router-tests");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let catalog = dir.join(format!("{name}-{port}.yaml"));
     let eps: Vec<String> = endpoints
         .iter()
         .map(|p| format!("\"127.0.0.1:{p}\""))
         .collect();
-    std::fs::write(
-        &catalog,
-        format!(
-            "functions:\n  - name: hello\n    versions:\n      - {{version: 1, timeoutSeconds: {timeout_s}, endpoints: [{}]}}\n      - {{version: 2, state: Pending}}\n",
-            eps.join(", ")
-        ),
-    )
-    .expect("catalog");
+    let catalog = format!(
+        "functions:\n  - name: hello\n    versions:\n      - {{version: 1, timeoutSeconds: {timeout_s}, endpoints: [{}]}}\n      - {{version: 2, state: Pending}}\n",
+        eps.join(", ")
+    );
+    start_router_on(name, &catalog, extra)
+}
+
+/// Start a router on a static catalog with the given text (`router/src/router/catalog.rs`'s
+/// `CatalogSpec`), with extra command-line flags.
+pub fn start_router_on(name: &str, catalog_text: &str, extra: &[&str]) -> RouterProc {
+    let port = free_port();
+    let dir = std::env::temp_dir().join("lmi-router-tests");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let catalog = dir.join(format!("{name}-{port}.yaml"));
+    std::fs::write(&catalog, catalog_text).expect("catalog");
     let log = log_file(name);
     let child = Command::new(env!("CARGO_BIN_EXE_lmi-router"))
         .args(["--static", &catalog.display().to_string(), "--auth", "off"])
