@@ -9,22 +9,6 @@ use common::*;
 const INVOCATIONS: usize = 2_000;
 const WEIGHT: f64 = 0.1;
 
-fn catalog(v1: u16, v2: u16) -> String {
-    format!(
-        r#"functions:
-  - name: hello
-    versions:
-      - {{version: 1, timeoutSeconds: 10, endpoints: ["127.0.0.1:{v1}"]}}
-      - {{version: 2, timeoutSeconds: 10, endpoints: ["127.0.0.1:{v2}"]}}
-      - {{version: 3, state: Pending}}
-    aliases:
-      - {{name: live, version: 1, additionalVersion: {{version: 2, weight: {WEIGHT}}}}}
-      - {{name: next, version: 3}}
-      - {{name: gone, version: 9}}
-"#
-    )
-}
-
 /// The sum of the samples of `lmi_router_invocations_total` that carry every label in `labels`.
 fn invocations(port: u16, labels: &[&str]) -> f64 {
     let page = http("GET", port, "/metrics", &[], b"").expect("metrics");
@@ -41,7 +25,11 @@ fn an_alias_splits_invocations_by_weight_and_reports_the_version_that_ran() {
     let f = example("fixture_fn").display().to_string();
     let ee1 = start_ee("alias-ee-v1", 8, 10.0, &[&f], None, &[]);
     let ee2 = start_ee("alias-ee-v2", 8, 10.0, &[&f], None, &[]);
-    let r = start_router_on("alias-router", &catalog(ee1.port, ee2.port), &[]);
+    let r = start_router_on(
+        "alias-router",
+        &alias_catalog(ee1.port, ee2.port, WEIGHT),
+        &[],
+    );
 
     let mut ran = [0usize; 3];
     for _ in 0..INVOCATIONS {

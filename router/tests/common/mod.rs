@@ -187,6 +187,25 @@ pub fn start_router_on(name: &str, catalog_text: &str, extra: &[&str]) -> Router
     r
 }
 
+/// A catalog whose function `hello` has version 1 on the EE at `v1`, version 2 on the one at `v2`,
+/// a Pending version 3, and aliases: `live` (version 1, `weight` of the invocations to version
+/// 2), `next` (version 3) and `gone` (a missing version 9).
+pub fn alias_catalog(v1: u16, v2: u16, weight: f64) -> String {
+    format!(
+        r#"functions:
+  - name: hello
+    versions:
+      - {{version: 1, timeoutSeconds: 10, endpoints: ["127.0.0.1:{v1}"]}}
+      - {{version: 2, timeoutSeconds: 10, endpoints: ["127.0.0.1:{v2}"]}}
+      - {{version: 3, state: Pending}}
+    aliases:
+      - {{name: live, version: 1, additionalVersion: {{version: 2, weight: {weight}}}}}
+      - {{name: next, version: 3}}
+      - {{name: gone, version: 9}}
+"#
+    )
+}
+
 fn wait_for(port: u16, path: &str, limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
