@@ -84,7 +84,7 @@ pub struct AliasRoutingConfig {
     #[x_kube(
         validation = Rule::new("self.all(k, k.matches('^[1-9][0-9]*$'))")
             .message("additionalVersionWeights' keys are published version numbers"),
-        validation = Rule::new("self.all(k, double(self[k]) >= 0.0 && double(self[k]) < 1.0)")
+        validation = Rule::new("self.all(k, self[k] >= 0.0 && self[k] < 1.0)")
             .message("an additional version's weight is at least 0 and below 1"),
     )]
     pub additional_version_weights: BTreeMap<String, f64>,
