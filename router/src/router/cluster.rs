@@ -175,11 +175,21 @@ pub async fn watch(
         watcher::Config::default(),
         changed.clone(),
     );
-    let aliases: Store<FunctionAlias> = spawn_reflector(
-        Api::all(client.clone()),
-        watcher::Config::default(),
-        changed.clone(),
-    );
+    // `helm upgrade` does not install new CRDs: a router upgraded before FunctionAlias's CRD was
+    // applied still serves versions (aliases then answer 404) instead of failing to start.
+    let aliases: Option<Store<FunctionAlias>> = if aliases_served(&client).await {
+        Some(spawn_reflector(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            changed.clone(),
+        ))
+    } else {
+        tracing::warn!(
+            "the CRD functionaliases.lmi.dev is not installed: aliases answer 404; apply \
+             crds/yaml/ and restart the router"
+        );
+        None
+    };
     let pods: Store<Pod> = spawn_reflector(
         Api::all(client),
         watcher::Config::default().labels(FUNCTION_LABEL),
@@ -187,7 +197,9 @@ pub async fn watch(
     );
     let ready = async {
         versions.wait_until_ready().await.ok();
-        aliases.wait_until_ready().await.ok();
+        if let Some(a) = &aliases {
+            a.wait_until_ready().await.ok();
+        }
         pods.wait_until_ready().await.ok();
         if let Some(k) = &keys {
             k.wait_until_ready().await.ok();
@@ -220,7 +232,7 @@ pub async fn watch(
         }
         let spec = spec_from(
             &versions.state(),
-            &aliases.state(),
+            &aliases.as_ref().map(Store::state).unwrap_or_default(),
             &pods.state(),
             sidecar_port,
         );
@@ -238,6 +250,26 @@ pub async fn watch(
         }
     });
     Ok(())
+}
+
+/// Whether the apiserver serves FunctionAliases (one discovery request, which every
+/// authenticated client may make). When discovery fails the answer is yes: the reflector then
+/// tries, and the wait for it reports the problem.
+async fn aliases_served(client: &kube::Client) -> bool {
+    use kube::Resource;
+    match client
+        .list_api_group_resources(&FunctionAlias::api_version(&()))
+        .await
+    {
+        Ok(list) => list
+            .resources
+            .iter()
+            .any(|r| r.name == FunctionAlias::plural(&()).as_ref()),
+        Err(e) => {
+            tracing::warn!(error = %e, "discovery of lmi.dev failed; watching FunctionAliases anyway");
+            true
+        }
+    }
 }
 
 pub(super) fn spawn_reflector<K>(
