@@ -16,7 +16,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 CRD_DIR = ROOT / "crds" / "yaml"
 OUTPUT = ROOT / "docs" / "api-reference.md"
 # The order of the page: what a user writes first.
-ORDER = ["CapacityProvider", "Function", "FunctionVersion"]
+ORDER = ["CapacityProvider", "Function", "FunctionVersion", "FunctionAlias"]
 
 
 def cell(text):

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::{CapacityProvider, Function, FunctionVersion};
+use crate::{CapacityProvider, Function, FunctionAlias, FunctionVersion};
 
 /// Folders (relative to the repository root) that hold the generated manifests.
 pub const OUTPUT_DIRS: [&str; 2] = ["crds/yaml", "charts/lmi/crds"];
@@ -22,6 +22,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         CapacityProvider::crd(),
         Function::crd(),
         FunctionVersion::crd(),
+        FunctionAlias::crd(),
     ]
 }
 

@@ -1,5 +1,6 @@
-//! The `lmi.dev` API: `CapacityProvider`, `Function` and `FunctionVersion`; the Lambda Managed
-//! Instances rules as pure functions; and the EC2 instance catalog with instance selection.
+//! The `lmi.dev` API: `CapacityProvider`, `Function`, `FunctionVersion` and `FunctionAlias`; the
+//! Lambda Managed Instances rules as pure functions; and the EC2 instance catalog with instance
+//! selection.
 //!
 //! Everything here is free of I/O so that the operator, the router, the simulator and the tests
 //! share one definition of the rules.
@@ -14,6 +15,7 @@ pub mod catalog;
 pub mod common;
 pub mod crdgen;
 pub mod function;
+pub mod function_alias;
 pub mod function_version;
 pub mod invoke_token;
 pub mod namespace_selector;
@@ -22,4 +24,5 @@ pub mod rules;
 pub use capacity_provider::{CapacityProvider, CapacityProviderSpec, CapacityProviderStatus};
 pub use common::{Architecture, ScalingConfig};
 pub use function::{Function, FunctionConfiguration, FunctionSpec, FunctionStatus, State};
+pub use function_alias::{AliasRoutingConfig, FunctionAlias, FunctionAliasSpec};
 pub use function_version::{FunctionVersion, FunctionVersionSpec, FunctionVersionStatus};

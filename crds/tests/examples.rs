@@ -31,6 +31,9 @@ fn valid_examples_pass_and_deserialize() {
             "FunctionVersion" => {
                 serde_json::from_value::<lmi_crds::FunctionVersion>(ex.object.clone()).map(|_| ())
             }
+            "FunctionAlias" => {
+                serde_json::from_value::<lmi_crds::FunctionAlias>(ex.object.clone()).map(|_| ())
+            }
             other => panic!("unexpected kind {other} in {}", ex.path.display()),
         };
         parsed.unwrap_or_else(|e| panic!("{} does not deserialize: {e}", ex.path.display()));

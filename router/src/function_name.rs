@@ -23,7 +23,7 @@ pub enum Qualifier {
     /// run published versions, so `$LATEST` is treated as the latest published one).
     LatestPublished,
     Version(u32),
-    /// An alias name; aliases are not implemented yet, so these resolve to "not found".
+    /// An alias name (a FunctionAlias; an unknown one resolves to "not found").
     Alias(String),
 }
 

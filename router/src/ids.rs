@@ -40,6 +40,16 @@ pub fn random_u64() -> u64 {
     })
 }
 
+/// A uniform number in [0, 1) from this thread's generator (53 random bits, all a f64 holds).
+pub fn random_unit() -> f64 {
+    unit(random_u64())
+}
+
+/// Map 64 random bits to [0, 1). Pure, for tests.
+pub fn unit(bits: u64) -> f64 {
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// A request id in the UUID v4 text form Lambda uses.
 pub fn request_id() -> String {
     let a = random_u64();
@@ -90,6 +100,18 @@ mod tests {
         assert_eq!(a.len(), 36);
         assert_eq!(&a[14..15], "4");
         assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"), "{a}");
+    }
+
+    #[test]
+    fn units_stay_below_one() {
+        assert_eq!(unit(0), 0.0);
+        assert!(unit(u64::MAX) < 1.0);
+        assert_eq!(unit(1 << 63), 0.5);
+        assert!(
+            (0..1000)
+                .map(|_| random_unit())
+                .all(|u| (0.0..1.0).contains(&u))
+        );
     }
 
     #[test]

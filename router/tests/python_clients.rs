@@ -252,3 +252,45 @@ fn python_runtime_with_boto3_and_the_aws_cli() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// boto3 invokes an alias whose routing config sends a tenth of the invocations to version 2: the
+/// split follows the weight, and `ExecutedVersion` names the version whose EE answered. The EEs
+/// run the Rust fixture function (only boto3 is needed from the virtualenv).
+#[test]
+fn boto3_invokes_an_alias_split_by_weight() {
+    if std::env::var("LMI_SKIP_PYTHON_TESTS").is_ok_and(|v| v == "1") {
+        eprintln!("skipped: LMI_SKIP_PYTHON_TESTS=1");
+        return;
+    }
+    let venv = venv();
+    let f = example("fixture_fn").display().to_string();
+    let ee1 = start_ee("py-alias-v1", 16, 10.0, &[&f], None, &[]);
+    let ee2 = start_ee("py-alias-v2", 16, 10.0, &[&f], None, &[]);
+    let r = start_router_on(
+        "py-alias-router",
+        &alias_catalog(ee1.port, ee2.port, 0.1),
+        &[],
+    );
+    let count = 2_000;
+    let mut c = boto3(&venv, r.port, count, r#"{"noEcho": true}"#);
+    // Eight at a time: fewer than either EE admits, so none is throttled.
+    c.args(["hello:live", "8"]);
+    let v = run_json(c);
+    let results = v["results"].as_array().expect("results");
+    assert_eq!(results.len(), count);
+    let mut on_2 = 0;
+    for r in results {
+        assert_eq!(r["status"], 200, "{r}");
+        let version = r["executedVersion"].as_str().expect("ExecutedVersion");
+        assert_eq!(
+            r["payload"]["ee"],
+            format!("py-alias-v{version}"),
+            "the EE that answered"
+        );
+        if version == "2" {
+            on_2 += 1;
+        }
+    }
+    let share = f64::from(on_2) / count as f64;
+    assert!((share - 0.1).abs() <= 0.03, "version 2 ran {share:.3}");
+}

@@ -14,7 +14,7 @@ use super::Router;
 use super::catalog::Version;
 use crate::admission::Refusal;
 use crate::body::Held;
-use crate::function_name::{self, FunctionRef};
+use crate::function_name::{self, FunctionRef, Qualifier};
 use crate::http_server::{self, Body, full};
 use crate::lambda_error::{LambdaError, ThrottleReason};
 use crate::{ids, pick, wire};
@@ -52,6 +52,24 @@ pub async fn handle(router: Arc<Router>, req: Request<Incoming>) -> Response<Bod
     }
 }
 
+/// The invocation metric's labels: `-` until the function resolved (and for `alias`, when the
+/// qualifier was not an alias). `version` is the version that runs (an alias's pick).
+struct Labels {
+    function: String,
+    version: String,
+    alias: String,
+}
+
+impl Default for Labels {
+    fn default() -> Self {
+        Self {
+            function: "-".to_string(),
+            version: "-".to_string(),
+            alias: "-".to_string(),
+        }
+    }
+}
+
 /// What a successful hop to an EE gives back.
 struct Answer {
     body: Body,
@@ -62,8 +80,8 @@ struct Answer {
 async fn invoke(router: &Router, raw_name: String, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let request_id = ids::request_id();
-    let mut function_label = "-".to_string();
-    let result = invoke_inner(router, &raw_name, req, &request_id, &mut function_label).await;
+    let mut labels = Labels::default();
+    let result = invoke_inner(router, &raw_name, req, &request_id, &mut labels).await;
     let (label, resp) = match result {
         Ok(Some(answer)) => {
             let label = if answer.function_error.is_some() {
@@ -85,7 +103,7 @@ async fn invoke(router: &Router, raw_name: String, req: Request<Incoming>) -> Re
                 router
                     .metrics
                     .throttles
-                    .with_label_values(&[&function_label, reason.as_str()])
+                    .with_label_values(&[&labels.function, reason.as_str()])
                     .inc();
             }
             (e.error_type(), lambda_error(&e, &request_id))
@@ -94,7 +112,7 @@ async fn invoke(router: &Router, raw_name: String, req: Request<Incoming>) -> Re
     router
         .metrics
         .invocations
-        .with_label_values(&[&function_label, label])
+        .with_label_values(&[&labels.function, &labels.version, &labels.alias, label])
         .inc();
     router
         .metrics
@@ -108,7 +126,7 @@ async fn invoke_inner(
     raw_name: &str,
     req: Request<Incoming>,
     request_id: &str,
-    function_label: &mut String,
+    labels: &mut Labels,
 ) -> Result<Option<Answer>, LambdaError> {
     let (parts, body) = req.into_parts();
     let announced = crate::body::content_length(&parts.headers);
@@ -127,7 +145,7 @@ async fn invoke_inner(
         },
         None => None,
     };
-    let admitted = admit(router, raw_name, &parts, announced, function_label);
+    let admitted = admit(router, raw_name, &parts, announced, labels);
     let (prepared, in_flight, reserved) = match admitted {
         Ok(a) => a,
         Err(e) => {
@@ -192,7 +210,7 @@ fn admit(
     raw_name: &str,
     parts: &http::request::Parts,
     announced: Option<u64>,
-    function_label: &mut String,
+    labels: &mut Labels,
 ) -> Result<(Prepared, OwnedSemaphorePermit, Option<OwnedSemaphorePermit>), LambdaError> {
     let name = function_name::percent_decode(raw_name).ok_or_else(|| {
         function_name::invalid_field("functionName", raw_name, function_name::NAME_PATTERN)
@@ -234,13 +252,21 @@ fn admit(
     let version = {
         let catalog = router.catalog();
         catalog
-            .resolve(&fref, &router.config.region)
+            .resolve(&fref, &router.config.region, ids::random_unit())
             .map(Resolved::from)
     };
-    if version.is_ok() {
+    if let Ok(v) = &version {
         // Label metrics with the function only once it is known to exist: names come from
-        // callers, and every label value costs memory for the life of the process.
-        *function_label = format!("{}/{}", fref.namespace, fref.name);
+        // callers, and every label value costs memory for the life of the process. Versions and
+        // aliases are objects someone created, so they are bounded too.
+        *labels = Labels {
+            function: format!("{}/{}", fref.namespace, fref.name),
+            version: v.number.to_string(),
+            alias: match &fref.qualifier {
+                Qualifier::Alias(name) => name.clone(),
+                _ => "-".to_string(),
+            },
+        };
     }
     if router.access.is_none() {
         // Without authentication nothing waits for the caller to be known: answer at once.

@@ -1,5 +1,6 @@
-//! What the router knows: functions, their versions, each version's state and ready EEs. Built from
-//! a source (static file or the cluster) and swapped in whole; resolution is pure.
+//! What the router knows: functions, their versions and aliases, each version's state and ready
+//! EEs. Built from a source (static file or the cluster) and swapped in whole; resolution is pure
+//! (an alias's weighted choice takes its random draw as an argument).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -33,6 +34,28 @@ pub struct FunctionSpec {
     /// it from the invoke key, if it has one (the cluster source always leaves it out).
     #[serde(default)]
     pub invoke_token: Option<String>,
+    /// The function's aliases (qualifiers other than version numbers).
+    #[serde(default)]
+    pub aliases: Vec<AliasSpec>,
+}
+
+/// An alias: a name for a version, and optionally a second version taking a share of the
+/// invocations (Lambda's routing config, at most one additional version).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AliasSpec {
+    pub name: String,
+    pub version: u32,
+    #[serde(default)]
+    pub additional_version: Option<WeightedVersion>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WeightedVersion {
+    pub version: u32,
+    /// The share of invocations this version takes, in [0, 1).
+    pub weight: f64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -101,9 +124,33 @@ pub struct Version {
     pub invoke_token: Option<http::HeaderValue>,
 }
 
+/// An alias as resolution uses it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Alias {
+    version: u32,
+    additional: Option<WeightedVersion>,
+}
+
+impl Alias {
+    /// The version one invocation runs: the additional version when `draw` (uniform in [0, 1))
+    /// falls below its weight, else the alias's version.
+    fn pick(&self, draw: f64) -> u32 {
+        match self.additional {
+            Some(w) if draw < w.weight => w.version,
+            _ => self.version,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct FunctionEntry {
+    versions: BTreeMap<u32, Version>,
+    aliases: HashMap<String, Alias>,
+}
+
 #[derive(Debug, Default)]
 pub struct Catalog {
-    functions: HashMap<(String, String), BTreeMap<u32, Version>>,
+    functions: HashMap<(String, String), FunctionEntry>,
 }
 
 impl Catalog {
@@ -117,14 +164,14 @@ impl Catalog {
         key: Option<&InvokeKey>,
     ) -> Result<Catalog, String> {
         let mut known: HashMap<&str, Arc<Endpoint>> = HashMap::new();
-        for versions in previous.functions.values() {
-            for v in versions.values() {
+        for entry in previous.functions.values() {
+            for v in entry.versions.values() {
                 for e in &v.endpoints {
                     known.insert(e.addr.as_str(), e.clone());
                 }
             }
         }
-        let mut functions: HashMap<(String, String), BTreeMap<u32, Version>> = HashMap::new();
+        let mut functions: HashMap<(String, String), FunctionEntry> = HashMap::new();
         for f in &spec.functions {
             let token = f
                 .invoke_token
@@ -143,9 +190,15 @@ impl Catalog {
                 }
                 None => None,
             };
-            let versions = functions
+            let entry = functions
                 .entry((f.namespace.clone(), f.name.clone()))
                 .or_default();
+            for a in &f.aliases {
+                entry
+                    .aliases
+                    .insert(a.name.clone(), alias(a, &f.namespace, &f.name)?);
+            }
+            let versions = &mut entry.versions;
             for v in &f.versions {
                 let mut endpoints = Vec::with_capacity(v.endpoints.len());
                 for addr in &v.endpoints {
@@ -188,18 +241,29 @@ impl Catalog {
     }
 
     /// Find the version an invocation runs on, or the Lambda error saying why there is none.
-    pub fn resolve(&self, f: &FunctionRef, region: &str) -> Result<&Version, LambdaError> {
+    /// `draw`, uniform in [0, 1), decides an alias's weighted choice (the caller passes
+    /// [`crate::ids::random_unit`]; tests pass fixed numbers).
+    pub fn resolve(
+        &self,
+        f: &FunctionRef,
+        region: &str,
+        draw: f64,
+    ) -> Result<&Version, LambdaError> {
+        // For an alias this is the alias's ARN, also when the version it picked is missing.
         let not_found = || {
             LambdaError::ResourceNotFound(format!("Function not found: {}", f.invoked_arn(region)))
         };
-        let versions = self
+        let entry = self
             .functions
             .get(&(f.namespace.clone(), f.name.clone()))
             .ok_or_else(not_found)?;
+        let versions = &entry.versions;
         let version = match &f.qualifier {
             Qualifier::Version(n) => versions.get(n).ok_or_else(not_found)?,
-            // Aliases do not exist yet.
-            Qualifier::Alias(_) => return Err(not_found()),
+            Qualifier::Alias(name) => {
+                let alias = entry.aliases.get(name).ok_or_else(not_found)?;
+                versions.get(&alias.pick(draw)).ok_or_else(not_found)?
+            }
             // The newest Active version, so a version still being deployed does not take traffic
             // before its EEs are up; if none is Active, report the newest one's state.
             Qualifier::LatestPublished => versions
@@ -231,6 +295,30 @@ impl Catalog {
     }
 }
 
+/// Check an alias of function `namespace/name` (the static file is written by hand; the cluster's
+/// CRD rules make the same checks).
+fn alias(a: &AliasSpec, namespace: &str, name: &str) -> Result<Alias, String> {
+    if let Some(w) = a.additional_version {
+        if !(0.0..1.0).contains(&w.weight) {
+            return Err(format!(
+                "{namespace}/{name} alias {}: the additional version's weight must be in [0, 1)",
+                a.name
+            ));
+        }
+        if w.version == a.version {
+            return Err(format!(
+                "{namespace}/{name} alias {}: the additional version must differ from the \
+                 alias's version",
+                a.name
+            ));
+        }
+    }
+    Ok(Alias {
+        version: a.version,
+        additional: a.additional_version,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,7 +344,7 @@ functions:
 
     fn resolve(c: &Catalog, name: &str) -> Result<u32, LambdaError> {
         let f = parse(name, None, "default")?;
-        c.resolve(&f, "us-east-1").map(|v| v.number)
+        c.resolve(&f, "us-east-1", 0.5).map(|v| v.number)
     }
 
     #[test]
@@ -291,11 +379,11 @@ functions:
     fn rebuild_keeps_in_flight_counts() {
         let a = Catalog::build(&spec(), &Catalog::default(), 8, None).expect("build");
         let f = parse("hello:1", None, "default").expect("parse");
-        let ep = a.resolve(&f, "r").expect("resolve").endpoints[0].clone();
+        let ep = a.resolve(&f, "r", 0.5).expect("resolve").endpoints[0].clone();
         let _guard = ep.begin();
         let b = Catalog::build(&spec(), &a, 8, None).expect("rebuild");
         assert_eq!(
-            b.resolve(&f, "r").expect("resolve").endpoints[0].in_flight(),
+            b.resolve(&f, "r", 0.5).expect("resolve").endpoints[0].in_flight(),
             1
         );
     }
@@ -308,8 +396,9 @@ functions:
         let c = Catalog::build(&s, &Catalog::default(), 8, Some(&key)).expect("build");
         let token = |name: &str, version: &str| {
             let f = parse(&format!("{name}:{version}"), None, "default").expect("parse");
-            let versions = &c.functions[&(f.namespace.clone(), f.name.clone())];
-            versions
+            let entry = &c.functions[&(f.namespace.clone(), f.name.clone())];
+            entry
+                .versions
                 .values()
                 .next()
                 .and_then(|v| v.invoke_token.clone())
@@ -323,7 +412,7 @@ functions:
         let f = parse("hello:1", None, "default").expect("parse");
         assert!(
             without
-                .resolve(&f, "r")
+                .resolve(&f, "r", 0.5)
                 .expect("resolve")
                 .invoke_token
                 .is_none()
@@ -332,6 +421,101 @@ functions:
         let file: CatalogSpec =
             serde_yaml::from_str("functions: [{name: x, invokeToken: abc}]").expect("yaml");
         assert_eq!(file.functions[0].invoke_token.as_deref(), Some("abc"));
+    }
+
+    fn aliased() -> Catalog {
+        let spec: CatalogSpec = serde_yaml::from_str(
+            r#"
+functions:
+  - name: hello
+    versions:
+      - {version: 1, endpoints: ["127.0.0.1:1"]}
+      - {version: 2, endpoints: ["127.0.0.1:2"]}
+      - {version: 3, state: Pending}
+    aliases:
+      - {name: live, version: 1, additionalVersion: {version: 2, weight: 0.1}}
+      - {name: stable, version: 2}
+      - {name: next, version: 3}
+      - {name: gone, version: 7}
+      - {name: canary-gone, version: 1, additionalVersion: {version: 9, weight: 0.5}}
+"#,
+        )
+        .expect("yaml");
+        Catalog::build(&spec, &Catalog::default(), 8, None).expect("build")
+    }
+
+    fn at(c: &Catalog, name: &str, draw: f64) -> Result<u32, LambdaError> {
+        let f = parse(name, None, "default")?;
+        c.resolve(&f, "us-east-1", draw).map(|v| v.number)
+    }
+
+    #[test]
+    fn an_alias_resolves_to_its_version_or_by_weight_to_the_additional_one() {
+        let c = aliased();
+        assert_eq!(at(&c, "hello:stable", 0.0), Ok(2));
+        assert_eq!(at(&c, "hello:stable", 0.99), Ok(2));
+        // Weight 0.1: draws below it run version 2, the rest version 1.
+        assert_eq!(at(&c, "hello:live", 0.0), Ok(2));
+        assert_eq!(at(&c, "hello:live", 0.0999), Ok(2));
+        assert_eq!(at(&c, "hello:live", 0.1), Ok(1));
+        assert_eq!(at(&c, "hello:live", 0.999), Ok(1));
+        // As an ARN and with ?Qualifier= too.
+        let f = parse(
+            "arn:aws:lambda:us-east-1:123456789012:function:hello",
+            Some("live"),
+            "default",
+        )
+        .expect("parse");
+        assert_eq!(c.resolve(&f, "us-east-1", 0.5).map(|v| v.number), Ok(1));
+    }
+
+    #[test]
+    fn an_alias_answers_like_the_version_it_picked_or_not_found_with_its_arn() {
+        let c = aliased();
+        assert!(
+            matches!(at(&c, "hello:next", 0.5), Err(LambdaError::ResourceNotReady(m)) if m.contains("Pending"))
+        );
+        let alias_arn = |m: &str, alias: &str| m.ends_with(&format!(":function:hello:{alias}"));
+        assert!(
+            matches!(at(&c, "hello:gone", 0.5), Err(LambdaError::ResourceNotFound(m)) if alias_arn(&m, "gone"))
+        );
+        assert!(
+            matches!(at(&c, "hello:nope", 0.5), Err(LambdaError::ResourceNotFound(m)) if alias_arn(&m, "nope"))
+        );
+        // Only the draws that pick the missing additional version fail.
+        assert_eq!(at(&c, "hello:canary-gone", 0.7), Ok(1));
+        assert!(matches!(
+            at(&c, "hello:canary-gone", 0.2),
+            Err(LambdaError::ResourceNotFound(m)) if alias_arn(&m, "canary-gone")
+        ));
+    }
+
+    #[test]
+    fn the_real_random_source_splits_by_the_weight() {
+        let c = aliased();
+        let draws = 10_000;
+        let to_2 = (0..draws)
+            .filter(|_| at(&c, "hello:live", crate::ids::random_unit()) == Ok(2))
+            .count();
+        let share = to_2 as f64 / f64::from(draws);
+        assert!((share - 0.1).abs() <= 0.015, "share of version 2: {share}");
+    }
+
+    #[test]
+    fn rejects_bad_aliases() {
+        for bad in [
+            "{name: a, version: 1, additionalVersion: {version: 2, weight: 1.0}}",
+            "{name: a, version: 1, additionalVersion: {version: 2, weight: -0.1}}",
+            "{name: a, version: 1, additionalVersion: {version: 1, weight: 0.5}}",
+        ] {
+            let spec: CatalogSpec =
+                serde_yaml::from_str(&format!("functions: [{{name: x, aliases: [{bad}]}}]"))
+                    .expect("yaml");
+            assert!(
+                Catalog::build(&spec, &Catalog::default(), 8, None).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The cluster catalog source: kube-rs reflectors on FunctionVersions and EE pods (all namespaces).
+//! The cluster catalog source: kube-rs reflectors on FunctionVersions, FunctionAliases and EE pods
+//! (all namespaces).
 //!
 //! A version's EEs are the pods labelled `lmi.dev/function=<functionName>` and
 //! `lmi.dev/version=<version>` in the version's namespace that are Ready (the sidecar's readiness:
@@ -18,18 +19,19 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use lmi_crds::FunctionVersion;
 use lmi_crds::common::{FUNCTION_LABEL, VERSION_LABEL};
 use lmi_crds::invoke_token::{INVOKE_KEY_FIELD, INVOKE_KEY_SECRET, InvokeKey};
+use lmi_crds::{FunctionAlias, FunctionVersion};
 use tokio::sync::Notify;
 
 use super::Router;
-use super::catalog::{CatalogSpec, FunctionSpec, VersionSpec};
+use super::catalog::{AliasSpec, CatalogSpec, FunctionSpec, VersionSpec, WeightedVersion};
 use crate::Error;
 
 /// Build the catalog from what the reflectors hold. Pure.
 pub fn spec_from(
     versions: &[Arc<FunctionVersion>],
+    aliases: &[Arc<FunctionAlias>],
     pods: &[Arc<Pod>],
     sidecar_port: u16,
 ) -> CatalogSpec {
@@ -88,6 +90,7 @@ pub fn spec_from(
                 versions: Vec::new(),
                 // Derived from the invoke key when the catalog is built.
                 invoke_token: None,
+                aliases: Vec::new(),
             })
             .versions
             .push(VersionSpec {
@@ -96,6 +99,35 @@ pub fn spec_from(
                 timeout_seconds: timeout,
                 endpoints: eps,
             });
+    }
+    for alias in aliases {
+        let Some(ns) = alias.metadata.namespace.clone() else {
+            continue;
+        };
+        // An alias of a function without versions is left out: it answers 404 either way.
+        let Some(function) = functions.get_mut(&(ns, alias.spec.function_name.clone())) else {
+            continue;
+        };
+        // The CRD's rules refuse versions that are not numbers, weights outside [0, 1) and an
+        // additional version equal to the main one; an object from before a rule existed is
+        // skipped here rather than failing the whole catalog.
+        let Some((version, additional)) = alias.spec.versions() else {
+            continue;
+        };
+        if additional.is_some_and(|(v, w)| v == version || !(0.0..1.0).contains(&w)) {
+            continue;
+        }
+        function.aliases.push(AliasSpec {
+            name: alias.spec.name.clone(),
+            version,
+            additional_version: additional
+                .map(|(version, weight)| WeightedVersion { version, weight }),
+        });
+    }
+    // The object name is <function>-<alias>, so an alias name is unique per function; sorted so
+    // the spec does not depend on the reflector's order.
+    for f in functions.values_mut() {
+        f.aliases.sort_by(|a, b| a.name.cmp(&b.name));
     }
     CatalogSpec {
         functions: functions.into_values().collect(),
@@ -143,6 +175,21 @@ pub async fn watch(
         watcher::Config::default(),
         changed.clone(),
     );
+    // `helm upgrade` does not install new CRDs: a router upgraded before FunctionAlias's CRD was
+    // applied still serves versions (aliases then answer 404) instead of failing to start.
+    let aliases: Option<Store<FunctionAlias>> = if aliases_served(&client).await {
+        Some(spawn_reflector(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            changed.clone(),
+        ))
+    } else {
+        tracing::warn!(
+            "the CRD functionaliases.lmi.dev is not installed: aliases answer 404; apply \
+             crds/yaml/ and restart the router"
+        );
+        None
+    };
     let pods: Store<Pod> = spawn_reflector(
         Api::all(client),
         watcher::Config::default().labels(FUNCTION_LABEL),
@@ -150,6 +197,9 @@ pub async fn watch(
     );
     let ready = async {
         versions.wait_until_ready().await.ok();
+        if let Some(a) = &aliases {
+            a.wait_until_ready().await.ok();
+        }
         pods.wait_until_ready().await.ok();
         if let Some(k) = &keys {
             k.wait_until_ready().await.ok();
@@ -160,7 +210,7 @@ pub async fn watch(
         .is_err()
     {
         return Err(Error::Kube(format!(
-            "FunctionVersions, pods and the Secret {INVOKE_KEY_SECRET} of namespace {} not \
+            "FunctionVersions, FunctionAliases, pods and the Secret {INVOKE_KEY_SECRET} of namespace {} not \
              listed within 60 s (RBAC? CRDs installed?)",
             router.config.system_namespace
         )));
@@ -180,7 +230,12 @@ pub async fn watch(
                 }
             }
         }
-        let spec = spec_from(&versions.state(), &pods.state(), sidecar_port);
+        let spec = spec_from(
+            &versions.state(),
+            &aliases.as_ref().map(Store::state).unwrap_or_default(),
+            &pods.state(),
+            sidecar_port,
+        );
         if let Err(e) = router.install(&spec) {
             tracing::warn!(error = %e, "catalog from the cluster rejected");
         }
@@ -195,6 +250,26 @@ pub async fn watch(
         }
     });
     Ok(())
+}
+
+/// Whether the apiserver serves FunctionAliases (one discovery request, which every
+/// authenticated client may make). When discovery fails the answer is yes: the reflector then
+/// tries, and the wait for it reports the problem.
+async fn aliases_served(client: &kube::Client) -> bool {
+    use kube::Resource;
+    match client
+        .list_api_group_resources(&FunctionAlias::api_version(&()))
+        .await
+    {
+        Ok(list) => list
+            .resources
+            .iter()
+            .any(|r| r.name == FunctionAlias::plural(&()).as_ref()),
+        Err(e) => {
+            tracing::warn!(error = %e, "discovery of lmi.dev failed; watching FunctionAliases anyway");
+            true
+        }
+    }
 }
 
 pub(super) fn spawn_reflector<K>(
@@ -271,6 +346,82 @@ mod tests {
         Arc::new(p)
     }
 
+    fn alias(
+        ns: &str,
+        function: &str,
+        name: &str,
+        version: &str,
+        extra: &[(&str, f64)],
+    ) -> Arc<FunctionAlias> {
+        let weights: serde_json::Map<String, serde_json::Value> = extra
+            .iter()
+            .map(|(v, w)| (v.to_string(), serde_json::json!(w)))
+            .collect();
+        let mut spec = serde_json::json!({
+            "name": name, "functionName": function, "functionVersion": version
+        });
+        if !weights.is_empty() {
+            spec["routingConfig"] = serde_json::json!({"additionalVersionWeights": weights});
+        }
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "lmi.dev/v1alpha1",
+                "kind": "FunctionAlias",
+                "metadata": {"name": format!("{function}-{name}"), "namespace": ns},
+                "spec": spec
+            }))
+            .expect("FunctionAlias"),
+        )
+    }
+
+    #[test]
+    fn aliases_join_their_function() {
+        let versions = [
+            fv("a", "hello", 1, Some("Active")),
+            fv("a", "hello", 2, Some("Active")),
+            fv("b", "hello", 1, Some("Active")),
+        ];
+        let aliases = [
+            alias("a", "hello", "live", "1", &[("2", 0.25)]),
+            alias("a", "hello", "beta", "2", &[]),
+            // Another namespace's function of the same name gets only its own.
+            alias("b", "hello", "old", "1", &[]),
+            // No such function: left out.
+            alias("a", "nope", "live", "1", &[]),
+            // Refused by the CRD's rules; skipped if one got in anyway.
+            alias("a", "hello", "latest", "$LATEST", &[]),
+            alias("a", "hello", "same", "1", &[("1", 0.5)]),
+            alias("a", "hello", "heavy", "1", &[("2", 1.5)]),
+        ];
+        let spec = spec_from(&versions, &aliases, &[], 9000);
+        let a = &spec.functions[0];
+        assert_eq!(
+            a.aliases,
+            [
+                AliasSpec {
+                    name: "beta".into(),
+                    version: 2,
+                    additional_version: None
+                },
+                AliasSpec {
+                    name: "live".into(),
+                    version: 1,
+                    additional_version: Some(WeightedVersion {
+                        version: 2,
+                        weight: 0.25
+                    })
+                },
+            ]
+        );
+        let b = &spec.functions[1];
+        assert_eq!(b.aliases.len(), 1);
+        assert_eq!(
+            (b.aliases[0].name.as_str(), b.aliases[0].version),
+            ("old", 1)
+        );
+        assert_eq!(spec.functions.len(), 2);
+    }
+
     #[test]
     fn the_key_is_the_named_secrets_key_field() {
         let secret = |name: &str, data: serde_json::Value| -> Arc<Secret> {
@@ -310,7 +461,7 @@ mod tests {
             pod("a", "hello", "2", "fd00::5", true, false),
             pod("b", "other", "1", "10.0.1.1", true, false),
         ];
-        let spec = spec_from(&versions, &pods, 9000);
+        let spec = spec_from(&versions, &[], &pods, 9000);
         assert_eq!(spec.functions.len(), 2);
         let a = &spec.functions[0];
         assert_eq!((a.namespace.as_str(), a.name.as_str()), ("a", "hello"));

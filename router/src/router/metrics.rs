@@ -8,8 +8,9 @@ use crate::Error;
 
 pub struct Metrics {
     pub registry: Registry,
-    /// function = namespace/name ("-" when it did not resolve); result = Success, FunctionError,
-    /// or the Lambda error type.
+    /// function = namespace/name ("-" when it did not resolve); version = the version that ran
+    /// (an alias's pick; "-" when it did not resolve); alias = the alias invoked, "-" for none;
+    /// result = Success, FunctionError, or the Lambda error type.
     pub invocations: IntCounterVec,
     /// Throttles returned to callers (429), by reason.
     pub throttles: IntCounterVec,
@@ -28,9 +29,9 @@ impl Metrics {
         let invocations = IntCounterVec::new(
             Opts::new(
                 "lmi_router_invocations_total",
-                "Invoke API calls, by function and result",
+                "Invoke API calls, by function, version, alias and result",
             ),
-            &["function", "result"],
+            &["function", "version", "alias", "result"],
         )?;
         let throttles = IntCounterVec::new(
             Opts::new(

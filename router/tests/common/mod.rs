@@ -146,22 +146,25 @@ pub fn start_router_with(
     timeout_s: f64,
     extra: &[&str],
 ) -> RouterProc {
-    let port = free_port();
-    let dir = std::env::temp_dir().join("lmi-router-tests");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let catalog = dir.join(format!("{name}-{port}.yaml"));
     let eps: Vec<String> = endpoints
         .iter()
         .map(|p| format!("\"127.0.0.1:{p}\""))
         .collect();
-    std::fs::write(
-        &catalog,
-        format!(
-            "functions:\n  - name: hello\n    versions:\n      - {{version: 1, timeoutSeconds: {timeout_s}, endpoints: [{}]}}\n      - {{version: 2, state: Pending}}\n",
-            eps.join(", ")
-        ),
-    )
-    .expect("catalog");
+    let catalog = format!(
+        "functions:\n  - name: hello\n    versions:\n      - {{version: 1, timeoutSeconds: {timeout_s}, endpoints: [{}]}}\n      - {{version: 2, state: Pending}}\n",
+        eps.join(", ")
+    );
+    start_router_on(name, &catalog, extra)
+}
+
+/// Start a router on a static catalog with the given text (`router/src/router/catalog.rs`'s
+/// `CatalogSpec`), with extra command-line flags.
+pub fn start_router_on(name: &str, catalog_text: &str, extra: &[&str]) -> RouterProc {
+    let port = free_port();
+    let dir = std::env::temp_dir().join("lmi-router-tests");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let catalog = dir.join(format!("{name}-{port}.yaml"));
+    std::fs::write(&catalog, catalog_text).expect("catalog");
     let log = log_file(name);
     let child = Command::new(env!("CARGO_BIN_EXE_lmi-router"))
         .args(["--static", &catalog.display().to_string(), "--auth", "off"])
@@ -182,6 +185,25 @@ pub fn start_router_with(
     };
     wait_for(port, "/healthz", Duration::from_secs(30));
     r
+}
+
+/// A catalog whose function `hello` has version 1 on the EE at `v1`, version 2 on the one at `v2`,
+/// a Pending version 3, and aliases: `live` (version 1, `weight` of the invocations to version
+/// 2), `next` (version 3) and `gone` (a missing version 9).
+pub fn alias_catalog(v1: u16, v2: u16, weight: f64) -> String {
+    format!(
+        r#"functions:
+  - name: hello
+    versions:
+      - {{version: 1, timeoutSeconds: 10, endpoints: ["127.0.0.1:{v1}"]}}
+      - {{version: 2, timeoutSeconds: 10, endpoints: ["127.0.0.1:{v2}"]}}
+      - {{version: 3, state: Pending}}
+    aliases:
+      - {{name: live, version: 1, additionalVersion: {{version: 2, weight: {weight}}}}}
+      - {{name: next, version: 3}}
+      - {{name: gone, version: 9}}
+"#
+    )
 }
 
 fn wait_for(port: u16, path: &str, limit: Duration) {

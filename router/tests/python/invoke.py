@@ -1,7 +1,8 @@
 """Invoke through the router with boto3, the unmodified AWS SDK, and print what came back as JSON.
 
-usage: invoke.py ENDPOINT_URL COUNT PAYLOAD_JSON [FUNCTION_NAME]
-Sends COUNT invocations at once (threads) and prints {"elapsed": s, "results": [...]}.
+usage: invoke.py ENDPOINT_URL COUNT PAYLOAD_JSON [FUNCTION_NAME [THREADS]]
+Sends COUNT invocations, THREADS at once (default: all of them), and prints
+{"elapsed": s, "results": [...]}.
 """
 import json
 import sys
@@ -14,6 +15,7 @@ from botocore.config import Config
 
 url, count, payload = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 name = sys.argv[4] if len(sys.argv) > 4 else "hello"
+threads = int(sys.argv[5]) if len(sys.argv) > 5 else count
 client = boto3.client(
     "lambda",
     endpoint_url=url,
@@ -47,6 +49,6 @@ def call(_):
 
 # Open the pool's connections outside the timed part, as a warm client would have them.
 start = time.monotonic()
-with ThreadPoolExecutor(max_workers=count) as pool:
+with ThreadPoolExecutor(max_workers=threads) as pool:
     results = list(pool.map(call, range(count)))
 print(json.dumps({"elapsed": time.monotonic() - start, "results": results}))
