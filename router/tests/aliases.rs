@@ -102,3 +102,87 @@ fn an_alias_splits_invocations_by_weight_and_reports_the_version_that_ran() {
         );
     }
 }
+
+/// Moving an alias under load (a release: `live` from version 1 to 2) fails no invocation: at 500
+/// invocations a second, every answer is a success from the version the alias named at that
+/// moment, and once the move is seen only version 2 runs.
+#[test]
+fn moving_an_alias_under_load_fails_no_invocation() {
+    let f = example("fixture_fn").display().to_string();
+    let ee1 = start_ee("move-ee-v1", 16, 10.0, &[&f], None, &[]);
+    let ee2 = start_ee("move-ee-v2", 16, 10.0, &[&f], None, &[]);
+    let catalog = |version: u32| {
+        format!(
+            r#"functions:
+  - name: hello
+    versions:
+      - {{version: 1, timeoutSeconds: 10, endpoints: ["127.0.0.1:{}"]}}
+      - {{version: 2, timeoutSeconds: 10, endpoints: ["127.0.0.1:{}"]}}
+    aliases:
+      - {{name: live, version: {version}}}
+"#,
+            ee1.port, ee2.port
+        )
+    };
+    let r = start_router_on("move-router", &catalog(1), &[]);
+    const CALLERS: usize = 10;
+    // 10 callers, one call each 20 ms: 500 a second.
+    const PERIOD: std::time::Duration = std::time::Duration::from_millis(20);
+    const RUN: std::time::Duration = std::time::Duration::from_secs(8);
+    let started = std::time::Instant::now();
+    let port = r.port;
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                while started.elapsed() < RUN {
+                    let at = started.elapsed();
+                    let resp = invoke(port, "hello:live", r#"{"noEcho": true}"#);
+                    let version = resp
+                        .header("x-amz-executed-version")
+                        .unwrap_or("-")
+                        .to_string();
+                    seen.push((at, resp.status, version));
+                    std::thread::sleep(PERIOD.saturating_sub(started.elapsed() - at));
+                }
+                seen
+            })
+        })
+        .collect();
+    // The move, two seconds in (the router reads its static catalog again within a second; the
+    // cluster source moves on the FunctionAlias watch the same way).
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let moved_at = started.elapsed();
+    std::fs::write(&r.catalog, catalog(2)).expect("move the alias");
+    let seen: Vec<_> = callers
+        .into_iter()
+        .flat_map(|c| c.join().expect("caller"))
+        .collect();
+    let failed: Vec<_> = seen
+        .iter()
+        .filter(|(_, status, _)| *status != 200)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}",
+        failed.len(),
+        seen.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(
+        seen.len() >= 2_000,
+        "only {} invocations in {RUN:?}",
+        seen.len()
+    );
+    let before: Vec<_> = seen.iter().filter(|(at, _, _)| *at < moved_at).collect();
+    assert!(
+        before.iter().all(|(_, _, v)| v == "1"),
+        "before the move only version 1 runs"
+    );
+    let settled = moved_at + std::time::Duration::from_secs(3);
+    let after: Vec<_> = seen.iter().filter(|(at, _, _)| *at > settled).collect();
+    assert!(
+        !after.is_empty() && after.iter().all(|(_, _, v)| v == "2"),
+        "after the move only version 2 runs"
+    );
+}
