@@ -24,6 +24,7 @@ use crate::common::{Architecture, ScalingConfig};
     doc = "A Lambda function running on a capacity provider",
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
     printcolumn(name = "Latest", type_ = "string", json_path = ".status.latestPublishedVersion"),
+    printcolumn(name = "Current", type_ = "string", json_path = ".status.currentVersion"),
     printcolumn(name = "Capacity-Provider", type_ = "string", json_path = ".spec.capacityProviderConfig.capacityProviderName"),
     printcolumn(name = "Memory", type_ = "integer", json_path = ".spec.memorySize"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
@@ -255,9 +256,14 @@ pub struct FunctionStatus {
     pub state: Option<State>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// The version `$LATEST.PUBLISHED` resolves to (and unqualified invokes run).
+    /// The newest published version. It takes unqualified invocations once it is Active (see
+    /// `currentVersion`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_published_version: Option<String>,
+    /// The version unqualified invocations and `$LATEST.PUBLISHED` run now: the newest Active
+    /// version, else the newest (`lmi_crds::rules::current_version`, the router's rule too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<String>,
     /// SHA-256 of the configuration, to publish a version only when it changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_sha256: Option<String>,

@@ -227,6 +227,22 @@ pub fn ee_shape(config: &crate::FunctionConfiguration) -> Result<EeShape, RuleEr
     })
 }
 
+/// The version that unqualified invocations and `$LATEST.PUBLISHED` run, of `versions` given as
+/// (number, Active): the newest Active one, so that a version still deploying takes no traffic
+/// before its EEs are up; with none Active, the newest (whose state the caller then hears). One
+/// rule for the router's resolution and the Function's `status.currentVersion`.
+pub fn current_version(versions: impl IntoIterator<Item = (u32, bool)>) -> Option<u32> {
+    let mut newest = None;
+    let mut newest_active = None;
+    for (number, active) in versions {
+        newest = newest.max(Some(number));
+        if active {
+            newest_active = newest_active.max(Some(number));
+        }
+    }
+    newest_active.or(newest)
+}
+
 /// Init timeout of an EE: max(130 s, function timeout).
 pub fn init_timeout_seconds(function_timeout_seconds: i32) -> u32 {
     function_timeout_seconds
@@ -459,5 +475,13 @@ mod tests {
             Err(RuleError::NothingPublished)
         );
         assert_eq!(Qualifier::Version(2).resolve(Some(4)), Ok(2));
+    }
+
+    #[test]
+    fn the_current_version_is_the_newest_active_else_the_newest() {
+        assert_eq!(current_version([(1, true), (2, true), (3, false)]), Some(2));
+        assert_eq!(current_version([(3, false), (1, true)]), Some(1));
+        assert_eq!(current_version([(1, false), (2, false)]), Some(2));
+        assert_eq!(current_version([]), None);
     }
 }

@@ -828,3 +828,66 @@ async fn an_underused_instance_is_consolidated_without_dropping_below_desired() 
     )
     .await
 }
+
+/// Unqualified invocations move to a new version only once it is Active: the Function's
+/// `status.currentVersion` follows the router's rule (`lmi_crds::rules::current_version`), while
+/// `latestPublishedVersion` names the new version from its publication on.
+#[tokio::test]
+async fn the_current_version_moves_to_a_new_version_once_it_is_active() -> Result<()> {
+    scenario("current", |env, cp| async move {
+        let (client, ns) = (env.client.clone(), env.namespace.clone());
+        create(
+            &Api::<CapacityProvider>::all(client.clone()),
+            provider(&cp, 400, &["c7g.2xlarge"]),
+        )
+        .await?;
+        let functions = Api::<Function>::namespaced(client.clone(), &ns);
+        create(&functions, function("app", &ns, &cp, 1)).await?;
+        wait_state(&client, &ns, "app-v1", "Active").await?;
+        let versions = |f: Function| {
+            let s = f.status.unwrap_or_default();
+            (s.latest_published_version, s.current_version)
+        };
+        let one = Some("1".to_string());
+        eventually("currentVersion 1", WAIT, || async {
+            Ok((versions(functions.get("app").await?) == (one.clone(), one.clone())).then_some(()))
+        })
+        .await?;
+
+        // A new configuration, whose EEs turn Ready only after 8 s: version 2 is published and
+        // Pending meanwhile, and unqualified calls stay on version 1.
+        patch_spec(
+            &functions,
+            "app",
+            json!({"environment": {"variables": {KWOK_READY_DELAY_ENV: "8s"}}}),
+        )
+        .await?;
+        let two = Some("2".to_string());
+        eventually(
+            "version 2 published while 1 stays current",
+            WAIT,
+            || async {
+                Ok(
+                    (versions(functions.get("app").await?) == (two.clone(), one.clone()))
+                        .then_some(()),
+                )
+            },
+        )
+        .await?;
+        assert_ne!(
+            version_state(&client, &ns, "app-v2")
+                .await?
+                .map(|(s, _)| s)
+                .as_deref(),
+            Some("Active"),
+            "version 2 is still deploying"
+        );
+        wait_state(&client, &ns, "app-v2", "Active").await?;
+        eventually("currentVersion 2", WAIT, || async {
+            Ok((versions(functions.get("app").await?) == (two.clone(), two.clone())).then_some(()))
+        })
+        .await?;
+        Ok(())
+    })
+    .await
+}

@@ -209,10 +209,15 @@ async fn reconcile_inner(function: &Function, ctx: &Context) -> Result<Action> {
             State::Active
         }
     };
+    let current_version = lmi_crds::rules::current_version(versions.iter().filter_map(|v| {
+        let active = v.status.as_ref().and_then(|s| s.state) == Some(State::Active);
+        u32::try_from(v.spec.version).ok().map(|n| (n, active))
+    }));
     let status = FunctionStatus {
         state: Some(state),
         observed_generation: generation,
         latest_published_version: latest.map(|v| v.to_string()),
+        current_version: current_version.map(|v| v.to_string()),
         config_sha256: Some(sha),
         conditions,
     };

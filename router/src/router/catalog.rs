@@ -264,14 +264,12 @@ impl Catalog {
                 let alias = entry.aliases.get(name).ok_or_else(not_found)?;
                 versions.get(&alias.pick(draw)).ok_or_else(not_found)?
             }
-            // The newest Active version, so a version still being deployed does not take traffic
-            // before its EEs are up; if none is Active, report the newest one's state.
-            Qualifier::LatestPublished => versions
-                .values()
-                .rev()
-                .find(|v| v.state == "Active")
-                .or_else(|| versions.values().next_back())
-                .ok_or_else(not_found)?,
+            // The rule the Function's status.currentVersion follows too.
+            Qualifier::LatestPublished => lmi_crds::rules::current_version(
+                versions.values().map(|v| (v.number, v.state == "Active")),
+            )
+            .and_then(|n| versions.get(&n))
+            .ok_or_else(not_found)?,
         };
         if version.state != "Active" {
             return Err(LambdaError::ResourceNotReady(format!(
