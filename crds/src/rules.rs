@@ -227,6 +227,22 @@ pub fn ee_shape(config: &crate::FunctionConfiguration) -> Result<EeShape, RuleEr
     })
 }
 
+/// Lambda's limit of function versions on one capacity provider. A publication past it waits
+/// (reason [`VERSION_LIMIT_EXCEEDED`]) until versions are deleted; it is never dropped.
+pub const MAX_VERSIONS_PER_CAPACITY_PROVIDER: usize = 100;
+/// The reason a publication waits for room under [`MAX_VERSIONS_PER_CAPACITY_PROVIDER`].
+pub const VERSION_LIMIT_EXCEEDED: &str = "VersionLimitExceeded";
+
+/// Why a new version of a function on `capacity_provider` cannot be published now, when the
+/// provider holds `versions` already.
+pub fn version_limit(capacity_provider: &str, versions: usize) -> Option<String> {
+    (versions >= MAX_VERSIONS_PER_CAPACITY_PROVIDER).then(|| {
+        format!(
+            "capacity provider {capacity_provider} holds Lambda's limit of {MAX_VERSIONS_PER_CAPACITY_PROVIDER} function versions: the new configuration is published once versions on it are deleted"
+        )
+    })
+}
+
 /// The version that unqualified invocations and `$LATEST.PUBLISHED` run, of `versions` given as
 /// (number, Active): the newest Active one, so that a version still deploying takes no traffic
 /// before its EEs are up; with none Active, the newest (whose state the caller then hears). One
@@ -483,5 +499,15 @@ mod tests {
         assert_eq!(current_version([(3, false), (1, true)]), Some(1));
         assert_eq!(current_version([(1, false), (2, false)]), Some(2));
         assert_eq!(current_version([]), None);
+    }
+
+    #[test]
+    fn a_publication_waits_at_the_version_limit() {
+        assert_eq!(version_limit("cp", 99), None);
+        let message = version_limit("cp", 100).unwrap_or_default();
+        assert!(
+            message.contains("capacity provider cp has 100") && message.contains("limit is 100"),
+            "{message}"
+        );
     }
 }

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, ResourceExt};
-use lmi_crds::{CapacityProvider, Function};
+use lmi_crds::{CapacityProvider, Function, FunctionVersion};
 use lmi_e2e::cluster::KWOK_READY_DELAY_ENV;
 use lmi_e2e::error::Result;
 use lmi_e2e::harness::{TestEnv, eventually, with_namespace};
@@ -887,6 +887,80 @@ async fn the_current_version_moves_to_a_new_version_once_it_is_active() -> Resul
             Ok((versions(functions.get("app").await?) == (two.clone(), two.clone())).then_some(()))
         })
         .await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Lambda's limit of 100 versions per capacity provider: a publication past it waits, with a
+/// condition and an Event that name the provider, and happens once a version on it is deleted.
+#[tokio::test]
+async fn a_publication_past_the_providers_version_limit_waits_and_is_not_lost() -> Result<()> {
+    scenario("limit", |env, cp| async move {
+        let (client, ns) = (env.client.clone(), env.namespace.clone());
+        create(&Api::<CapacityProvider>::all(client.clone()), provider(&cp, 400, &["c7g.2xlarge"])).await?;
+        // 100 versions on the provider, deactivated (no EEs), of a function kept elsewhere.
+        let versions = Api::<FunctionVersion>::namespaced(client.clone(), &ns);
+        let mut filler = function("filler", &ns, &cp, 0);
+        filler["spec"]["scalingConfig"] = json!({"minExecutionEnvironments": 0, "maxExecutionEnvironments": 0});
+        for n in 1..=lmi_crds::rules::MAX_VERSIONS_PER_CAPACITY_PROVIDER as i32 {
+            let mut config = filler["spec"].clone();
+            let scaling = config
+                .as_object_mut()
+                .and_then(|c| c.remove("scalingConfig"))
+                .unwrap_or(Value::Null);
+            if let Some(c) = config.as_object_mut() {
+                c.remove("publish");
+            }
+            create(
+                &versions,
+                json!({
+                    "apiVersion": "lmi.dev/v1alpha1", "kind": "FunctionVersion",
+                    "metadata": {"name": format!("filler-v{n}"), "namespace": ns, "labels": {"lmi.dev/function": "filler"}},
+                    "spec": {"functionName": "filler", "version": n, "configuration": config, "scalingConfig": scaling}
+                }),
+            )
+            .await?;
+        }
+        let functions = Api::<Function>::namespaced(client.clone(), &ns);
+        create(&functions, function("app", &ns, &cp, 1)).await?;
+        let waiting = eventually("the publication to wait at the limit", WAIT, || async {
+            let f = functions.get("app").await?;
+            Ok(f.status
+                .unwrap_or_default()
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Published" && c.status == "False"))
+        })
+        .await?;
+        assert_eq!(waiting.reason, lmi_crds::rules::VERSION_LIMIT_EXCEEDED);
+        assert!(waiting.message.contains(&cp), "{}", waiting.message);
+        assert!(versions.get_opt("app-v1").await?.is_none(), "nothing published past the limit");
+        eventually("a VersionLimitExceeded Event on the function", WAIT, || async {
+            let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+            let list = events.list(&ListParams::default().fields("involvedObject.name=app")).await?;
+            Ok(list
+                .items
+                .iter()
+                .any(|e| e.reason.as_deref() == Some(lmi_crds::rules::VERSION_LIMIT_EXCEEDED))
+                .then_some(()))
+        })
+        .await?;
+
+        // Room again: the waiting configuration is published.
+        versions.delete("filler-v1", &DeleteParams::default()).await?;
+        eventually("app-v1 once there is room", WAIT, || async {
+            Ok(versions.get_opt("app-v1").await?)
+        })
+        .await?;
+        // The filler versions have no Function for the tear-down to delete, and the provider's
+        // deletion waits for every version on it.
+        versions
+            .delete_collection(
+                &DeleteParams::default(),
+                &ListParams::default().labels("lmi.dev/function=filler"),
+            )
+            .await?;
         Ok(())
     })
     .await

@@ -160,13 +160,33 @@ async fn reconcile_inner(function: &Function, ctx: &Context) -> Result<Action> {
     let sha = config_sha256(function)?;
 
     let mut latest = highest;
+    // Set when a new configuration waits for room under the provider's version limit.
+    let mut waiting: Option<String> = None;
     if problem.is_none() && function.spec.publish {
         // As Lambda: publish only when the configuration differs from the latest version's.
         let already = versions
             .iter()
             .max_by_key(|v| v.spec.version)
             .is_some_and(|v| v.annotations().get(CONFIG_SHA_ANNOTATION) == Some(&sha));
-        if !already {
+        // Counted from the operator's cache of versions (its instance's): publications in the
+        // same instant may pass the limit by a few, none is lost.
+        let on_provider = ctx
+            .stores
+            .versions
+            .state()
+            .iter()
+            .filter(|v| {
+                v.spec
+                    .configuration
+                    .capacity_provider_config
+                    .capacity_provider_name
+                    == *cp_name
+            })
+            .count();
+        waiting = (!already)
+            .then(|| rules::version_limit(cp_name, on_provider))
+            .flatten();
+        if !already && waiting.is_none() {
             let previous = function
                 .status
                 .as_ref()
@@ -181,6 +201,31 @@ async fn reconcile_inner(function: &Function, ctx: &Context) -> Result<Action> {
     let current = function.status.clone().unwrap_or_default();
     let generation = function.metadata.generation;
     let mut conditions = current.conditions.clone();
+    let was_waiting = current
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Published" && c.status == "False")
+        .map(|c| c.message.clone());
+    if function.spec.publish && problem.is_none() {
+        match &waiting {
+            Some(message) => conditions::set(
+                &mut conditions,
+                "Published",
+                false,
+                rules::VERSION_LIMIT_EXCEEDED,
+                message.clone(),
+                generation,
+            ),
+            None => conditions::set(
+                &mut conditions,
+                "Published",
+                true,
+                "Published",
+                "the configuration is published",
+                generation,
+            ),
+        }
+    }
     let state = match &problem {
         Some((reason, message)) => {
             conditions::set(
@@ -238,8 +283,22 @@ async fn reconcile_inner(function: &Function, ctx: &Context) -> Result<Action> {
             ctx.event(function, true, reason, message.clone()).await;
         }
     }
-    // A missing capacity provider may appear later; look again now and then besides the watch.
-    Ok(Action::requeue(if problem.is_some() {
+    if let Some(message) = &waiting
+        && was_waiting.as_deref() != Some(message.as_str())
+    {
+        ctx.event(
+            function,
+            true,
+            rules::VERSION_LIMIT_EXCEEDED,
+            message.clone(),
+        )
+        .await;
+    }
+    // A missing capacity provider may appear later, and room under the version limit when other
+    // functions' versions go: look again now and then besides the watch.
+    Ok(Action::requeue(if waiting.is_some() {
+        Duration::from_secs(10)
+    } else if problem.is_some() {
         Duration::from_secs(30)
     } else {
         Duration::from_secs(300)
