@@ -506,7 +506,7 @@ mod tests {
         assert_eq!(version_limit("cp", 99), None);
         let message = version_limit("cp", 100).unwrap_or_default();
         assert!(
-            message.contains("capacity provider cp has 100") && message.contains("limit is 100"),
+            message.contains("capacity provider cp holds Lambda's limit of 100"),
             "{message}"
         );
     }
