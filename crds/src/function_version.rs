@@ -92,6 +92,15 @@ pub struct FunctionVersionStatus {
 }
 
 impl FunctionVersion {
+    /// The capacity provider the version runs on.
+    pub fn capacity_provider_name(&self) -> &str {
+        &self
+            .spec
+            .configuration
+            .capacity_provider_config
+            .capacity_provider_name
+    }
+
     /// The Kubernetes name of version `version` of function `function`: `<function>-v<version>`.
     pub fn object_name(function: &str, version: i32) -> String {
         format!("{function}-v{version}")

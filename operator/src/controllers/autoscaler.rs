@@ -174,13 +174,7 @@ async fn tick(
         let ceiling = (cp.spec.provisioning.mode == ProvisioningMode::Karpenter).then(|| {
             let others: u32 = versions
                 .iter()
-                .filter(|v| {
-                    v.spec
-                        .configuration
-                        .capacity_provider_config
-                        .capacity_provider_name
-                        == *cp_name
-                })
+                .filter(|v| v.capacity_provider_name() == cp_name.as_str())
                 .filter(|v| key(v.namespace().as_deref(), &v.name_any()) != version_key)
                 .filter_map(|v| {
                     let k = key(v.namespace().as_deref(), &v.name_any());

@@ -175,13 +175,7 @@ async fn reconcile_inner(function: &Function, ctx: &Context) -> Result<Action> {
             .versions
             .state()
             .iter()
-            .filter(|v| {
-                v.spec
-                    .configuration
-                    .capacity_provider_config
-                    .capacity_provider_name
-                    == *cp_name
-            })
+            .filter(|v| v.capacity_provider_name() == cp_name.as_str())
             .count();
         waiting = (!already)
             .then(|| rules::version_limit(cp_name, on_provider))
