@@ -31,18 +31,59 @@ use crate::common::{Architecture, ScalingConfig};
     validation = Rule::new("size(self.metadata.name) <= 64").message("a function name has at most 64 characters"),
     validation = Rule::new("self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')")
         .message("a function name has lower-case letters, digits and '-', and starts and ends with a letter or digit"),
+    validation = Rule::new("!has(self.spec.versionRetention) || self.spec.publishTo == 'Version'")
+        .message("versionRetention applies to numbered versions (publishTo: Version); publishing to $LATEST.PUBLISHED keeps only the newest"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct FunctionSpec {
     /// Everything a published version freezes.
     #[serde(flatten)]
     pub configuration: FunctionConfiguration,
-    /// When true, every change of the configuration publishes a new version.
+    /// When true, every change of the configuration publishes it.
     #[serde(default)]
     pub publish: bool,
+    /// Where a change is published: `LatestPublished` (default) rolls `$LATEST.PUBLISHED` over
+    /// to it and retires the version it replaces; `Version` publishes a numbered version and
+    /// keeps the older ones (see `versionRetention`).
+    #[serde(default)]
+    pub publish_to: PublishTo,
+    /// With `publishTo: Version`: how many older numbered versions stay. Unset: all, as in
+    /// Lambda.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_retention: Option<VersionRetention>,
     /// Scaling of `$LATEST.PUBLISHED`; carries over to every version published later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaling_config: Option<ScalingConfig>,
+}
+
+/// Where a Function publishes a new configuration (Lambda's `PublishVersion` `PublishTo`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PublishTo {
+    /// A rolling update of `$LATEST.PUBLISHED`: the new configuration's EEs start, unqualified
+    /// calls move to it once its minimum is Ready, and the version it replaces is drained and
+    /// deleted. What GitOps repositories want: a commit does not leave warm capacity behind.
+    #[default]
+    LatestPublished,
+    /// A new numbered version, for aliases, blue/green and canaries; older versions stay (or
+    /// go by `versionRetention`).
+    Version,
+}
+
+/// How many numbered versions a Function keeps besides the newest Active one and those an alias
+/// names. Applied only once a newer version is Active, and a version is deleted only after it
+/// has been deactivated and drained.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionRetention {
+    /// Versions that stay Active, the newest Active one included (1-100). Older ones are
+    /// deactivated (scaling config 0/0). Unset: all stay Active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub active_versions: Option<i32>,
+    /// Deactivated versions kept (0-100); the oldest beyond it are deleted. Unset: all kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub deactivated_versions: Option<i32>,
 }
 
 /// The configuration of a function that a version freezes. Field names follow Lambda's API.

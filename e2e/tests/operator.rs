@@ -829,11 +829,13 @@ async fn an_underused_instance_is_consolidated_without_dropping_below_desired() 
     .await
 }
 
-/// Unqualified invocations move to a new version only once it is Active: the Function's
-/// `status.currentVersion` follows the router's rule (`lmi_crds::rules::current_version`), while
-/// `latestPublishedVersion` names the new version from its publication on.
+/// A rolling update of `$LATEST.PUBLISHED` (the default `publishTo`): unqualified invocations
+/// move to the new version only once it is Active (the Function's `status.currentVersion`
+/// follows the router's rule, `lmi_crds::rules::current_version`, while
+/// `latestPublishedVersion` names the new version from its publication on); then the replaced
+/// version drains and is deleted, and no EE of it is left.
 #[tokio::test]
-async fn the_current_version_moves_to_a_new_version_once_it_is_active() -> Result<()> {
+async fn a_rolling_update_moves_to_the_new_version_once_active_and_retires_the_old() -> Result<()> {
     scenario("current", |env, cp| async move {
         let (client, ns) = (env.client.clone(), env.namespace.clone());
         create(
@@ -887,6 +889,126 @@ async fn the_current_version_moves_to_a_new_version_once_it_is_active() -> Resul
             Ok((versions(functions.get("app").await?) == (two.clone(), two.clone())).then_some(()))
         })
         .await?;
+        // The rolling update ends: version 1 kept its EE while version 2 deployed, and once
+        // version 2 has been Active for the settle time, version 1 drains and is deleted.
+        assert_eq!(
+            ees_of(&client, &ns, "app", 1).await?.len(),
+            1,
+            "version 1 serves until 2 has settled"
+        );
+        let fv = Api::<FunctionVersion>::namespaced(client.clone(), &ns);
+        eventually("version 1 retired (deleted)", WAIT, || async {
+            Ok(fv.get_opt("app-v1").await?.is_none().then_some(()))
+        })
+        .await?;
+        eventually("no EE of version 1 left", WAIT, || async {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+            let left = pods
+                .list(&ListParams::default().labels("lmi.dev/function=app,lmi.dev/version=1"))
+                .await?;
+            Ok(left.items.is_empty().then_some(()))
+        })
+        .await?;
+        assert_eq!(
+            ees_of(&client, &ns, "app", 2).await?.len(),
+            1,
+            "version 2 keeps its EE"
+        );
+        assert_eq!(
+            versions(functions.get("app").await?),
+            (two.clone(), two.clone())
+        );
+        let reasons = event_reasons(&client, &ns, "app").await?;
+        for reason in ["VersionDeactivated", "VersionDeleted"] {
+            assert!(
+                reasons.contains(reason),
+                "an Event {reason} on the function: {reasons:?}"
+            );
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// The reasons of the Events on object `name`.
+async fn event_reasons(client: &Client, ns: &str, name: &str) -> Result<BTreeSet<String>> {
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    let list = events
+        .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+        .await?;
+    Ok(list.items.into_iter().filter_map(|e| e.reason).collect())
+}
+
+/// Numbered versions with `versionRetention`: of the versions no alias names, the newest Active
+/// one stays Active, one deactivated version is kept and older ones are deleted; the version an
+/// alias names stays Active whatever its age.
+#[tokio::test]
+async fn version_retention_keeps_the_newest_and_what_an_alias_names() -> Result<()> {
+    scenario("retention", |env, cp| async move {
+        let (client, ns) = (env.client.clone(), env.namespace.clone());
+        create(
+            &Api::<CapacityProvider>::all(client.clone()),
+            provider(&cp, 400, &["c7g.2xlarge"]),
+        )
+        .await?;
+        let functions = Api::<Function>::namespaced(client.clone(), &ns);
+        let mut f = function("app", &ns, &cp, 1);
+        f["spec"]["publishTo"] = json!("Version");
+        f["spec"]["versionRetention"] = json!({"activeVersions": 1, "deactivatedVersions": 1});
+        create(&functions, f).await?;
+        wait_state(&client, &ns, "app-v1", "Active").await?;
+        let aliases = Api::<lmi_crds::FunctionAlias>::namespaced(client.clone(), &ns);
+        create(
+            &aliases,
+            json!({
+                "apiVersion": "lmi.dev/v1alpha1", "kind": "FunctionAlias",
+                "metadata": {"name": "app-live", "namespace": ns},
+                "spec": {"name": "live", "functionName": "app", "functionVersion": "1"}
+            }),
+        )
+        .await?;
+        // Versions 2, 3 and 4, each published once the one before is Active.
+        for n in 2..=4 {
+            patch_spec(
+                &functions,
+                "app",
+                json!({"environment": {"variables": {"RELEASE": n.to_string()}}}),
+            )
+            .await?;
+            wait_state(&client, &ns, &format!("app-v{n}"), "Active").await?;
+        }
+        let fv = Api::<FunctionVersion>::namespaced(client.clone(), &ns);
+        let expected = [
+            ("app-v1", Some("Active")),
+            ("app-v2", None),
+            ("app-v3", Some("Deactivated")),
+            ("app-v4", Some("Active")),
+        ];
+        let seen = eventually(
+            "retention to settle: 1 (aliased) and 4 Active, 3 Deactivated, 2 deleted",
+            Duration::from_secs(90),
+            || async {
+                let mut seen = Vec::new();
+                for (name, _) in expected {
+                    let state = fv.get_opt(name).await?.map(|v| {
+                        v.status
+                            .and_then(|s| s.state)
+                            .map_or("none", |s| s.as_str())
+                    });
+                    seen.push((name, state));
+                }
+                Ok((seen == expected).then_some(seen))
+            },
+        )
+        .await?;
+        assert_eq!(seen, expected);
+        // No EE of a retired version is left.
+        for n in [2, 3] {
+            assert!(
+                ees_of(&client, &ns, "app", n).await?.is_empty(),
+                "no EE of version {n}"
+            );
+        }
         Ok(())
     })
     .await
@@ -937,12 +1059,9 @@ async fn a_publication_past_the_providers_version_limit_waits_and_is_not_lost() 
         assert!(waiting.message.contains(&cp), "{}", waiting.message);
         assert!(versions.get_opt("app-v1").await?.is_none(), "nothing published past the limit");
         eventually("a VersionLimitExceeded Event on the function", WAIT, || async {
-            let events: Api<Event> = Api::namespaced(client.clone(), &ns);
-            let list = events.list(&ListParams::default().fields("involvedObject.name=app")).await?;
-            Ok(list
-                .items
-                .iter()
-                .any(|e| e.reason.as_deref() == Some(lmi_crds::rules::VERSION_LIMIT_EXCEEDED))
+            Ok(event_reasons(&client, &ns, "app")
+                .await?
+                .contains(lmi_crds::rules::VERSION_LIMIT_EXCEEDED)
                 .then_some(()))
         })
         .await?;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use lmi_crds::capacity_provider::ProvisioningMode;
@@ -16,7 +16,8 @@ use lmi_crds::common::{FUNCTION_LABEL, INSTANCE_LABEL, instance_label};
 use lmi_crds::namespace_selector::not_allowed_message;
 use lmi_crds::rules::{self, scaling_for_new_version};
 use lmi_crds::{
-    CapacityProvider, Function, FunctionStatus, FunctionVersion, FunctionVersionSpec, State,
+    CapacityProvider, Function, FunctionAlias, FunctionStatus, FunctionVersion,
+    FunctionVersionSpec, State,
 };
 use sha2::{Digest, Sha256};
 
@@ -24,6 +25,7 @@ use crate::conditions;
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::{Error, Result};
 use crate::plan::invoke_secrets::function_secret;
+use crate::plan::retirement::{self, Retention, Retire, VersionFacts};
 
 /// Annotation on a FunctionVersion: the SHA-256 of the configuration it froze.
 pub const CONFIG_SHA_ANNOTATION: &str = "lmi.dev/config-sha256";
@@ -288,15 +290,144 @@ async fn reconcile_inner(function: &Function, ctx: &Context) -> Result<Action> {
         )
         .await;
     }
+    // Versions this function publishes are its to retire; versions made by hand are left alone.
+    let recheck = match Retention::of(&function.spec) {
+        Some(retention) if function.spec.publish && versions.len() > 1 => {
+            retire(function, ctx, &versions, retention).await?
+        }
+        _ => None,
+    };
     // A missing capacity provider may appear later, and room under the version limit when other
     // functions' versions go: look again now and then besides the watch.
-    Ok(Action::requeue(if waiting.is_some() {
+    let requeue = if waiting.is_some() {
         Duration::from_secs(10)
     } else if problem.is_some() {
         Duration::from_secs(30)
     } else {
         Duration::from_secs(300)
-    }))
+    };
+    Ok(Action::requeue(recheck.map_or(requeue, |r| r.min(requeue))))
+}
+
+/// Retires the versions that a rolling update replaced or that `versionRetention` no longer
+/// keeps (observe -> `retirement::plan` -> apply). Returns when to look again, if a step waits
+/// for time to pass; the versions' status changes bring the next steps otherwise.
+async fn retire(
+    function: &Function,
+    ctx: &Context,
+    versions: &[FunctionVersion],
+    retention: Retention,
+) -> Result<Option<Duration>> {
+    let namespace = function.namespace().unwrap_or_default();
+    let name = function.name_any();
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    let facts: Vec<VersionFacts> = versions
+        .iter()
+        .filter_map(|v| {
+            let number = u32::try_from(v.spec.version).ok()?;
+            let status = v.status.as_ref();
+            let state = status.and_then(|s| s.state);
+            let active_since = status
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+                .filter(|c| c.status == "True" && state == Some(State::Active))
+                .map(|c| c.last_transition_time.0.as_second());
+            Some(VersionFacts {
+                number,
+                state,
+                deactivated: rules::scaling_bounds(v.spec.scaling_config.as_ref()).is_deactivated(),
+                active_for: active_since
+                    .map(|t| Duration::from_secs(u64::try_from(now - t).unwrap_or(0))),
+            })
+        })
+        .collect();
+    let aliased = aliased_versions(ctx, &namespace, &name).await?;
+    let plan = retirement::plan(&facts, &aliased, retention);
+    let api: Api<FunctionVersion> = Api::namespaced(ctx.client.clone(), &namespace);
+    let newest_active = rules::current_version(
+        facts
+            .iter()
+            .map(|f| (f.number, f.state == Some(State::Active))),
+    )
+    .unwrap_or_default();
+    let why = match function.spec.publish_to {
+        lmi_crds::function::PublishTo::LatestPublished => {
+            format!("$LATEST.PUBLISHED rolled over to version {newest_active}")
+        }
+        lmi_crds::function::PublishTo::Version => {
+            format!("versionRetention (newest Active: version {newest_active})")
+        }
+    };
+    for step in &plan.steps {
+        let (Retire::Deactivate(number) | Retire::Delete(number)) = *step;
+        let Some(version) = versions
+            .iter()
+            .find(|v| u32::try_from(v.spec.version).ok() == Some(number))
+        else {
+            continue;
+        };
+        let object = version.name_any();
+        match step {
+            Retire::Deactivate(_) => {
+                let zero = serde_json::json!({"spec": {"scalingConfig": {
+                    "minExecutionEnvironments": 0, "maxExecutionEnvironments": 0
+                }}});
+                api.patch(&object, &PatchParams::default(), &Patch::Merge(&zero))
+                    .await?;
+                tracing::info!(function = %name, version = number, "retiring: deactivated");
+                ctx.event(
+                    function,
+                    false,
+                    "VersionDeactivated",
+                    format!("version {number} deactivated, its EEs drain: {why}"),
+                )
+                .await;
+            }
+            Retire::Delete(_) => {
+                match api.delete(&object, &DeleteParams::background()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                }
+                tracing::info!(function = %name, version = number, "retired: deleted");
+                ctx.event(
+                    function,
+                    false,
+                    "VersionDeleted",
+                    format!("version {number} deleted after it drained: {why}"),
+                )
+                .await;
+            }
+        }
+    }
+    Ok(plan.recheck_after)
+}
+
+/// The version numbers the function's aliases name (as `functionVersion` or with a weight).
+/// Without the FunctionAlias CRD (an upgrade that installed no new CRDs) there are none.
+async fn aliased_versions(
+    ctx: &Context,
+    namespace: &str,
+    function: &str,
+) -> Result<std::collections::BTreeSet<u32>> {
+    let api: Api<FunctionAlias> = Api::namespaced(ctx.client.clone(), namespace);
+    let aliases = match api.list(&ListParams::default()).await {
+        Ok(list) => list.items,
+        Err(kube::Error::Api(e)) if e.code == 404 => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(aliases
+        .iter()
+        .filter(|a| a.spec.function_name == function)
+        .flat_map(|a| {
+            let weighted = a
+                .spec
+                .routing_config
+                .iter()
+                .flat_map(|r| r.additional_version_weights.keys());
+            std::iter::once(&a.spec.function_version).chain(weighted)
+        })
+        .filter_map(|v| v.parse().ok())
+        .collect())
 }
 
 /// Writes the Secret with the function's invoke token. Server-side apply on every reconcile: it is

@@ -6,6 +6,7 @@ pub mod consolidation;
 pub mod ee_pod;
 pub mod invoke_secrets;
 pub mod karpenter_objects;
+pub mod retirement;
 pub mod snapshot;
 pub mod version_state;
 
