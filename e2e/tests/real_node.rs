@@ -26,8 +26,8 @@ use lmi_e2e::harness::{TestEnv, eventually, repo_root, with_namespace};
 use lmi_e2e::images::{PYTHON_FUNCTION_IMAGE, RUST_FUNCTION_IMAGE};
 use lmi_e2e::node::{TEST_CAPACITY_PROVIDER, TEST_NODES};
 use lmi_e2e::operator_harness::{
-    apply_real_node_provider, create, ees_of, exclusive, force_remove, pod_ready, prepare,
-    start_operator_with, tear_down, test_settings, version_state,
+    apply_real_node_provider, create, ees_of, exclusive, force_remove, patch_spec, pod_ready,
+    prepare, start_operator_with, tear_down, test_settings, version_state,
 };
 use lmi_operator::utilization::HttpSource;
 use lmi_router::router::DEFAULT_SYSTEM_NAMESPACE;
@@ -147,6 +147,8 @@ struct Answer {
     error_type: Option<String>,
     /// `X-Amz-Function-Error`: the function failed (status 200).
     function_error: Option<String>,
+    /// `X-Amz-Executed-Version`: the version that ran.
+    executed_version: Option<String>,
     body: Value,
 }
 
@@ -217,6 +219,7 @@ impl Invoker {
         };
         let error_type = header("x-amzn-errortype");
         let function_error = header("x-amz-function-error");
+        let executed_version = header("x-amz-executed-version");
         let bytes = response
             .into_body()
             .collect()
@@ -228,6 +231,7 @@ impl Invoker {
             status,
             error_type,
             function_error,
+            executed_version,
             body,
         })
     }
@@ -428,6 +432,98 @@ async fn deleting_an_ee_under_load_loses_no_admitted_invocation() -> Result<()> 
                 .find(|p| pod_ready(p) && p.name_any() != ee.name_any()))
         })
         .await?;
+        Ok(())
+    })
+    .await
+}
+
+/// The rate of the rolling-update test's callers, invocations per second.
+const ROLLING_RATE: u64 = 1000;
+
+/// A rolling update of `$LATEST.PUBLISHED` on the real nodes while callers send 1000
+/// invocations a second: version 2 starts on the other node, unqualified calls move to it once
+/// it is Active, version 1 drains and is deleted, and no invocation fails.
+#[tokio::test]
+async fn a_rolling_update_under_load_fails_no_invocation() -> Result<()> {
+    on_the_real_node("real-node-rolling", |env, invoker| async move {
+        // The Rust example (lambda_runtime) answers in microseconds: the router and the
+        // sidecars, not the function, are under test. One EE of 1 vCPU per version.
+        let mut manifest = function("rolling", &env.namespace, 64, 10);
+        manifest["spec"]["code"]["imageUri"] = json!(RUST_FUNCTION_IMAGE);
+        publish_manifest(&env, "rolling", manifest).await?;
+        invoker.first_answer("rolling", json!({})).await?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let driver = {
+            let (invoker, stop) = (invoker.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / ROLLING_RATE));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                let mut calls = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    tick.tick().await;
+                    let invoker = invoker.clone();
+                    calls.push(tokio::spawn(async move {
+                        let answer = invoker.invoke("rolling", json!({})).await;
+                        match answer {
+                            Ok(a) if a.status == 200 && a.function_error.is_none() => {
+                                Ok(a.executed_version.unwrap_or_default())
+                            }
+                            Ok(a) => Err(format!("{} {:?} {}", a.status, a.error_type, a.body)),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }));
+                }
+                calls
+            })
+        };
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let functions: Api<Function> = Api::namespaced(env.client.clone(), &env.namespace);
+        patch_spec(&functions, "rolling", json!({"environment": {"variables": {"RELEASE": "2"}}})).await?;
+        let versions: Api<FunctionVersion> = Api::namespaced(env.client.clone(), &env.namespace);
+        eventually("version 2 Active", WAIT, || async {
+            Ok(version_state(&env.client, &env.namespace, "rolling-v2")
+                .await?
+                .filter(|(state, _)| state == "Active"))
+        })
+        .await?;
+        eventually("version 1 retired (deleted)", WAIT, || async {
+            Ok(versions.get_opt("rolling-v1").await?.is_none().then_some(()))
+        })
+        .await?;
+        let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.namespace);
+        eventually("no EE of version 1 left", WAIT, || async {
+            let left = pods
+                .list(&kube::api::ListParams::default().labels("lmi.dev/function=rolling,lmi.dev/version=1"))
+                .await?;
+            Ok(left.items.is_empty().then_some(()))
+        })
+        .await?;
+        // A little more load on version 2 alone, then stop and count.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop.store(true, Ordering::Relaxed);
+        let elapsed = started.elapsed();
+        let calls = driver
+            .await
+            .map_err(|e| Error::Other(format!("load driver: {e}")))?;
+        let mut by_version = std::collections::BTreeMap::<String, u64>::new();
+        let mut failures = Vec::new();
+        for call in calls {
+            match call.await.map_err(|e| Error::Other(format!("invocation task: {e}")))? {
+                Ok(version) => *by_version.entry(version).or_default() += 1,
+                Err(e) => failures.push(e),
+            }
+        }
+        let total = by_version.values().sum::<u64>() + failures.len() as u64;
+        println!(
+            "rolling update under load: {total} invocations in {:.1} s ({:.0}/s), by version {by_version:?}, {} failed",
+            elapsed.as_secs_f64(),
+            total as f64 / elapsed.as_secs_f64(),
+            failures.len()
+        );
+        assert!(failures.is_empty(), "{} of {total} failed, e.g. {:?}", failures.len(), failures.iter().take(5).collect::<Vec<_>>());
+        assert!(by_version.get("1").is_some_and(|n| *n > 0) && by_version.get("2").is_some_and(|n| *n > 0), "both versions served: {by_version:?}");
         Ok(())
     })
     .await
