@@ -18,6 +18,9 @@ pub const VERSION_LABEL: &str = "lmi.dev/version";
 /// operator reconciles only the objects labelled with its instance name, or, without a name, only
 /// those without the label. Several operators can then share a cluster without acting on each
 /// other's objects (the tests' operator beside the main job's, or a staging operator).
+/// Label that tells the operator's objects (EE pods, function Secrets) from other objects.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "lmi-operator";
 pub const INSTANCE_LABEL: &str = "lmi.dev/instance";
 
 /// The label selector of one operator instance's objects.

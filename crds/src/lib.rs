@@ -14,6 +14,7 @@ pub mod capacity_provider;
 pub mod catalog;
 pub mod common;
 pub mod crdgen;
+pub mod ee_contract;
 pub mod function;
 pub mod function_alias;
 pub mod function_version;

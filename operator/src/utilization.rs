@@ -14,26 +14,12 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use serde::Deserialize;
+use lmi_crds::ee_contract::{SIDECAR_PORT, UTILIZATION_PATH};
 
 use crate::autoscale::Observation;
-use crate::plan::ee_pod::SIDECAR_PORT;
 
-/// One EE's numbers, as its sidecar reports them.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct Sample {
-    pub ready: bool,
-    /// CPU used by the function, as a fraction of its limit (1.0 = all of it).
-    pub cpu_utilization: f64,
-    pub memory_utilization: f64,
-    pub in_flight: u64,
-    pub max_concurrency: u64,
-    /// Invocations served since the sidecar started.
-    pub invocations: u64,
-    /// Invocations refused since the sidecar started (when the sidecar reports it).
-    pub refusals: u64,
-}
+/// One EE's numbers, as its sidecar reports them (the contract both sides share).
+pub use lmi_crds::ee_contract::UtilizationSample as Sample;
 
 pub type SampleFuture<'a> = Pin<Box<dyn Future<Output = Option<Sample>> + Send + 'a>>;
 
@@ -63,7 +49,7 @@ impl UtilizationSource for HttpSource {
     fn sample<'a>(&'a self, pod: &'a Pod) -> SampleFuture<'a> {
         Box::pin(async move {
             let ip = pod.status.as_ref()?.pod_ip.clone()?;
-            let uri = format!("http://{ip}:{SIDECAR_PORT}/utilization")
+            let uri = format!("http://{ip}:{SIDECAR_PORT}{UTILIZATION_PATH}")
                 .parse()
                 .ok()?;
             let response = tokio::time::timeout(self.timeout, self.client.get(uri))

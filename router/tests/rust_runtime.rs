@@ -404,6 +404,9 @@ fn cpu_and_memory_pressure_refuse_with_their_reason() {
     let resp = invoke(r.port, "hello", "{}");
     assert_eq!(resp.status, 429, "{}", String::from_utf8_lossy(&resp.body));
     assert_eq!(resp.json()["Reason"], "Memory");
+    // The autoscaler reads the refusals (their share drives scale-out) from /utilization.
+    let refusals = utilization(ee.port)["refusals"].as_u64().unwrap_or(0);
+    assert!(refusals >= 1, "refusals in /utilization: {refusals}");
 
     // CPU: a 0.1-core limit and one invocation burning a core for 3 s.
     let ee = start_ee(

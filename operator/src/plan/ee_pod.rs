@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use lmi_crds::FunctionVersion;
 use lmi_crds::catalog::{SIDECAR_CPU_MILLIS, SIDECAR_MEMORY_MIB};
 use lmi_crds::common::{CAPACITY_PROVIDER_LABEL, FUNCTION_LABEL, VERSION_LABEL, instance_label};
+use lmi_crds::ee_contract::{self, RUNTIME_API_ADDR, env as ee_env};
 use lmi_crds::function::EnvValueSource;
 use lmi_crds::invoke_token::{
     DRAIN_TOKEN_ENV, DRAIN_TOKEN_HEADER, FUNCTION_TOKEN_FIELD, INVOKE_TOKEN_ENV, InvokeKey,
@@ -22,13 +23,9 @@ use lmi_crds::invoke_token::{
 };
 use lmi_crds::rules::{EeShape, init_timeout_seconds};
 
-/// Where the sidecar serves the router, its probes and metrics (`LMI_LISTEN_ADDR`).
-pub const SIDECAR_PORT: i32 = 9000;
-/// The Runtime API address the function's runtime calls (`AWS_LAMBDA_RUNTIME_API`).
-pub const RUNTIME_API: &str = "127.0.0.1:9001";
-/// Label that tells EE pods from other pods.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-pub const MANAGED_BY: &str = "lmi-operator";
+pub use lmi_crds::common::{MANAGED_BY, MANAGED_BY_LABEL};
+/// The sidecar's pod port (a container port is an i32).
+const SIDECAR_PORT: i32 = ee_contract::SIDECAR_PORT as i32;
 /// UID and GID the function runs as (Lambda runs functions as an unprivileged user too).
 const RUN_AS_USER: i64 = 993;
 /// Lambda gives every function a writable /tmp of 512 MiB; the root file system is read-only.
@@ -43,7 +40,7 @@ pub struct EeSettings {
 }
 
 /// Builds the pod `name` of `version`, bound to `node`. Its sidecar takes invocations only with
-/// the function's token (from the function's Secret, see [`super::invoke_secrets`]) and drains
+/// the function's token (from the function's Secret, `lmi-invoke-<function>`) and drains
 /// only for this pod's drain token, derived from `key` (see `lmi_crds::invoke_token`).
 pub fn ee_pod(
     version: &FunctionVersion,
@@ -82,17 +79,11 @@ pub fn ee_pod(
 
     let function_memory = format!("{}Mi", shape.memory_mib);
     let lambda_env = [
-        ("AWS_LAMBDA_RUNTIME_API", RUNTIME_API.to_string()),
-        (
-            "AWS_LAMBDA_MAX_CONCURRENCY",
-            shape.max_concurrency.to_string(),
-        ),
-        ("AWS_LAMBDA_FUNCTION_NAME", spec.function_name.clone()),
-        ("AWS_LAMBDA_FUNCTION_VERSION", spec.version.to_string()),
-        (
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-            shape.memory_mib.to_string(),
-        ),
+        (ee_env::RUNTIME_API, RUNTIME_API_ADDR.to_string()),
+        (ee_env::MAX_CONCURRENCY, shape.max_concurrency.to_string()),
+        (ee_env::FUNCTION_NAME, spec.function_name.clone()),
+        (ee_env::FUNCTION_VERSION, spec.version.to_string()),
+        (ee_env::FUNCTION_MEMORY_SIZE, shape.memory_mib.to_string()),
         (
             "AWS_LAMBDA_INITIALIZATION_TYPE",
             "lambda-managed-instances".to_string(),
@@ -153,33 +144,27 @@ pub fn ee_pod(
 
     let timeout = config.timeout.max(1);
     let sidecar_env = vec![
+        env(ee_env::MAX_CONCURRENCY, &shape.max_concurrency.to_string()),
+        env(ee_env::FUNCTION_NAME, &spec.function_name),
+        env(ee_env::FUNCTION_VERSION, &spec.version.to_string()),
+        env(ee_env::FUNCTION_MEMORY_SIZE, &shape.memory_mib.to_string()),
+        env(ee_env::FUNCTION_TIMEOUT_SECONDS, &timeout.to_string()),
         env(
-            "AWS_LAMBDA_MAX_CONCURRENCY",
-            &shape.max_concurrency.to_string(),
-        ),
-        env("AWS_LAMBDA_FUNCTION_NAME", &spec.function_name),
-        env("AWS_LAMBDA_FUNCTION_VERSION", &spec.version.to_string()),
-        env(
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-            &shape.memory_mib.to_string(),
-        ),
-        env("LMI_FUNCTION_TIMEOUT_SECONDS", &timeout.to_string()),
-        env(
-            "LMI_INIT_TIMEOUT_SECONDS",
+            ee_env::INIT_TIMEOUT_SECONDS,
             &init_timeout_seconds(timeout).to_string(),
         ),
         env(
-            "LMI_CPU_LIMIT_MILLICORES",
+            ee_env::CPU_LIMIT_MILLICORES,
             &(shape.vcpus * 1000).to_string(),
         ),
         env(
-            "LMI_MEMORY_LIMIT_BYTES",
+            ee_env::MEMORY_LIMIT_BYTES,
             &(u64::from(shape.memory_mib) * 1024 * 1024).to_string(),
         ),
-        env("LMI_LISTEN_ADDR", &format!("0.0.0.0:{SIDECAR_PORT}")),
-        env("LMI_RUNTIME_API_ADDR", RUNTIME_API),
+        env(ee_env::LISTEN_ADDR, &format!("0.0.0.0:{SIDECAR_PORT}")),
+        env(ee_env::RUNTIME_API_ADDR, RUNTIME_API_ADDR),
         EnvVar {
-            name: "LMI_NAMESPACE".to_string(),
+            name: ee_env::NAMESPACE.to_string(),
             value_from: Some(EnvVarSource {
                 field_ref: Some(ObjectFieldSelector {
                     field_path: "metadata.namespace".to_string(),

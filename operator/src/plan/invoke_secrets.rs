@@ -13,7 +13,7 @@ use lmi_crds::invoke_token::{
     FUNCTION_TOKEN_FIELD, INVOKE_KEY_FIELD, INVOKE_KEY_SECRET, InvokeKey, function_secret_name,
 };
 
-use super::ee_pod::{MANAGED_BY, MANAGED_BY_LABEL};
+use lmi_crds::common::{MANAGED_BY, MANAGED_BY_LABEL};
 
 /// The invoke key Secret of the system namespace `namespace`, holding `key`. Immutable: a key is
 /// replaced by deleting the Secret (see docs/security.md), never edited in place by mistake.

@@ -2,6 +2,7 @@
 //! EEs. Built from a source (static file or the cluster) and swapped in whole; resolution is pure
 //! (an alias's weighted choice takes its random draw as an argument).
 
+use lmi_crds::State;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -64,7 +65,7 @@ pub struct VersionSpec {
     pub version: u32,
     /// Lambda version state: Active, Pending, Failed, Deactivating, Deactivated, ...
     #[serde(default = "active")]
-    pub state: String,
+    pub state: State,
     /// Function timeout; the router waits a little longer than this for an EE's answer.
     #[serde(default = "default_timeout")]
     pub timeout_seconds: f64,
@@ -76,8 +77,8 @@ pub struct VersionSpec {
 fn default_namespace() -> String {
     "default".to_string()
 }
-fn active() -> String {
-    "Active".to_string()
+fn active() -> State {
+    State::Active
 }
 fn default_timeout() -> f64 {
     3.0
@@ -116,7 +117,7 @@ impl Drop for InFlight {
 #[derive(Debug)]
 pub struct Version {
     pub number: u32,
-    pub state: String,
+    pub state: State,
     pub timeout: Duration,
     pub endpoints: Vec<Arc<Endpoint>>,
     /// The function's invoke token, sent to its EEs (marked sensitive: not printed). Computed once
@@ -229,7 +230,7 @@ impl Catalog {
                     v.version,
                     Version {
                         number: v.version,
-                        state: v.state.clone(),
+                        state: v.state,
                         timeout: Duration::from_secs_f64(v.timeout_seconds),
                         endpoints,
                         invoke_token: invoke_token.clone(),
@@ -266,16 +267,18 @@ impl Catalog {
             }
             // The rule the Function's status.currentVersion follows too.
             Qualifier::LatestPublished => lmi_crds::rules::current_version(
-                versions.values().map(|v| (v.number, v.state == "Active")),
+                versions
+                    .values()
+                    .map(|v| (v.number, v.state == State::Active)),
             )
             .and_then(|n| versions.get(&n))
             .ok_or_else(not_found)?,
         };
-        if version.state != "Active" {
+        if version.state != State::Active {
             return Err(LambdaError::ResourceNotReady(format!(
                 "The operation cannot be performed at this time. The function is currently in \
                  the following state: {}",
-                version.state
+                version.state.as_str()
             )));
         }
         if version.endpoints.is_empty() {

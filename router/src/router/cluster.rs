@@ -73,9 +73,7 @@ pub fn spec_from(
             .status
             .as_ref()
             .and_then(|s| s.state)
-            .map(|s| s.as_str())
-            .unwrap_or("Pending")
-            .to_string();
+            .unwrap_or(lmi_crds::State::Pending);
         let mut eps = endpoints
             .get(&(ns.clone(), name.clone(), number.to_string()))
             .cloned()
@@ -465,10 +463,10 @@ mod tests {
         assert_eq!(spec.functions.len(), 2);
         let a = &spec.functions[0];
         assert_eq!((a.namespace.as_str(), a.name.as_str()), ("a", "hello"));
-        assert_eq!(a.versions[0].state, "Active");
+        assert_eq!(a.versions[0].state, lmi_crds::State::Active);
         assert_eq!(a.versions[0].timeout_seconds, 30.0);
         assert_eq!(a.versions[0].endpoints, ["10.0.0.1:9000", "10.0.0.2:9000"]);
-        assert_eq!(a.versions[1].state, "Pending");
+        assert_eq!(a.versions[1].state, lmi_crds::State::Pending);
         assert_eq!(a.versions[1].endpoints, ["[fd00::5]:9000"]);
         let b = &spec.functions[1];
         assert!(

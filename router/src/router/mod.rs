@@ -72,7 +72,7 @@ impl Default for Config {
             max_attempts: 3,
             retry_after_secs: 1,
             static_file: None,
-            sidecar_port: 9000,
+            sidecar_port: lmi_crds::ee_contract::SIDECAR_PORT,
             payload_budget_mib: memory::DEFAULT_PAYLOAD_BUDGET_MIB,
             max_connections: memory::DEFAULT_MAX_CONNECTIONS,
             max_in_flight: memory::DEFAULT_MAX_IN_FLIGHT,

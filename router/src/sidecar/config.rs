@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use lmi_crds::ee_contract::{self, env as ee_env};
+
 use super::access::Token;
 use super::memory;
 use crate::Error;
@@ -57,30 +59,32 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, Error
             })
             .transpose()
     };
-    let max_concurrency = parse_num("AWS_LAMBDA_MAX_CONCURRENCY")?.unwrap_or(8.0) as usize;
+    let max_concurrency = parse_num(ee_env::MAX_CONCURRENCY)?.unwrap_or(8.0) as usize;
     if !(1..=1600).contains(&max_concurrency) {
-        return Err(Error::Config(
-            "AWS_LAMBDA_MAX_CONCURRENCY must be 1 to 1600".to_string(),
-        ));
+        return Err(Error::Config(format!(
+            "{} must be 1 to 1600",
+            ee_env::MAX_CONCURRENCY
+        )));
     }
-    let timeout_s = parse_num("LMI_FUNCTION_TIMEOUT_SECONDS")?.unwrap_or(3.0);
+    let timeout_s = parse_num(ee_env::FUNCTION_TIMEOUT_SECONDS)?.unwrap_or(3.0);
     if !(0.001..=900.0).contains(&timeout_s) {
-        return Err(Error::Config(
-            "LMI_FUNCTION_TIMEOUT_SECONDS must be at most 900".to_string(),
-        ));
+        return Err(Error::Config(format!(
+            "{} must be at most 900",
+            ee_env::FUNCTION_TIMEOUT_SECONDS
+        )));
     }
     let function_timeout = Duration::from_secs_f64(timeout_s);
     // Lambda: init timeout is max(130 s, function timeout). Overridable for tests.
-    let init_timeout = match parse_num("LMI_INIT_TIMEOUT_SECONDS")? {
+    let init_timeout = match parse_num(ee_env::INIT_TIMEOUT_SECONDS)? {
         Some(s) => Duration::from_secs_f64(s),
         None => function_timeout.max(Duration::from_secs(130)),
     };
-    let cpu_limit_cores = parse_num("LMI_CPU_LIMIT_MILLICORES")?
+    let cpu_limit_cores = parse_num(ee_env::CPU_LIMIT_MILLICORES)?
         .filter(|m| *m > 0.0)
         .map(|m| m / 1000.0);
-    let memory_limit_bytes = match parse_num("LMI_MEMORY_LIMIT_BYTES")?.filter(|b| *b > 0.0) {
+    let memory_limit_bytes = match parse_num(ee_env::MEMORY_LIMIT_BYTES)?.filter(|b| *b > 0.0) {
         Some(b) => Some(b as u64),
-        None => parse_num("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")?
+        None => parse_num(ee_env::FUNCTION_MEMORY_SIZE)?
             .filter(|m| *m > 0.0)
             .map(|mib| (mib * 1024.0 * 1024.0) as u64),
     };
@@ -122,12 +126,15 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, Error
     };
     let invoke_token = token(lmi_crds::invoke_token::INVOKE_TOKEN_ENV)?;
     let drain_token = token(lmi_crds::invoke_token::DRAIN_TOKEN_ENV)?;
-    let name = get("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "function".to_string());
+    let name = get(ee_env::FUNCTION_NAME).unwrap_or_else(|| "function".to_string());
     let region = get("AWS_REGION").unwrap_or_else(|| "us-east-1".to_string());
-    let namespace = get("LMI_NAMESPACE").unwrap_or_else(|| "default".to_string());
+    let namespace = get(ee_env::NAMESPACE).unwrap_or_else(|| "default".to_string());
     Ok(Config {
-        runtime_api_addr: parse_addr("LMI_RUNTIME_API_ADDR", "127.0.0.1:9001")?,
-        listen_addr: parse_addr("LMI_LISTEN_ADDR", "0.0.0.0:9000")?,
+        runtime_api_addr: parse_addr(ee_env::RUNTIME_API_ADDR, ee_contract::RUNTIME_API_ADDR)?,
+        listen_addr: parse_addr(
+            ee_env::LISTEN_ADDR,
+            &format!("0.0.0.0:{}", ee_contract::SIDECAR_PORT),
+        )?,
         max_concurrency,
         function_timeout,
         init_timeout,

@@ -11,6 +11,8 @@ use hyper::{Request, Response};
 use serde_json::json;
 use tokio::sync::oneshot;
 
+use lmi_crds::ee_contract::{UTILIZATION_PATH, UtilizationSample};
+
 use super::payload::{self, Payload, ReadError};
 use super::state::{Invocation, Outcome, State};
 use crate::admission::Refusal;
@@ -28,7 +30,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
             );
             r
         }
-        (&Method::GET, "/utilization") => json_response(StatusCode::OK, utilization(&state)),
+        (&Method::GET, UTILIZATION_PATH) => json_response(StatusCode::OK, utilization(&state)),
         (&Method::GET, "/readyz") => {
             let status = if state.ready() {
                 StatusCode::OK
@@ -67,21 +69,30 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
 /// What the autoscaler samples (and what a person can curl).
 pub fn utilization(state: &State) -> serde_json::Value {
     let u = state.usage();
-    json!({
-        "inFlight": state.in_flight(),
-        "maxConcurrency": state.config.max_concurrency,
-        "cpuUtilization": u.cpu_utilization,
-        "cpuCores": u.cpu_cores,
-        "cpuLimitCores": state.config.cpu_limit_cores,
-        "memoryUtilization": u.memory_utilization,
-        "memoryBytes": u.memory_bytes,
-        "memoryLimitBytes": state.config.memory_limit_bytes,
-        "ready": state.ready(),
-        "draining": state.draining(),
-        "lifecycle": state.lifecycle(),
-        "runtimePolling": state.polling.load(Ordering::Relaxed),
-        "invocations": state.invocations.load(Ordering::Relaxed),
-    })
+    let sample = UtilizationSample {
+        ready: state.ready(),
+        draining: state.draining(),
+        runtime_polling: state.polling.load(Ordering::Relaxed) as u64,
+        in_flight: state.in_flight() as u64,
+        max_concurrency: state.config.max_concurrency as u64,
+        cpu_utilization: u.cpu_utilization,
+        cpu_cores: u.cpu_cores,
+        cpu_limit_cores: state.config.cpu_limit_cores.unwrap_or_default(),
+        memory_utilization: u.memory_utilization,
+        memory_bytes: u.memory_bytes,
+        memory_limit_bytes: state.config.memory_limit_bytes.unwrap_or_default(),
+        invocations: state.invocations.load(Ordering::Relaxed),
+        refusals: state.refusals.load(Ordering::Relaxed),
+    };
+    // The contract's sample, plus the runtime's lifecycle for people reading it.
+    let mut json = serde_json::to_value(sample).unwrap_or_default();
+    if let (Some(map), Ok(lifecycle)) = (
+        json.as_object_mut(),
+        serde_json::to_value(state.lifecycle()),
+    ) {
+        map.insert("lifecycle".to_string(), lifecycle);
+    }
+    json
 }
 
 async fn invoke(state: &State, req: Request<Incoming>) -> Response<Body> {
@@ -148,11 +159,7 @@ async fn invoke(state: &State, req: Request<Incoming>) -> Response<Body> {
     else {
         discard(body);
         let refusal = Refusal::Throttle(crate::lambda_error::ThrottleReason::Concurrency);
-        state
-            .metrics
-            .refusals
-            .with_label_values(&[refusal.as_str()])
-            .inc();
+        state.count_refusal(&refusal);
         return refused(refusal);
     };
     let started = Instant::now();

@@ -83,6 +83,9 @@ pub struct State {
     /// Open `/next` long-polls right now (diagnostic: the runtime's real concurrency).
     pub polling: AtomicUsize,
     pub invocations: AtomicU64,
+    /// Invocations refused (throttled) since start: the autoscaler reads the rate from
+    /// `/utilization` (the share of throttled invocations drives scale-out).
+    pub refusals: AtomicU64,
     /// Open Runtime API connections; each one closing prompts a check whether the runtime exited.
     pub runtime_connections: AtomicUsize,
     /// Woken when a Runtime API connection closes (see `sidecar::exit_watch`).
@@ -132,6 +135,7 @@ impl State {
             usage: Mutex::new(Usage::default()),
             polling: AtomicUsize::new(0),
             invocations: AtomicU64::new(0),
+            refusals: AtomicU64::new(0),
             runtime_connections: AtomicUsize::new(0),
             runtime_check: Notify::new(),
             runtime_processes: Mutex::new(Vec::new()),
@@ -304,6 +308,16 @@ impl State {
         self.metrics.memory_bytes.set(u.memory_bytes as f64);
     }
 
+    /// Counts a refused invocation, in the metric (by reason) and in the total `/utilization`
+    /// reports.
+    pub fn count_refusal(&self, refusal: &Refusal) {
+        self.refusals.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .refusals
+            .with_label_values(&[refusal.as_str()])
+            .inc();
+    }
+
     /// Admit (taking a slot) or refuse. The decision and the slot are taken atomically, so a burst
     /// never overshoots the concurrency limit.
     pub fn admit(&self) -> Result<Slot<'_>, Refusal> {
@@ -340,7 +354,7 @@ impl State {
             }
             Err(_) => {
                 let r = refusal.unwrap_or(Refusal::NotReady);
-                self.metrics.refusals.with_label_values(&[r.as_str()]).inc();
+                self.count_refusal(&r);
                 Err(r)
             }
         }
