@@ -54,6 +54,57 @@ pub struct FunctionSpec {
     /// Scaling of `$LATEST.PUBLISHED`; carries over to every version published later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaling_config: Option<ScalingConfig>,
+    /// Asynchronous (`Event`) invocations: retries, maximum age and destinations (Lambda's
+    /// `PutFunctionEventInvokeConfig`). Not part of a version: changing it publishes nothing
+    /// and applies to events from then on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_invoke_config: Option<EventInvokeConfig>,
+}
+
+/// Lambda's event invoke config.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventInvokeConfig {
+    /// How often a function error is retried (0-2). Default 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 2))]
+    pub maximum_retry_attempts: Option<i32>,
+    /// How long an event may wait, queued or between retries, in seconds (60-21600). Default
+    /// 21600 (6 hours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 60, max = 21600))]
+    pub maximum_event_age_in_seconds: Option<i32>,
+    /// Where the record of an event's outcome goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_config: Option<DestinationConfig>,
+}
+
+/// Destinations of event outcomes (Lambda's `DestinationConfig`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationConfig {
+    /// Receives a record of each event the function handled without error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_success: Option<Destination>,
+    /// Receives a record of each event that failed all its attempts or grew too old.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<Destination>,
+}
+
+/// One destination.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Destination {
+    /// Another function, invoked with the record as an event: its name (same namespace) or ARN
+    /// (`arn:aws:lambda:<region>:<namespace>:function:<name>[:<qualifier>]`); or a NATS subject,
+    /// `nats:<subject>`, where the record is published to JetStream.
+    #[schemars(
+        length(min = 1, max = 350),
+        regex(
+            pattern = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?|arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:[a-z0-9]([-a-z0-9]*[a-z0-9])?:function:[a-z0-9]([-a-z0-9]*[a-z0-9])?(:[a-zA-Z0-9$_.-]+)?|nats:[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*)$"
+        )
+    )]
+    pub destination: String,
 }
 
 /// Where a Function publishes a new configuration (Lambda's `PublishVersion` `PublishTo`).

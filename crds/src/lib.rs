@@ -24,6 +24,9 @@ pub mod rules;
 
 pub use capacity_provider::{CapacityProvider, CapacityProviderSpec, CapacityProviderStatus};
 pub use common::{Architecture, ScalingConfig};
-pub use function::{Function, FunctionConfiguration, FunctionSpec, FunctionStatus, State};
+pub use function::{
+    Destination, DestinationConfig, EventInvokeConfig, Function, FunctionConfiguration,
+    FunctionSpec, FunctionStatus, State,
+};
 pub use function_alias::{AliasRoutingConfig, FunctionAlias, FunctionAliasSpec};
 pub use function_version::{FunctionVersion, FunctionVersionSpec, FunctionVersionStatus};
