@@ -13,7 +13,7 @@ use kube::{Client, ResourceExt};
 use lmi_crds::{CapacityProvider, Function, FunctionVersion};
 use lmi_operator::karpenter::NodeClaim;
 use lmi_operator::metrics::Metrics;
-use lmi_operator::plan::consolidation::ConsolidationTimes;
+use lmi_operator::plan::consolidation_times::ConsolidationTimes;
 use lmi_operator::plan::ee_pod::EeSettings;
 use lmi_operator::settings::Settings;
 use lmi_operator::utilization::{Sample, SampleFuture, UtilizationSource};

@@ -1,78 +1,29 @@
 //! What every reconcile shares: the client, the reflector stores, metrics, the event recorder and
 //! the settings.
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use lmi_crds::invoke_token::InvokeKey;
-use lmi_crds::{Function, FunctionVersion};
 
-use crate::karpenter::{EC2NodeClass, NodeClaim};
+use crate::autoscale::version_scaling::ScalingTable;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
+use crate::stores::Stores;
 
 /// The field manager of every server-side apply and patch.
 pub const FIELD_MANAGER: &str = "lmi-operator";
-
-/// In-memory views of the cluster, kept current by one watch per kind.
-#[derive(Clone)]
-pub struct Stores {
-    pub functions: Store<Function>,
-    pub versions: Store<FunctionVersion>,
-    /// EE pods only (label `app.kubernetes.io/managed-by=lmi-operator`).
-    pub pods: Store<Pod>,
-    pub nodes: Store<Node>,
-    /// Their labels decide which capacity providers a namespace's functions may use.
-    pub namespaces: Store<Namespace>,
-    pub claims: Store<NodeClaim>,
-    pub node_classes: Store<EC2NodeClass>,
-}
 
 pub struct Context {
     pub client: Client,
     pub stores: Stores,
     /// The autoscaler's wishes and observations, by version key.
-    pub scaling: crate::controllers::autoscaler::ScalingTable,
+    pub scaling: ScalingTable,
     pub metrics: Metrics,
     pub recorder: Recorder,
     pub settings: Settings,
     /// The cluster's invoke key: functions' tokens and EE pods' drain tokens derive from it.
     pub invoke_key: InvokeKey,
-}
-
-impl Stores {
-    /// Waits until the stores of the core kinds hold their first full list, so that a plan made
-    /// after a restart sees every EE that already exists. Karpenter's kinds are waited for
-    /// separately ([`Stores::karpenter_ready`]): a cluster without Karpenter (Static providers
-    /// only) never fills them.
-    pub async fn ready(&self) -> Result<(), kube::runtime::reflector::store::WriterDropped> {
-        self.functions.wait_until_ready().await?;
-        self.versions.wait_until_ready().await?;
-        self.pods.wait_until_ready().await?;
-        self.namespaces.wait_until_ready().await?;
-        self.nodes.wait_until_ready().await
-    }
-
-    /// Karpenter's NodeClaims and EC2NodeClasses are listed (their CRDs are installed).
-    pub async fn karpenter_ready(
-        &self,
-    ) -> Result<(), kube::runtime::reflector::store::WriterDropped> {
-        self.claims.wait_until_ready().await?;
-        self.node_classes.wait_until_ready().await
-    }
-}
-
-impl Stores {
-    /// The labels of namespace `name` (none when the store does not hold it: a function of an
-    /// unknown namespace is then judged as unlabelled, which fails closed).
-    pub fn namespace_labels(&self, name: &str) -> std::collections::BTreeMap<String, String> {
-        self.namespaces
-            .get(&kube::runtime::reflector::ObjectRef::new(name))
-            .and_then(|ns| ns.metadata.labels.clone())
-            .unwrap_or_default()
-    }
 }
 
 impl Context {

@@ -1,23 +1,24 @@
 //! Builds the planner's snapshot of one capacity provider from the reflector stores.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
 use lmi_crds::capacity_provider::ProvisioningMode;
 use lmi_crds::common::CAPACITY_PROVIDER_LABEL;
-use lmi_crds::rules::{self, EeShape, RuleError, effective_scaling_config, init_timeout_seconds};
+use lmi_crds::rules::{EeShape, RuleError, init_timeout_seconds};
 use lmi_crds::{CapacityProvider, FunctionVersion};
 
-use crate::context::Stores;
-use crate::controllers::autoscaler::VersionScaling;
+use crate::autoscale::version_scaling::VersionScaling;
 use crate::karpenter::{INSTANCE_TYPE_LABEL, ZONE_LABEL};
-use crate::plan::consolidation::ConsolidationTimes;
+use crate::object_key::{key, key_of};
+use crate::plan::consolidation_times::ConsolidationTimes;
 use crate::plan::snapshot::InitFailure;
 use crate::plan::{ClaimView, EeView, NodeView, Provisioner, Snapshot, VersionView};
 use crate::quantity;
+use crate::stores::Stores;
+use crate::version_view::{Functions, Skip, version_view};
 
 /// Annotation on a NodeClaim: unix seconds since which it holds no EE.
 pub const EMPTY_SINCE_ANNOTATION: &str = "lmi.dev/empty-since";
@@ -28,11 +29,6 @@ pub const CONSOLIDATING_SINCE_ANNOTATION: &str = "lmi.dev/consolidating-since";
 /// Unix seconds of an object's creation, if the API server set it.
 fn created_at(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<i64> {
     meta.creation_timestamp.as_ref().map(|t| t.0.as_second())
-}
-
-/// `namespace/name` of an object.
-pub fn key(namespace: Option<&str>, name: &str) -> String {
-    format!("{}/{name}", namespace.unwrap_or_default())
 }
 
 /// A version attached to the provider whose configuration breaks a rule (kept out of planning).
@@ -50,6 +46,15 @@ pub struct Observed {
     pub zones_known: bool,
 }
 
+impl Observed {
+    /// A planned version by key: its object (for its EE pods and status) and the planner's view.
+    pub fn version(&self, key: &str) -> Option<(&Arc<FunctionVersion>, &VersionView)> {
+        let version = self.versions.get(key)?;
+        let view = self.snapshot.versions.iter().find(|v| v.key == key)?;
+        Some((version, view))
+    }
+}
+
 /// The versions whose configuration names capacity provider `name`.
 pub fn attached_versions(stores: &Stores, name: &str) -> Vec<Arc<FunctionVersion>> {
     let mut versions: Vec<_> = stores
@@ -64,22 +69,8 @@ pub fn attached_versions(stores: &Stores, name: &str) -> Vec<Arc<FunctionVersion
                 == name
         })
         .collect();
-    versions.sort_by_key(|v| key(v.namespace().as_deref(), &v.name_any()));
+    versions.sort_by_key(|v| key_of(v.as_ref()));
     versions
-}
-
-/// Whether a version's owning Function is gone or being deleted. Deleted with the default
-/// (background) propagation, a Function leaves its versions behind until the garbage collector
-/// reaches them; planning for them meanwhile would fall back to each version's publish-time
-/// scaling and could launch capacity for a function that no longer exists. A version orphaned on
-/// purpose (`--cascade=orphan`) loses its owner reference and is planned as before.
-fn owner_function_gone(owners: &[OwnerReference], live_functions: &BTreeSet<String>) -> bool {
-    owners.iter().any(|o| {
-        o.controller == Some(true)
-            && o.kind == "Function"
-            && o.api_version.starts_with("lmi.dev/")
-            && !live_functions.contains(&o.uid)
-    })
 }
 
 /// Whether `cp` may place versions of `namespace` (its `namespaceSelector`): a refused version
@@ -191,58 +182,26 @@ pub fn observe(
     let mut versions = BTreeMap::new();
     let mut invalid = Vec::new();
     let mut version_views = Vec::new();
-    let live_functions: BTreeSet<String> = stores
-        .functions
-        .state()
-        .iter()
-        .filter(|f| f.metadata.deletion_timestamp.is_none())
-        .filter_map(|f| f.uid())
-        .collect();
+    let functions = stores.functions.state();
+    let functions = Functions::new(&functions);
     for version in attached_versions(stores, &cp_name) {
-        if version.metadata.deletion_timestamp.is_some()
-            || owner_function_gone(version.owner_references(), &live_functions)
-        {
-            continue;
-        }
-        let namespace = version.namespace();
-        if let Err(error) = namespace_allowed(cp, namespace.as_deref(), stores) {
-            invalid.push(InvalidVersion { version, error });
-            continue;
-        }
-        let shape = match rules::ee_shape(&version.spec.configuration) {
-            Ok(shape) => shape,
+        let view = match version_view(&version, &functions) {
+            Err(Skip::Gone) => continue,
+            Ok(view) => Ok(view),
+            Err(Skip::Invalid(error)) => Err(error),
+        };
+        // The provider's namespace rule is reported before a rule of the configuration.
+        let view = namespace_allowed(cp, version.namespace().as_deref(), stores).and(view);
+        let mut view = match view {
+            Ok(view) => view,
             Err(error) => {
                 invalid.push(InvalidVersion { version, error });
                 continue;
             }
         };
-        let function = stores
-            .functions
-            .state()
-            .into_iter()
-            .find(|f| f.namespace() == namespace && f.name_any() == version.spec.function_name);
-        let latest = function
-            .as_ref()
-            .and_then(|f| f.status.as_ref())
-            .and_then(|s| s.latest_published_version.as_deref())
-            .and_then(|v| v.parse::<i32>().ok());
-        let bounds = effective_scaling_config(
-            version.spec.scaling_config.as_ref(),
-            function
-                .as_ref()
-                .and_then(|f| f.spec.scaling_config.as_ref()),
-            latest == Some(version.spec.version),
-        );
-        let version_key = key(namespace.as_deref(), &version.name_any());
-        version_views.push(VersionView {
-            key: version_key.clone(),
-            pod_prefix: format!("{}-ee-", version.name_any()),
-            shape,
-            bounds,
-            wish: scaling.get(&version_key).and_then(|s| s.wish),
-            previous_state: version.status.as_ref().and_then(|s| s.state),
-        });
-        versions.insert(version_key, version);
+        view.wish = scaling.get(&view.key).and_then(|s| s.wish);
+        versions.insert(view.key.clone(), version);
+        version_views.push(view);
     }
 
     let shapes: BTreeMap<&str, &EeShape> = version_views
@@ -450,36 +409,6 @@ fn init_failure(pod: &Pod, timeout: i32, now: i64) -> Option<InitFailure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn owner(kind: &str, api_version: &str, uid: &str, controller: bool) -> OwnerReference {
-        OwnerReference {
-            api_version: api_version.to_string(),
-            kind: kind.to_string(),
-            name: "f".to_string(),
-            uid: uid.to_string(),
-            controller: Some(controller),
-            block_owner_deletion: None,
-        }
-    }
-
-    #[test]
-    fn a_version_whose_function_is_gone_is_not_planned() {
-        let live: BTreeSet<String> = ["uid-live".to_string()].into();
-        let gone = [owner("Function", "lmi.dev/v1alpha1", "uid-gone", true)];
-        let present = [owner("Function", "lmi.dev/v1alpha1", "uid-live", true)];
-        assert!(owner_function_gone(&gone, &live));
-        assert!(!owner_function_gone(&present, &live));
-        // Orphaned on purpose (no owner), or owned by something else: planned as before.
-        assert!(!owner_function_gone(&[], &live));
-        assert!(!owner_function_gone(
-            &[owner("Function", "other.dev/v1", "uid-gone", true)],
-            &live
-        ));
-        assert!(!owner_function_gone(
-            &[owner("Function", "lmi.dev/v1alpha1", "uid-gone", false)],
-            &live
-        ));
-    }
 
     #[test]
     fn a_missing_secret_fails_the_ee_at_once_with_the_kubelets_message() {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::plan::consolidation::ConsolidationTimes;
+use crate::plan::consolidation_times::ConsolidationTimes;
 use crate::plan::ee_pod::EeSettings;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -263,7 +263,7 @@ mod tests {
         assert_eq!(s.consolidation.settle_seconds, 7);
         assert_eq!(
             s.consolidation.move_timeout_seconds,
-            crate::plan::consolidation::MOVE_TIMEOUT_SECONDS
+            crate::plan::consolidation_times::MOVE_TIMEOUT_SECONDS
         );
         let err = parse(
             &args(&[

@@ -11,15 +11,17 @@ use lmi_crds::catalog::Catalog;
 use lmi_crds::rules::EeShape;
 
 /// Most EEs of `shape` that fit in `max_vcpu` instance vCPUs of which `others_vcpu` are taken by
-/// other versions' EEs. Zero when no permitted instance type holds the shape.
+/// other versions' EEs, on the instance types of `catalog`. Zero when no permitted instance type
+/// holds the shape.
 pub fn vcpu_ceiling_ees(
+    catalog: &Catalog,
     max_vcpu: u32,
     others_vcpu: u32,
     shape: &EeShape,
     requirements: &InstanceRequirements,
 ) -> u32 {
     let room = max_vcpu.saturating_sub(others_vcpu);
-    let Ok(mut candidates) = Catalog::builtin().select(requirements, shape) else {
+    let Ok(mut candidates) = catalog.select(requirements, shape) else {
         return 0;
     };
     // Greedy by density (EEs per vCPU): whole instances of the densest type, then the rest of
@@ -64,23 +66,35 @@ mod tests {
     #[test]
     fn large_instances_hold_one_small_ee_each() {
         // c7g.large: 2 vCPUs, room for one 1-vCPU EE after the node's overhead.
-        assert_eq!(vcpu_ceiling_ees(10, 0, &shape(1), &arm(&["c7g.large"])), 5);
-        assert_eq!(vcpu_ceiling_ees(10, 4, &shape(1), &arm(&["c7g.large"])), 3);
-        assert_eq!(vcpu_ceiling_ees(10, 20, &shape(1), &arm(&["c7g.large"])), 0);
+        assert_eq!(
+            vcpu_ceiling_ees(Catalog::builtin(), 10, 0, &shape(1), &arm(&["c7g.large"])),
+            5
+        );
+        assert_eq!(
+            vcpu_ceiling_ees(Catalog::builtin(), 10, 4, &shape(1), &arm(&["c7g.large"])),
+            3
+        );
+        assert_eq!(
+            vcpu_ceiling_ees(Catalog::builtin(), 10, 20, &shape(1), &arm(&["c7g.large"])),
+            0
+        );
     }
 
     #[test]
     fn never_more_ees_than_vcpus() {
         for max in [2, 16, 64, 400] {
-            let n = vcpu_ceiling_ees(max, 0, &shape(1), &arm(&[]));
+            let n = vcpu_ceiling_ees(Catalog::builtin(), max, 0, &shape(1), &arm(&[]));
             assert!(n <= max && n > 0, "max {max}: {n}");
-            let n2 = vcpu_ceiling_ees(max, 0, &shape(2), &arm(&[]));
+            let n2 = vcpu_ceiling_ees(Catalog::builtin(), max, 0, &shape(2), &arm(&[]));
             assert!(n2 * 2 <= max, "max {max}: {n2}");
         }
     }
 
     #[test]
     fn nothing_fits_means_zero() {
-        assert_eq!(vcpu_ceiling_ees(400, 0, &shape(4), &arm(&["c7g.large"])), 0);
+        assert_eq!(
+            vcpu_ceiling_ees(Catalog::builtin(), 400, 0, &shape(4), &arm(&["c7g.large"])),
+            0
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The autoscaler's decision: per version, a CPU target `T` and a band of +/- 10 points around
 //! it; how many EEs the version should have. Pure, shared by the operator and the simulator
-//! (`crate::sim`), which proves the rule against load profiles.
+//! (`lmi-sim`), which proves the rule against load profiles. It depends on nothing else of this
+//! crate: the simulator and the controllers call it, never the other way round.
 //!
 //! # Calling it from the operator
 //!
@@ -18,13 +19,13 @@
 //! };
 //! let limits = Limits {
 //!     bounds: version_view.bounds,
-//!     // Karpenter: vcpu_ceiling_ees(max_vcpu, vCPUs of the other versions' EEs, &shape, &reqs)
+//!     // Karpenter: vcpu_ceiling_ees(catalog, max_vcpu, vCPUs of the other versions' EEs, &shape, &reqs)
 //!     ceiling,
 //! };
 //! let policy = Policy::for_reaction(&reaction);   // looks ahead by the reaction time
 //! let d = decide(&policy, target, &obs, &limits, &state[version], now_unix_seconds);
 //! state[version] = d.next;                // keep per version (it serializes, e.g. to an annotation)
-//! version_view.wish = Some(d.desired);    // then plan_capacity(&snapshot) as today
+//! version_view.wish = Some(d.desired);    // then plan_capacity(&snapshot, catalog) as today
 //! ```
 //!
 //! The decision never does I/O and never looks at the clock: `now` and the state come in, the
@@ -54,6 +55,7 @@
 pub mod ceiling;
 pub mod decision;
 pub mod target;
+pub mod version_scaling;
 
 pub use ceiling::vcpu_ceiling_ees;
 pub use decision::{Decision, Limits, Observation, Policy, Reason, ScalerState, Trend, decide};

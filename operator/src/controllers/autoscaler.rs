@@ -4,58 +4,25 @@
 //! planner stays the one writer of EEs, NodeClaims and status.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::future::join_all;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
-use lmi_crds::CapacityProvider;
 use lmi_crds::capacity_provider::ProvisioningMode;
-use lmi_crds::rules::{self, effective_scaling_config};
+use lmi_crds::catalog::Catalog;
+use lmi_crds::{CapacityProvider, FunctionVersion};
 use tokio::sync::mpsc;
 
+use crate::autoscale::version_scaling::{VersionScaling, resumed};
 use crate::autoscale::{
-    DEFAULT_CPU_REFUSAL_PERCENT, Limits, Observation, Policy, Reaction, ScalerState, decide,
-    target_for, vcpu_ceiling_ees,
+    DEFAULT_CPU_REFUSAL_PERCENT, Limits, Policy, Reaction, decide, target_for, vcpu_ceiling_ees,
 };
 use crate::context::Context;
-use crate::observe::key;
+use crate::object_key::{key, key_of};
+use crate::plan::VersionView;
 use crate::utilization::{Counters, UtilizationSource, observe_version};
-
-/// What the autoscaler knows of one version, shared with the planner (which reads `wish`) and
-/// the status writer.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct VersionScaling {
-    pub wish: Option<u32>,
-    pub state: ScalerState,
-    pub observation: Option<Observation>,
-    pub target_percent: f64,
-}
-
-/// What the autoscaler starts from for a version it has no memory of (a new version, or any
-/// version after an operator restart or a change of leader): the desired count its status shows,
-/// which the previous leader's wish set. Without this a restart would forget a scale-up whose EEs
-/// are still starting and plan for the EEs that run now. The stabilization window starts again
-/// (the safe side: no scale-down on a half-remembered window), and so does the trend.
-pub fn resumed(status_desired: Option<i32>) -> VersionScaling {
-    match status_desired
-        .and_then(|d| u32::try_from(d).ok())
-        .filter(|d| *d > 0)
-    {
-        Some(desired) => VersionScaling {
-            wish: Some(desired),
-            state: ScalerState {
-                desired: Some(desired),
-                ..ScalerState::default()
-            },
-            ..VersionScaling::default()
-        },
-        None => VersionScaling::default(),
-    }
-}
-
-/// Shared by the autoscaler loop and the planner, by version key.
-pub type ScalingTable = Arc<Mutex<BTreeMap<String, VersionScaling>>>;
+use crate::version_view::{Functions, version_view};
 
 /// Runs until the process stops.
 pub async fn run(
@@ -130,36 +97,25 @@ async fn tick(
 
     let versions = ctx.stores.versions.state();
     let functions = ctx.stores.functions.state();
+    let functions = Functions::new(&functions);
+    // The versions the planner plans, as it sees them: one whose Function is gone or being
+    // deleted gets no decision, and one that breaks a rule gets no EE to decide for.
+    let views: Vec<(&FunctionVersion, VersionView)> = versions
+        .iter()
+        .filter_map(|v| Some((v.as_ref(), version_view(v, &functions).ok()?)))
+        .collect();
+    let catalog = Catalog::builtin();
     let mut changed_providers = Vec::new();
     let mut table = match ctx.scaling.lock() {
         Ok(table) => table.clone(),
         Err(_) => return,
     };
-    for version in &versions {
-        let Ok(shape) = rules::ee_shape(&version.spec.configuration) else {
-            continue;
-        };
-        let cp_name = &version
-            .spec
-            .configuration
-            .capacity_provider_config
-            .capacity_provider_name;
+    for (version, view) in &views {
+        let cp_name = version.capacity_provider_name();
         let Some(cp) = providers.get(&ObjectRef::new(cp_name)) else {
             continue;
         };
-        let version_key = key(version.namespace().as_deref(), &version.name_any());
-        let function = functions.iter().find(|f| {
-            f.namespace() == version.namespace() && f.name_any() == version.spec.function_name
-        });
-        let latest = function
-            .and_then(|f| f.status.as_ref())
-            .and_then(|s| s.latest_published_version.as_deref())
-            .and_then(|v| v.parse::<i32>().ok());
-        let bounds = effective_scaling_config(
-            version.spec.scaling_config.as_ref(),
-            function.and_then(|f| f.spec.scaling_config.as_ref()),
-            latest == Some(version.spec.version),
-        );
+        let version_key = view.key.clone();
         let (live, samples) = by_version.remove(&version_key).unwrap_or_default();
         let observation = observe_version(live, &samples, counters);
         for (pod, s) in &samples {
@@ -172,22 +128,29 @@ async fn tick(
             );
         }
         let ceiling = (cp.spec.provisioning.mode == ProvisioningMode::Karpenter).then(|| {
-            let others: u32 = versions
+            let others: u32 = views
                 .iter()
-                .filter(|v| v.capacity_provider_name() == cp_name.as_str())
-                .filter(|v| key(v.namespace().as_deref(), &v.name_any()) != version_key)
-                .filter_map(|v| {
-                    let k = key(v.namespace().as_deref(), &v.name_any());
-                    let ees = table.get(&k).and_then(|s| s.wish).unwrap_or(0);
-                    rules::ee_shape(&v.spec.configuration)
-                        .ok()
-                        .map(|s| s.vcpus * ees)
+                .filter(|(v, other)| {
+                    v.capacity_provider_name() == cp_name && other.key != version_key
+                })
+                .map(|(_, other)| {
+                    let ees = table.get(&other.key).and_then(|s| s.wish).unwrap_or(0);
+                    other.shape.vcpus * ees
                 })
                 .sum();
             let max = u32::try_from(cp.spec.scaling_config.max_v_cpu_count).unwrap_or(0);
-            vcpu_ceiling_ees(max, others, &shape, &cp.spec.instance_requirements)
+            vcpu_ceiling_ees(
+                catalog,
+                max,
+                others,
+                &view.shape,
+                &cp.spec.instance_requirements,
+            )
         });
-        let limits = Limits { bounds, ceiling };
+        let limits = Limits {
+            bounds: view.bounds,
+            ceiling,
+        };
         let target = target_for(
             &cp.spec.scaling_config,
             reaction,
@@ -220,7 +183,7 @@ async fn tick(
         if wish != previous.wish {
             tracing::info!(version = %version_key, from = ?previous.wish, to = ?wish, reason = decision.reason.as_str(),
                 cpu = observation.cpu_percent, target, "autoscaler wish");
-            changed_providers.push(cp_name.clone());
+            changed_providers.push(cp_name.to_string());
         }
         let labels = [
             version.namespace().unwrap_or_default(),
@@ -253,11 +216,7 @@ async fn tick(
         );
     }
     // Versions that are gone leave the table, and their EEs' counters go with them.
-    table.retain(|k, _| {
-        versions
-            .iter()
-            .any(|v| key(v.namespace().as_deref(), &v.name_any()) == *k)
-    });
+    table.retain(|k, _| versions.iter().any(|v| key_of(v.as_ref()) == *k));
     counters.retain(|pod, _| pods.iter().any(|p| p.name_any() == *pod));
     if let Ok(mut shared) = ctx.scaling.lock() {
         *shared = table;
@@ -266,26 +225,5 @@ async fn tick(
     changed_providers.dedup();
     for cp in changed_providers {
         let _ = replan.send(ObjectRef::new(&cp));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_restart_resumes_from_the_desired_count_in_the_status() {
-        let resumed = resumed(Some(4));
-        assert_eq!(resumed.wish, Some(4));
-        assert_eq!(resumed.state.desired, Some(4));
-        assert_eq!(resumed.state.below_since, None, "the window starts again");
-        assert!(resumed.state.trend.is_none());
-    }
-
-    #[test]
-    fn nothing_to_resume_without_a_status() {
-        assert_eq!(resumed(None), VersionScaling::default());
-        assert_eq!(resumed(Some(0)), VersionScaling::default());
-        assert_eq!(resumed(Some(-1)), VersionScaling::default());
     }
 }

@@ -11,6 +11,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 use lmi_crds::capacity_provider::{CapacityProviderState, ProvisioningMode};
+use lmi_crds::catalog::Catalog;
 use lmi_crds::common::CAPACITY_PROVIDER_LABEL;
 use lmi_crds::function_version::FunctionVersionStatus;
 use lmi_crds::{CapacityProvider, CapacityProviderStatus, FunctionVersion, State};
@@ -18,16 +19,16 @@ use serde_json::json;
 
 use std::collections::BTreeMap;
 
+use crate::autoscale::version_scaling::VersionScaling;
 use crate::conditions;
 use crate::context::{Context, FIELD_MANAGER};
-use crate::controllers::autoscaler::VersionScaling;
 use crate::error::{Error, Result};
 use crate::karpenter::{EC2NodeClass, NodeClaim};
+use crate::object_key::key_of;
 use crate::observe::{
-    CONSOLIDATING_SINCE_ANNOTATION, EMPTY_SINCE_ANNOTATION, Observed, attached_versions, key,
-    observe,
+    CONSOLIDATING_SINCE_ANNOTATION, EMPTY_SINCE_ANNOTATION, Observed, attached_versions, observe,
 };
-use crate::plan::capacity::VersionPlan;
+use crate::plan::capacity_plan::VersionPlan;
 use crate::plan::ee_pod::ee_pod;
 use crate::plan::karpenter_objects::{node_claim, node_class};
 use crate::plan::version_state::{VersionState, version_state};
@@ -122,7 +123,7 @@ async fn apply(cp: &CapacityProvider, ctx: &Context) -> Result<Action> {
         cooldown,
         ctx.settings.consolidation,
     );
-    let plan = plan_capacity(&observed.snapshot);
+    let plan = plan_capacity(&observed.snapshot, Catalog::builtin());
     apply_plan(cp, ctx, &observed, &plan).await?;
     write_version_statuses(ctx, &observed, &plan, &scaling).await?;
     write_status(cp, ctx, &observed, &plan, &scaling).await?;
@@ -137,7 +138,7 @@ async fn apply(cp: &CapacityProvider, ctx: &Context) -> Result<Action> {
             .iter()
             .any(|c| c.consolidating_since.is_some() && c.empty_since.is_none());
     let waiting = !observed.zones_known || moving || plan.versions.values().any(|v| v.unplaced > 0);
-    let cooling = plan.mark_claims.iter().any(|(_, since)| since.is_some())
+    let cooling = plan.mark_claims.iter().any(|mark| mark.since.is_some())
         || observed
             .snapshot
             .claims
@@ -185,9 +186,10 @@ async fn apply_plan(
     }
     // The consolidation mark goes first: should the operator stop before its replacement EEs
     // exist, the next plan starts them (rather than seeing surplus EEs to delete).
-    for (name, since) in &plan.consolidate_claims {
-        annotate_claim(&claims, name, CONSOLIDATING_SINCE_ANNOTATION, *since).await?;
-        let (reason, note) = match since {
+    for mark in &plan.consolidate_claims {
+        let name = &mark.claim;
+        annotate_claim(&claims, name, CONSOLIDATING_SINCE_ANNOTATION, mark.since).await?;
+        let (reason, note) = match mark.since {
             Some(_) => (
                 "ConsolidatingInstance",
                 format!("NodeClaim {name}: its execution environments move to instances with room"),
@@ -203,15 +205,7 @@ async fn apply_plan(
         ctx.event(cp, false, reason, note).await;
     }
     for new in &plan.create_ees {
-        let Some(version) = observed.versions.get(&new.version_key) else {
-            continue;
-        };
-        let Some(view) = observed
-            .snapshot
-            .versions
-            .iter()
-            .find(|v| v.key == new.version_key)
-        else {
+        let Some((version, view)) = observed.version(&new.version_key) else {
             continue;
         };
         let pod = ee_pod(
@@ -232,17 +226,17 @@ async fn apply_plan(
         tracing::info!(version = %m.version_key, from = %m.from, to = %m.to, replacement = %m.replacement,
             "moving execution environment: the old one drains once the replacement is ready");
     }
-    for (namespace, name) in &plan.delete_ees {
-        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    for ee in &plan.delete_ees {
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ee.namespace);
         ignore_not_found(
-            pods.delete(name, &DeleteParams::default())
+            pods.delete(&ee.name, &DeleteParams::default())
                 .await
                 .map(|_| ()),
         )?;
-        tracing::info!(ee = %name, "stopping execution environment");
+        tracing::info!(ee = %ee.name, "stopping execution environment");
     }
-    for (name, since) in &plan.mark_claims {
-        annotate_claim(&claims, name, EMPTY_SINCE_ANNOTATION, *since).await?;
+    for mark in &plan.mark_claims {
+        annotate_claim(&claims, &mark.claim, EMPTY_SINCE_ANNOTATION, mark.since).await?;
     }
     for name in &plan.delete_claims {
         ignore_not_found(
@@ -326,13 +320,8 @@ async fn write_version_statuses(
     plan: &CapacityPlan,
     scaling: &BTreeMap<String, VersionScaling>,
 ) -> Result<()> {
-    for (version_key, version) in &observed.versions {
-        let Some(view) = observed
-            .snapshot
-            .versions
-            .iter()
-            .find(|v| &v.key == version_key)
-        else {
+    for version_key in observed.versions.keys() {
+        let Some((version, view)) = observed.version(version_key) else {
             continue;
         };
         let outcome = plan.versions.get(version_key).cloned().unwrap_or_default();
@@ -550,10 +539,7 @@ async fn cleanup(cp: &CapacityProvider, ctx: &Context) -> Result<Action> {
     let name = cp.name_any();
     let attached = attached_versions(&ctx.stores, &name);
     if !attached.is_empty() {
-        let mut list: Vec<String> = attached
-            .iter()
-            .map(|v| key(v.namespace().as_deref(), &v.name_any()))
-            .collect();
+        let mut list: Vec<String> = attached.iter().map(|v| key_of(v.as_ref())).collect();
         list.truncate(10);
         let reason = format!(
             "{} function versions are attached ({}); delete their functions first",

@@ -6,29 +6,24 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::{Resource, ResourceExt};
 use lmi_crds::capacity_provider::ProvisioningMode;
 use lmi_crds::catalog::Catalog;
 use lmi_crds::common::{FUNCTION_LABEL, INSTANCE_LABEL, instance_label};
 use lmi_crds::namespace_selector::not_allowed_message;
-use lmi_crds::rules::{self, scaling_for_new_version};
-use lmi_crds::{
-    CapacityProvider, Function, FunctionAlias, FunctionStatus, FunctionVersion,
-    FunctionVersionSpec, State,
-};
+use lmi_crds::rules;
+use lmi_crds::{CapacityProvider, Function, FunctionAlias, FunctionStatus, FunctionVersion, State};
 use sha2::{Digest, Sha256};
 
 use crate::conditions;
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::{Error, Result};
 use crate::plan::invoke_secrets::function_secret;
+use crate::plan::publication::{CONFIG_SHA_ANNOTATION, published_version};
 use crate::plan::retirement::{self, Retention, Retire, VersionFacts};
 
-/// Annotation on a FunctionVersion: the SHA-256 of the configuration it froze.
-pub const CONFIG_SHA_ANNOTATION: &str = "lmi.dev/config-sha256";
 const CONTROLLER: &str = "function";
 
 pub async fn reconcile(function: Arc<Function>, ctx: Arc<Context>) -> Result<Action> {
@@ -450,33 +445,12 @@ async fn apply_token_secret(function: &Function, ctx: &Context) -> Result<()> {
     Ok(())
 }
 
-/// Creates version `number` of `function`, an immutable snapshot of its configuration. The name
-/// is deterministic, so a second attempt after a restart finds the first.
+/// Creates version `number` of `function` (see [`published_version`]); a version that exists
+/// already is success.
 async fn publish(function: &Function, ctx: &Context, number: i32, sha: &str) -> Result<()> {
     let namespace = function.namespace().unwrap_or_default();
     let name = function.name_any();
-    let mut labels = BTreeMap::from([(FUNCTION_LABEL.to_string(), name.clone())]);
-    labels.extend(instance_label(function.metadata.labels.as_ref()));
-    let version = FunctionVersion {
-        metadata: ObjectMeta {
-            name: Some(FunctionVersion::object_name(&name, number)),
-            namespace: Some(namespace.clone()),
-            labels: Some(labels),
-            annotations: Some(BTreeMap::from([(
-                CONFIG_SHA_ANNOTATION.to_string(),
-                sha.to_string(),
-            )])),
-            owner_references: function.controller_owner_ref(&()).map(|o| vec![o]),
-            ..Default::default()
-        },
-        spec: FunctionVersionSpec {
-            function_name: name.clone(),
-            version: number,
-            configuration: function.spec.configuration.clone(),
-            scaling_config: scaling_for_new_version(function.spec.scaling_config.as_ref()),
-        },
-        status: None,
-    };
+    let version = published_version(function, number, sha);
     let api: Api<FunctionVersion> = Api::namespaced(ctx.client.clone(), &namespace);
     match api.create(&PostParams::default(), &version).await {
         Ok(_) => {}

@@ -11,12 +11,13 @@ use kube::{Client, ResourceExt};
 use lmi_crds::common::instance_selector;
 use lmi_crds::{CapacityProvider, Function, FunctionVersion};
 
-use crate::context::{Context, Stores};
+use crate::context::Context;
 use crate::controllers::{capacity_provider, function};
 use crate::karpenter::{EC2NodeClass, NodeClaim};
 use crate::metrics::Metrics;
 use crate::plan::ee_pod::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::settings::Settings;
+use crate::stores::Stores;
 use crate::utilization::UtilizationSource;
 
 /// A reflected watch: its store, kept current by a task of its own, and a stream of the objects

@@ -7,112 +7,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use lmi_crds::catalog::{Catalog, ee_pod_resources};
-use lmi_crds::rules::EeShape;
+use lmi_crds::catalog::Catalog;
 
+use super::capacity_plan::{CapacityPlan, ClaimMark, EeRef, NewClaim, NewEe, VersionPlan, Waiting};
 use super::consolidation;
-use super::snapshot::{EeView, InitFailure, Provisioner, Snapshot, VersionView};
-
-/// A new EE pod, bound to `node`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewEe {
-    pub version_key: String,
-    pub name: String,
-    pub node: String,
-}
-
-/// A NodeClaim to create.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewClaim {
-    pub name: String,
-    pub instance_type: String,
-    pub zone: String,
-    pub vcpu: u32,
-}
-
-/// Why some of a version's EEs have nowhere to go yet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Waiting {
-    /// Instances are launching for them.
-    Launching,
-    /// More instances would pass the capacity provider's `maxVCpuCount`.
-    VcpuLimitExceeded { limit: u32 },
-    /// No node has room and none can be launched (Static mode, or no instance type fits).
-    InsufficientCapacity(String),
-    /// Karpenter has not resolved the subnets' zones yet, so nothing can be launched yet.
-    ZonesUnknown,
-}
-
-/// The outcome for one version.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct VersionPlan {
-    pub desired: u32,
-    /// EEs that exist and are not going away.
-    pub live: u32,
-    pub ready: u32,
-    /// EEs that could not be bound to a node in this plan.
-    pub unplaced: u32,
-    pub waiting: Option<Waiting>,
-    pub init_failure: Option<InitFailure>,
-}
-
-/// Everything that should change.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct CapacityPlan {
-    pub create_ees: Vec<NewEe>,
-    /// EE pods to delete, as (namespace, name).
-    pub delete_ees: Vec<(String, String)>,
-    pub create_claims: Vec<NewClaim>,
-    pub delete_claims: Vec<String>,
-    /// NodeClaims whose empty-since mark changes: set to the time, or cleared.
-    pub mark_claims: Vec<(String, Option<i64>)>,
-    /// NodeClaims whose consolidating-since mark changes: set to the time (its EEs move away),
-    /// or cleared (the move is called off). Applied before the EEs are created.
-    pub consolidate_claims: Vec<(String, Option<i64>)>,
-    /// EEs started to replace EEs of an instance being consolidated (for the log and events).
-    pub moves: Vec<Move>,
-    pub versions: BTreeMap<String, VersionPlan>,
-    pub vcpu_allocated: u32,
-    pub instance_count: u32,
-}
-
-/// An EE to move: `replacement` starts on `to` (a node), then `from` (an EE) drains.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Move {
-    pub version_key: String,
-    pub from: String,
-    pub replacement: String,
-    pub to: String,
-}
-
-/// Room on a node, or on a NodeClaim that is still launching.
-#[derive(Debug, Clone)]
-pub(super) struct Slot {
-    /// Node name (real) or NodeClaim name (launching).
-    pub(super) name: String,
-    pub(super) zone: String,
-    pub(super) free_cpu: i64,
-    pub(super) free_memory: i64,
-    pub(super) real: bool,
-    /// EEs of this plan that wait for this launching claim.
-    pub(super) planned: u32,
-}
-
-impl Slot {
-    pub(super) fn fits(&self, cpu: i64, memory: i64) -> bool {
-        self.free_cpu >= cpu && self.free_memory >= memory
-    }
-
-    pub(super) fn take(&mut self, cpu: i64, memory: i64) {
-        self.free_cpu -= cpu;
-        self.free_memory -= memory;
-    }
-}
-
-pub(super) fn resources(shape: &EeShape) -> (i64, i64) {
-    let (cpu, memory) = ee_pod_resources(shape);
-    (i64::from(cpu), i64::try_from(memory).unwrap_or(i64::MAX))
-}
+use super::fresh_names::{fresh_claim_name, fresh_ee_names};
+use super::room::{Slot, best_slot, resources};
+use super::snapshot::{EeView, Provisioner, Snapshot, VersionView};
 
 /// Plans one capacity provider.
 ///
@@ -120,17 +21,20 @@ pub(super) fn resources(shape: &EeShape) -> (i64, i64) {
 /// take no new EEs, and their EEs go once replacements elsewhere are Ready. Should a scale-up
 /// need more room than the other instances have, consolidation is called off and the plan is
 /// made again with those instances' room.
-pub fn plan_capacity(snapshot: &Snapshot) -> CapacityPlan {
+///
+/// `catalog` prices and sizes the instance types (the controllers and the simulator pass
+/// [`Catalog::builtin`]; a test may pass its own).
+pub fn plan_capacity(snapshot: &Snapshot, catalog: &Catalog) -> CapacityPlan {
     let leaving = consolidation::leaving_nodes(snapshot);
-    let (mut plan, mut slots) = plan_with(snapshot, &leaving);
+    let (mut plan, mut slots) = plan_with(snapshot, catalog, &leaving);
     if !leaving.is_empty() && wants_more_room(&plan) {
-        let (mut plan, _) = plan_with(snapshot, &BTreeSet::new());
+        let (mut plan, _) = plan_with(snapshot, catalog, &BTreeSet::new());
         consolidation::call_off(snapshot, &mut plan);
         return plan;
     }
     consolidation::abandon_stuck(snapshot, &mut plan);
     if consolidation::may_start(snapshot, &leaving, &plan) {
-        consolidation::start_moves(snapshot, &mut slots, &mut plan);
+        consolidation::start_moves(snapshot, catalog, &mut slots, &mut plan);
     }
     plan
 }
@@ -142,8 +46,11 @@ fn wants_more_room(plan: &CapacityPlan) -> bool {
 
 /// The plan with the nodes in `leaving` (being consolidated) taking no new EEs, and the room
 /// left on every node afterwards.
-fn plan_with(snapshot: &Snapshot, leaving: &BTreeSet<String>) -> (CapacityPlan, Vec<Slot>) {
-    let catalog = Catalog::builtin();
+fn plan_with(
+    snapshot: &Snapshot,
+    catalog: &Catalog,
+    leaving: &BTreeSet<String>,
+) -> (CapacityPlan, Vec<Slot>) {
     let mut plan = CapacityPlan::default();
     let mut slots = build_slots(snapshot, catalog);
     slots.retain(|s| !leaving.contains(&s.name));
@@ -175,6 +82,7 @@ fn plan_with(snapshot: &Snapshot, leaving: &BTreeSet<String>) -> (CapacityPlan, 
     for version in versions {
         let outcome = plan_version(
             snapshot,
+            catalog,
             version,
             &mut slots,
             &ees_per_node,
@@ -261,6 +169,7 @@ fn build_slots(snapshot: &Snapshot, catalog: &Catalog) -> Vec<Slot> {
 #[allow(clippy::too_many_arguments)]
 fn plan_version(
     snapshot: &Snapshot,
+    catalog: &Catalog,
     version: &VersionView,
     slots: &mut Vec<Slot>,
     ees_per_node: &BTreeMap<&str, u32>,
@@ -278,8 +187,7 @@ fn plan_version(
     // Ended pods are replaced; pods whose runtime failed to start are kept as evidence (and
     // counted) until the version is scaled down or deactivated.
     for ee in mine.iter().filter(|e| e.finished && !e.terminating) {
-        plan.delete_ees
-            .push((ee.namespace.clone(), ee.name.clone()));
+        plan.delete_ees.push(EeRef::new(&ee.namespace, &ee.name));
     }
     outcome.init_failure = mine.iter().find_map(|e| e.init_failure.clone());
     // EEs on instances being consolidated are not counted towards the desired EEs: they are
@@ -300,8 +208,7 @@ fn plan_version(
 
     if live.len() > desired {
         for ee in remove_surplus(snapshot, &mut live, desired, ees_per_node) {
-            plan.delete_ees
-                .push((ee.namespace.clone(), ee.name.clone()));
+            plan.delete_ees.push(EeRef::new(&ee.namespace, &ee.name));
         }
     }
     let ready_staying = live.iter().filter(|e| e.ready).count();
@@ -375,6 +282,7 @@ fn plan_version(
                 );
                 match launch(
                     snapshot,
+                    catalog,
                     version,
                     requirements,
                     *max_vcpu,
@@ -384,7 +292,7 @@ fn plan_version(
                     claim_names,
                 ) {
                     Ok(claim) => {
-                        let t = Catalog::builtin().get(&claim.instance_type);
+                        let t = catalog.get(&claim.instance_type);
                         let (free_cpu, free_memory) = t.map_or((0, 0), |t| t.allocatable());
                         slots.push(Slot {
                             name: claim.name.clone(),
@@ -528,46 +436,6 @@ fn remove_surplus<'a>(
     removed
 }
 
-/// EE names of `version` not used by any pod, nor by an EE `plan` creates (names are
-/// deterministic, so a restarted operator does not create the same EE twice).
-pub(super) fn fresh_ee_names(
-    snapshot: &Snapshot,
-    version: &VersionView,
-    plan: &CapacityPlan,
-) -> impl Iterator<Item = String> + use<> {
-    let used: BTreeSet<String> = snapshot
-        .ees
-        .iter()
-        .filter(|e| e.version_key == version.key)
-        .map(|e| e.name.clone())
-        .chain(
-            plan.create_ees
-                .iter()
-                .filter(|e| e.version_key == version.key)
-                .map(|e| e.name.clone()),
-        )
-        .collect();
-    let prefix = version.pod_prefix.clone();
-    (0u32..)
-        .map(move |i| format!("{prefix}{i}"))
-        .filter(move |n| !used.contains(n))
-}
-
-/// The fullest slot in `zone` that still fits an EE: real nodes before launching ones.
-pub(super) fn best_slot(slots: &[Slot], zone: &str, cpu: i64, memory: i64) -> Option<usize> {
-    slots
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.zone == zone && s.fits(cpu, memory))
-        .min_by(|(_, a), (_, b)| {
-            b.real
-                .cmp(&a.real)
-                .then(a.free_cpu.cmp(&b.free_cpu))
-                .then(a.name.cmp(&b.name))
-        })
-        .map(|(i, _)| i)
-}
-
 /// Room a new instance is sized for, as a share of the version's EEs already in the zone: the
 /// next scale-up of a growing version then finds room instead of launching again, and the
 /// larger types are up to 40% cheaper per EE (`c7g.2xlarge` holds six EEs of 1 vCPU at $0.048
@@ -600,6 +468,7 @@ fn price_per_used_slot(candidate: &lmi_crds::catalog::Candidate<'_>, wanted: u32
 #[allow(clippy::too_many_arguments)]
 fn launch(
     snapshot: &Snapshot,
+    catalog: &Catalog,
     version: &VersionView,
     requirements: &lmi_crds::capacity_provider::InstanceRequirements,
     max_vcpu: u32,
@@ -608,7 +477,7 @@ fn launch(
     vcpu_allocated: &mut u32,
     claim_names: &mut BTreeSet<String>,
 ) -> Result<NewClaim, Waiting> {
-    let candidates = Catalog::builtin()
+    let candidates = catalog
         .select(requirements, &version.shape)
         .map_err(|e| Waiting::InsufficientCapacity(e.to_string()))?;
     let room = max_vcpu.saturating_sub(*vcpu_allocated);
@@ -630,20 +499,6 @@ fn launch(
         zone: zone.to_string(),
         vcpu: best.instance_type.vcpu,
     })
-}
-
-/// A NodeClaim name in `zone` not in `taken` (deterministic, so a restarted operator does not
-/// launch twice).
-pub(super) fn fresh_claim_name(
-    snapshot: &Snapshot,
-    zone: &str,
-    taken: &BTreeSet<String>,
-) -> String {
-    let prefix = format!("{}-{zone}-", snapshot.capacity_provider);
-    (0u32..)
-        .map(|i| format!("{prefix}{i}"))
-        .find(|n| !taken.contains(n))
-        .unwrap_or_else(|| format!("{prefix}x"))
 }
 
 /// Marks NodeClaims that hold no EE, and removes them once empty for the cool-down (at once for
@@ -672,11 +527,11 @@ fn plan_claim_cleanup(
         let grace =
             consolidation::empty_grace_seconds(claim, snapshot.empty_claim_cooldown_seconds);
         match (occupied, claim.empty_since) {
-            (true, Some(_)) => plan.mark_claims.push((claim.name.clone(), None)),
+            (true, Some(_)) => plan.mark_claims.push(ClaimMark::new(&claim.name, None)),
             (false, _) if grace <= 0 => plan.delete_claims.push(claim.name.clone()),
             (false, None) => plan
                 .mark_claims
-                .push((claim.name.clone(), Some(snapshot.now))),
+                .push(ClaimMark::new(&claim.name, Some(snapshot.now))),
             (false, Some(since)) if snapshot.now - since >= grace => {
                 plan.delete_claims.push(claim.name.clone());
             }

@@ -1,10 +1,12 @@
 //! Unit tests of the capacity plan.
 
 use lmi_crds::capacity_provider::InstanceRequirements;
+use lmi_crds::catalog::Catalog;
 use lmi_crds::rules::{Category, EeShape, ScalingBounds};
 use lmi_crds::{Architecture, State};
 
-use crate::plan::capacity::{Waiting, plan_capacity};
+use crate::plan::capacity::plan_capacity;
+use crate::plan::capacity_plan::{ClaimMark, EeRef, Waiting};
 use crate::plan::snapshot::{ClaimView, EeView, NodeView, Provisioner, Snapshot, VersionView};
 use crate::plan::version_state::version_state;
 
@@ -63,9 +65,7 @@ fn snapshot(provisioner: Provisioner, versions: Vec<VersionView>) -> Snapshot {
 /// Turns planned claims into registered, schedulable nodes (what Karpenter would do).
 fn launch_all(s: &mut Snapshot, claims: &[crate::plan::NewClaim]) {
     for c in claims {
-        let t = lmi_crds::catalog::Catalog::builtin()
-            .get(&c.instance_type)
-            .unwrap();
+        let t = Catalog::builtin().get(&c.instance_type).unwrap();
         let (cpu, memory) = t.allocatable();
         s.claims.push(ClaimView {
             name: c.name.clone(),
@@ -113,7 +113,7 @@ fn ee(name: &str, version_key: &str, node: &str, ready: bool) -> EeView {
 #[test]
 fn a_fresh_provider_launches_one_instance_per_zone_for_min_three() {
     let s = snapshot(karpenter(400, &[]), vec![version("ns/hello-v1", 3, None)]);
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     assert!(plan.create_ees.is_empty(), "no node exists yet");
     let mut zones: Vec<_> = plan.create_claims.iter().map(|c| c.zone.as_str()).collect();
     zones.sort();
@@ -136,7 +136,7 @@ fn a_fresh_provider_launches_one_instance_per_zone_for_min_three() {
 #[test]
 fn replanning_while_instances_launch_launches_nothing_more() {
     let mut s = snapshot(karpenter(400, &[]), vec![version("ns/hello-v1", 3, None)]);
-    let first = plan_capacity(&s);
+    let first = plan_capacity(&s, Catalog::builtin());
     for c in &first.create_claims {
         s.claims.push(ClaimView {
             name: c.name.clone(),
@@ -149,7 +149,7 @@ fn replanning_while_instances_launch_launches_nothing_more() {
             deleting: false,
         });
     }
-    let second = plan_capacity(&s);
+    let second = plan_capacity(&s, Catalog::builtin());
     assert!(
         second.create_claims.is_empty(),
         "{:?}",
@@ -164,9 +164,9 @@ fn replanning_while_instances_launch_launches_nothing_more() {
 #[test]
 fn launched_nodes_get_one_ee_per_zone_and_the_version_turns_active() {
     let mut s = snapshot(karpenter(400, &[]), vec![version("ns/hello-v1", 3, None)]);
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     launch_all(&mut s, &plan.create_claims);
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     assert!(plan.create_claims.is_empty());
     assert_eq!(plan.create_ees.len(), 3);
     let mut nodes: Vec<_> = plan.create_ees.iter().map(|e| e.node.clone()).collect();
@@ -177,7 +177,7 @@ fn launched_nodes_get_one_ee_per_zone_and_the_version_turns_active() {
     names.sort();
     assert_eq!(names, ["hello-v1-ee-0", "hello-v1-ee-1", "hello-v1-ee-2"]);
     run_ees(&mut s, &plan, true);
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     assert!(
         plan.create_ees.is_empty() && plan.delete_ees.is_empty() && plan.create_claims.is_empty()
     );
@@ -200,13 +200,13 @@ fn a_second_version_fills_existing_nodes_before_launching() {
         karpenter(400, &["c7g.xlarge"]),
         vec![version("ns/a-v1", 3, None)],
     );
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     assert_eq!(plan.create_claims.len(), 3);
     launch_all(&mut s, &plan.create_claims);
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     run_ees(&mut s, &plan, true);
     s.versions.push(version("ns/b-v1", 3, None));
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     assert!(
         plan.create_claims.is_empty(),
         "existing nodes have room: {:?}",
@@ -228,7 +228,7 @@ fn the_vcpu_ceiling_stops_launches_and_says_so() {
         karpenter(4, &["c7g.large"]),
         vec![version("ns/hello-v1", 3, None)],
     );
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     assert_eq!(plan.create_claims.len(), 2);
     assert_eq!(plan.vcpu_allocated, 4);
     let v = &plan.versions["ns/hello-v1"];
@@ -246,13 +246,13 @@ fn raising_min_adds_ees_and_lowering_removes_the_idle_first() {
         karpenter(400, &["c7g.2xlarge"]),
         vec![version("ns/v-v1", 3, None)],
     );
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     launch_all(&mut s, &plan.create_claims);
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     run_ees(&mut s, &plan, true);
     // Past one EE per zone, scale-up fills the existing instances.
     s.versions[0].bounds = ScalingBounds { min: 5, max: None };
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     assert_eq!(plan.create_ees.len(), 2);
     assert!(
         plan.create_claims.is_empty(),
@@ -263,9 +263,9 @@ fn raising_min_adds_ees_and_lowering_removes_the_idle_first() {
         min: 4,
         max: Some(4),
     };
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     assert_eq!(plan.delete_ees.len(), 1);
-    let deleted = &plan.delete_ees[0].1;
+    let deleted = &plan.delete_ees[0].name;
     assert!(
         !s.ees.iter().find(|e| &e.name == deleted).unwrap().ready,
         "an idle (not ready) EE goes first"
@@ -278,12 +278,12 @@ fn the_first_ees_spread_over_zones_even_when_one_node_has_room() {
         karpenter(400, &["c7g.2xlarge"]),
         vec![version("ns/v-v1", 1, None)],
     );
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     launch_all(&mut s, &plan.create_claims);
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     run_ees(&mut s, &plan, true);
     s.versions[0].bounds = ScalingBounds { min: 3, max: None };
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     assert_eq!(
         plan.create_claims.len(),
         2,
@@ -295,15 +295,15 @@ fn the_first_ees_spread_over_zones_even_when_one_node_has_room() {
 #[test]
 fn deactivation_removes_every_ee_then_the_empty_instances_after_the_cooldown() {
     let mut s = snapshot(karpenter(400, &[]), vec![version("ns/v-v1", 3, None)]);
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     launch_all(&mut s, &plan.create_claims);
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     run_ees(&mut s, &plan, true);
     s.versions[0].bounds = ScalingBounds {
         min: 0,
         max: Some(0),
     };
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     assert_eq!(plan.delete_ees.len(), 3);
     let v = &plan.versions["ns/v-v1"];
     assert_eq!(v.desired, 0);
@@ -313,22 +313,22 @@ fn deactivation_removes_every_ee_then_the_empty_instances_after_the_cooldown() {
     );
     // The pods are gone: the claims are empty, marked now, removed once the cool-down passed.
     s.ees.clear();
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     assert_eq!(plan.mark_claims.len(), 3);
-    assert!(
-        plan.mark_claims
-            .iter()
-            .all(|(_, since)| *since == Some(1000))
-    );
+    assert!(plan.mark_claims.iter().all(|mark| mark.since == Some(1000)));
     assert!(plan.delete_claims.is_empty());
     for c in &mut s.claims {
         c.empty_since = Some(1000);
     }
     s.now = 1059;
-    assert!(plan_capacity(&s).delete_claims.is_empty());
+    assert!(
+        plan_capacity(&s, Catalog::builtin())
+            .delete_claims
+            .is_empty()
+    );
     s.now = 1060;
-    assert_eq!(plan_capacity(&s).delete_claims.len(), 3);
-    assert_eq!(plan_capacity(&s).instance_count, 0);
+    assert_eq!(plan_capacity(&s, Catalog::builtin()).delete_claims.len(), 3);
+    assert_eq!(plan_capacity(&s, Catalog::builtin()).instance_count, 0);
 }
 
 #[test]
@@ -342,7 +342,7 @@ fn terminating_ees_are_deactivating_until_gone() {
         schedulable: true,
     });
     s.ees.push(ee("v-v1-ee-0", "ns/v-v1", "n", true));
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     let v = &plan.versions["ns/v-v1"];
     // The one EE is planned away, so nothing live remains in the plan's view.
     assert_eq!(plan.delete_ees.len(), 1);
@@ -351,7 +351,7 @@ fn terminating_ees_are_deactivating_until_gone() {
         State::Deactivated
     );
     s.ees[0].terminating = true;
-    let v = &plan_capacity(&s).versions["ns/v-v1"];
+    let v = &plan_capacity(&s, Catalog::builtin()).versions["ns/v-v1"];
     assert_eq!(v.live, 0);
 }
 
@@ -373,7 +373,7 @@ fn static_providers_use_any_zone_with_room_and_report_when_full() {
         memory_mib: 8000,
         schedulable: false,
     });
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     assert_eq!(plan.create_ees.len(), 2);
     assert!(plan.create_claims.is_empty());
     let v = &plan.versions["ns/v-v1"];
@@ -404,7 +404,7 @@ fn an_active_version_says_why_the_autoscalers_wish_waits() {
         schedulable: true,
     });
     s.ees.push(ee("v-v1-ee-0", "ns/v-v1", "n", true));
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     assert!(plan.create_ees.is_empty(), "no room for a second EE");
     let v = &plan.versions["ns/v-v1"];
     assert_eq!((v.desired, v.unplaced), (2, 1));
@@ -415,7 +415,7 @@ fn an_active_version_says_why_the_autoscalers_wish_waits() {
     );
     // Without a wish beyond what runs, Active says nothing.
     s.versions[0].wish = Some(1);
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     let state = version_state(
         Some(State::Active),
         &s.versions[0].bounds,
@@ -438,11 +438,8 @@ fn ended_ees_are_replaced_and_init_failures_fail_a_new_version() {
         finished: true,
         ..ee("v-v1-ee-0", "ns/v-v1", "n", false)
     });
-    let plan = plan_capacity(&s);
-    assert_eq!(
-        plan.delete_ees,
-        vec![("ns".to_string(), "v-v1-ee-0".to_string())]
-    );
+    let plan = plan_capacity(&s, Catalog::builtin());
+    assert_eq!(plan.delete_ees, vec![EeRef::new("ns", "v-v1-ee-0")]);
     assert_eq!(plan.create_ees.len(), 1);
     assert_eq!(
         plan.create_ees[0].name, "v-v1-ee-1",
@@ -454,7 +451,7 @@ fn ended_ees_are_replaced_and_init_failures_fail_a_new_version() {
         reason_code: "FunctionError.RuntimeInitError",
         message: "boom".into(),
     });
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     assert!(
         plan.create_ees.is_empty(),
         "a failing EE is kept, not replaced in a loop"
@@ -480,7 +477,7 @@ fn launches_choose_the_type_cheapest_per_slot_the_ees_will_use() {
         vec![version("ns/v-v1", 3, None)],
     );
     // One EE per zone and nothing there yet: a c7g.large is the cheapest for the one slot used.
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     assert!(
         plan.create_claims
             .iter()
@@ -489,13 +486,13 @@ fn launches_choose_the_type_cheapest_per_slot_the_ees_will_use() {
         plan.create_claims
     );
     launch_all(&mut s, &plan.create_claims);
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     run_ees(&mut s, &plan, true);
     // Scale to 15: four EEs wait per zone, plus room for half the one already there. Four
     // c7g.large ($0.0725 per EE) lose to one c7g.2xlarge used for five of its six slots
     // ($0.058 per slot used); a c7g.4xlarge would be used for 5 of 13 ($0.116).
     s.versions[0].wish = Some(15);
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     let types: Vec<_> = plan
         .create_claims
         .iter()
@@ -520,7 +517,7 @@ fn launch_sizing_counts_waiting_ees_and_room_for_the_next_scale_up() {
         2,
         "at least one EE waits for a launch"
     );
-    let candidates = lmi_crds::catalog::Catalog::builtin()
+    let candidates = Catalog::builtin()
         .select(
             &InstanceRequirements {
                 architectures: vec![Architecture::Arm64],
@@ -547,9 +544,7 @@ const LATER: i64 = NOW + 3600;
 
 /// A registered instance `name` of `instance_type` in `zone`, created at `NOW`.
 fn instance(s: &mut Snapshot, name: &str, instance_type: &str, zone: &str) {
-    let t = lmi_crds::catalog::Catalog::builtin()
-        .get(instance_type)
-        .unwrap();
+    let t = Catalog::builtin().get(instance_type).unwrap();
     let (cpu, memory) = t.allocatable();
     s.claims.push(ClaimView {
         name: name.into(),
@@ -624,9 +619,9 @@ fn apply_moves(s: &mut Snapshot, plan: &crate::plan::CapacityPlan) {
     {
         e.created_at = Some(s.now);
     }
-    for (name, since) in &plan.consolidate_claims {
-        if let Some(c) = s.claims.iter_mut().find(|c| &c.name == name) {
-            c.consolidating_since = *since;
+    for mark in &plan.consolidate_claims {
+        if let Some(c) = s.claims.iter_mut().find(|c| c.name == mark.claim) {
+            c.consolidating_since = mark.since;
         }
     }
 }
@@ -634,14 +629,14 @@ fn apply_moves(s: &mut Snapshot, plan: &crate::plan::CapacityPlan) {
 #[test]
 fn consolidation_moves_the_emptiest_instances_ees_then_removes_it() {
     let mut s = two_underused_instances(karpenter_zone_a(&[]));
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     assert_eq!(plan.moves.len(), 1, "{:?}", plan.moves);
     assert_eq!(plan.moves[0].from, "v-v1-ee-4");
     assert_eq!(plan.moves[0].to, "node-big");
     assert_eq!(plan.create_ees.len(), 1);
     assert_eq!(
         plan.consolidate_claims,
-        vec![("small".to_string(), Some(LATER))]
+        vec![ClaimMark::new("small", Some(LATER))]
     );
     assert!(
         plan.delete_ees.is_empty(),
@@ -650,7 +645,7 @@ fn consolidation_moves_the_emptiest_instances_ees_then_removes_it() {
     apply_moves(&mut s, &plan);
 
     // The replacement starts: nothing drains, nothing more moves, ready stays at desired.
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     assert!(plan.delete_ees.is_empty() && plan.create_ees.is_empty() && plan.moves.is_empty());
     let v = &plan.versions["ns/v-v1"];
     assert_eq!((v.desired, v.ready), (5, 5));
@@ -659,16 +654,13 @@ fn consolidation_moves_the_emptiest_instances_ees_then_removes_it() {
     for e in &mut s.ees {
         e.ready = true;
     }
-    let plan = plan_capacity(&s);
-    assert_eq!(
-        plan.delete_ees,
-        vec![("ns".to_string(), "v-v1-ee-4".to_string())]
-    );
+    let plan = plan_capacity(&s, Catalog::builtin());
+    assert_eq!(plan.delete_ees, vec![EeRef::new("ns", "v-v1-ee-4")]);
     assert!(plan.create_ees.is_empty());
 
     // Once it is gone the instance is removed, without the empty-instance cool-down.
     s.ees.retain(|e| e.name != "v-v1-ee-4");
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     assert_eq!(plan.delete_claims, vec!["small".to_string()]);
     assert!(
         plan.moves.is_empty(),
@@ -679,13 +671,13 @@ fn consolidation_moves_the_emptiest_instances_ees_then_removes_it() {
 #[test]
 fn a_scale_up_that_needs_a_leaving_instances_room_calls_the_consolidation_off() {
     let mut s = two_underused_instances(karpenter_zone_a(&["c7g.2xlarge"]));
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     apply_moves(&mut s, &plan);
     // 7 EEs: `big` has room for one more beside its five; the seventh would need a launch,
     // while `small` still has room.
     s.versions[0].wish = Some(7);
-    let plan = plan_capacity(&s);
-    assert_eq!(plan.consolidate_claims, vec![("small".to_string(), None)]);
+    let plan = plan_capacity(&s, Catalog::builtin());
+    assert_eq!(plan.consolidate_claims, vec![ClaimMark::new("small", None)]);
     assert!(plan.create_claims.is_empty(), "{:?}", plan.create_claims);
     assert!(plan.delete_ees.is_empty());
     assert_eq!(plan.create_ees.len(), 1);
@@ -694,13 +686,13 @@ fn a_scale_up_that_needs_a_leaving_instances_room_calls_the_consolidation_off() 
 #[test]
 fn static_providers_never_consolidate() {
     let mut s = two_underused_instances(Provisioner::Static);
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     assert!(plan.moves.is_empty() && plan.create_ees.is_empty() && plan.delete_ees.is_empty());
     assert!(plan.consolidate_claims.is_empty());
     // Even a consolidation mark (say, left from when the provider was in Karpenter mode) moves
     // and drains nothing: Static mode uses nodes it does not own.
     s.claims[1].consolidating_since = Some(NOW);
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     assert!(plan.moves.is_empty() && plan.create_ees.is_empty() && plan.delete_ees.is_empty());
     assert_eq!(plan.versions["ns/v-v1"].live, 5);
 }
@@ -711,17 +703,20 @@ fn nothing_moves_while_a_version_is_not_settled_or_the_instance_is_young() {
     // An EE not Ready yet.
     let mut s = base.clone();
     s.ees[0].ready = false;
-    assert!(plan_capacity(&s).moves.is_empty(), "an EE is not ready");
+    assert!(
+        plan_capacity(&s, Catalog::builtin()).moves.is_empty(),
+        "an EE is not ready"
+    );
     // A scale-up pending (the wish is above what runs, and fits the room there is).
     let mut s = base.clone();
     s.versions[0].wish = Some(6);
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     assert!(plan.moves.is_empty() && plan.create_ees.len() == 1);
     // An EE started a minute ago (right after a scale-up).
     let mut s = base.clone();
     s.ees[0].created_at = Some(LATER - 60);
     assert!(
-        plan_capacity(&s).moves.is_empty(),
+        plan_capacity(&s, Catalog::builtin()).moves.is_empty(),
         "the version just scaled"
     );
     // An instance launched five minutes ago.
@@ -730,14 +725,17 @@ fn nothing_moves_while_a_version_is_not_settled_or_the_instance_is_young() {
         c.created_at = Some(LATER - 300);
     }
     assert!(
-        plan_capacity(&s).moves.is_empty(),
+        plan_capacity(&s, Catalog::builtin()).moves.is_empty(),
         "the instances are young"
     );
     // An EE draining (a scale-down in progress).
     let mut s = base;
     s.ees[0].terminating = true;
     s.versions[0].wish = Some(4);
-    assert!(plan_capacity(&s).moves.is_empty(), "an EE drains");
+    assert!(
+        plan_capacity(&s, Catalog::builtin()).moves.is_empty(),
+        "an EE drains"
+    );
 }
 
 #[test]
@@ -759,13 +757,13 @@ fn one_wave_moves_at_most_max_moves_ees() {
         ees_on(&mut s, &name, 2 + i, 1);
     }
     s.now = LATER;
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     assert_eq!(plan.moves.len(), MAX_MOVES);
     assert_eq!(plan.consolidate_claims.len(), MAX_MOVES);
     assert!(plan.moves.iter().all(|m| m.to == "node-big"));
     // While those move, no second wave starts.
     apply_moves(&mut s, &plan);
-    assert!(plan_capacity(&s).moves.is_empty());
+    assert!(plan_capacity(&s, Catalog::builtin()).moves.is_empty());
 }
 
 #[test]
@@ -783,7 +781,7 @@ fn moves_stay_in_their_zone() {
     ees_on(&mut s, "a", 0, 4);
     ees_on(&mut s, "b", 4, 1);
     s.now = LATER;
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     assert!(plan.moves.is_empty(), "{:?}", plan.moves);
 }
 
@@ -804,15 +802,15 @@ fn scale_down_keeps_the_zones_even() {
     ees_on(&mut s, "b", 5, 1);
     ees_on(&mut s, "c", 6, 1);
     s.versions[0].wish = Some(4);
-    let plan = plan_capacity(&s);
+    let plan = plan_capacity(&s, Catalog::builtin());
     assert_eq!(plan.delete_ees.len(), 3);
     let from_a = plan
         .delete_ees
         .iter()
-        .filter(|(_, n)| {
+        .filter(|d| {
             s.ees
                 .iter()
-                .any(|e| &e.name == n && e.node.as_deref() == Some("node-a"))
+                .any(|e| e.name == d.name && e.node.as_deref() == Some("node-a"))
         })
         .count();
     assert_eq!(from_a, 3, "the emptiest instances are alone in their zones");

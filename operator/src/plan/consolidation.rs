@@ -16,24 +16,17 @@
 //! for the settle time, so not right after a scale-up), and only into room in its own zone (the
 //! versions' zone spread stays as it is). One wave of moves at a time, at most `MAX_MOVES` EEs.
 //! Static-mode providers use nodes they do not own: nothing moves there. The times come in the
-//! snapshot ([`ConsolidationTimes`], operator settings whose defaults are the constants below).
+//! snapshot ([`ConsolidationTimes`](super::consolidation_times::ConsolidationTimes), operator
+//! settings with defaults).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use lmi_crds::catalog::{Catalog, InstanceType, ee_pod_resources};
 
-use super::capacity::{
-    CapacityPlan, Move, NewClaim, NewEe, Slot, best_slot, fresh_claim_name, fresh_ee_names,
-};
+use super::capacity_plan::{CapacityPlan, ClaimMark, EeRef, Move, NewClaim, NewEe};
+use super::fresh_names::{fresh_claim_name, fresh_ee_names};
+use super::room::{Slot, best_slot};
 use super::snapshot::{ClaimView, EeView, Provisioner, Snapshot};
-
-/// An instance younger than this is not consolidated: it was launched for a scale-up whose EEs
-/// (and the room left for the next one) are still coming.
-pub const MIN_INSTANCE_AGE_SECONDS: i64 = 600;
-
-/// A version that started an EE within this is still scaling (or moving): its EEs stay put. Longer
-/// than the autoscaler's reaction time (about 80 s) and its stabilization window (30 s).
-pub const SETTLE_SECONDS: i64 = 120;
 
 /// The most EEs one wave of moves starts (each needs a replacement starting beside it).
 pub const MAX_MOVES: usize = 8;
@@ -41,33 +34,6 @@ pub const MAX_MOVES: usize = 8;
 /// An instance is replaced by a smaller one only when that costs at most this share of it: the
 /// saving must pay for the moves, and for the launch should the load turn.
 pub const RIGHT_SIZE_SHARE: f64 = 0.75;
-
-/// A consolidation whose EEs are still there after this is called off (a replacement that never
-/// becomes Ready must not keep the instance, and every later consolidation, waiting).
-pub const MOVE_TIMEOUT_SECONDS: i64 = 600;
-
-/// When consolidation may act, in seconds. The operator takes them from its settings (so an
-/// end-to-end test need not wait ten minutes); the defaults are the constants above, which the
-/// simulator and the unit tests use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConsolidationTimes {
-    /// See [`MIN_INSTANCE_AGE_SECONDS`].
-    pub min_instance_age_seconds: i64,
-    /// See [`SETTLE_SECONDS`].
-    pub settle_seconds: i64,
-    /// See [`MOVE_TIMEOUT_SECONDS`].
-    pub move_timeout_seconds: i64,
-}
-
-impl Default for ConsolidationTimes {
-    fn default() -> Self {
-        Self {
-            min_instance_age_seconds: MIN_INSTANCE_AGE_SECONDS,
-            settle_seconds: SETTLE_SECONDS,
-            move_timeout_seconds: MOVE_TIMEOUT_SECONDS,
-        }
-    }
-}
 
 /// How long `claim` is kept once it holds no EE. An instance emptied by a scale-down keeps the
 /// provider's cool-down (a scale-up soon after reuses it rather than waiting for a launch). One
@@ -115,7 +81,8 @@ fn live_ees_on<'a>(snapshot: &'a Snapshot, node: &'a str) -> impl Iterator<Item 
 /// Stops every consolidation: a scale-up needs the room.
 pub(super) fn call_off(snapshot: &Snapshot, plan: &mut CapacityPlan) {
     for claim in marked_claims(snapshot) {
-        plan.consolidate_claims.push((claim.name.clone(), None));
+        plan.consolidate_claims
+            .push(ClaimMark::new(&claim.name, None));
     }
 }
 
@@ -128,7 +95,8 @@ pub(super) fn abandon_stuck(snapshot: &Snapshot, plan: &mut CapacityPlan) {
             .as_deref()
             .is_some_and(|n| live_ees_on(snapshot, n).next().is_some());
         if occupied && snapshot.now - since >= snapshot.consolidation.move_timeout_seconds {
-            plan.consolidate_claims.push((claim.name.clone(), None));
+            plan.consolidate_claims
+                .push(ClaimMark::new(&claim.name, None));
         }
     }
 }
@@ -149,8 +117,7 @@ pub(super) fn drain_moved(
             keep -= 1;
             kept += 1;
         } else {
-            plan.delete_ees
-                .push((ee.namespace.clone(), ee.name.clone()));
+            plan.delete_ees.push(EeRef::new(&ee.namespace, &ee.name));
         }
     }
     kept
@@ -191,7 +158,7 @@ fn settled(snapshot: &Snapshot, plan: &CapacityPlan, key: &str) -> bool {
         && !plan
             .delete_ees
             .iter()
-            .any(|(ns, name)| mine().any(|e| &e.namespace == ns && &e.name == name));
+            .any(|d| mine().any(|e| e.namespace == d.namespace && e.name == d.name));
     at_desired && quiet && untouched
 }
 
@@ -206,8 +173,11 @@ struct Candidate<'a> {
 
 /// Instances old enough, holding EEs of settled versions only, and taking none in this plan;
 /// the emptiest first (fewest EEs to move), then the dearest (most saved).
-fn candidates<'a>(snapshot: &'a Snapshot, plan: &CapacityPlan) -> Vec<Candidate<'a>> {
-    let catalog = lmi_crds::catalog::Catalog::builtin();
+fn candidates<'a>(
+    snapshot: &'a Snapshot,
+    catalog: &Catalog,
+    plan: &CapacityPlan,
+) -> Vec<Candidate<'a>> {
     let mut found: Vec<Candidate<'a>> = snapshot
         .claims
         .iter()
@@ -266,8 +236,7 @@ fn occupied_nodes(snapshot: &Snapshot, plan: &CapacityPlan) -> BTreeSet<String> 
 }
 
 /// Price per hour of each node's instance.
-fn node_prices(snapshot: &Snapshot) -> BTreeMap<String, f64> {
-    let catalog = Catalog::builtin();
+fn node_prices(snapshot: &Snapshot, catalog: &Catalog) -> BTreeMap<String, f64> {
     snapshot
         .claims
         .iter()
@@ -354,30 +323,35 @@ fn ee_resources(ee: &EeView) -> (i64, i64) {
 /// replacements created now and its mark set; the old EEs drain in later plans, once the
 /// replacements are Ready. An instance whose EEs fit nowhere may get a smaller instance launched
 /// to move into (see [`right_size`]).
-pub(super) fn start_moves(snapshot: &Snapshot, slots: &mut [Slot], plan: &mut CapacityPlan) {
+pub(super) fn start_moves(
+    snapshot: &Snapshot,
+    catalog: &Catalog,
+    slots: &mut [Slot],
+    plan: &mut CapacityPlan,
+) {
     let mut wave = Wave {
         occupied: occupied_nodes(snapshot, plan),
-        prices: node_prices(snapshot),
+        prices: node_prices(snapshot, catalog),
         leaving: BTreeSet::new(),
         receiving: BTreeSet::new(),
         moved: 0,
     };
-    for candidate in candidates(snapshot, plan) {
+    for candidate in candidates(snapshot, catalog, plan) {
         if wave.moved + candidate.ees.len() > MAX_MOVES || wave.receiving.contains(candidate.node) {
             continue;
         }
         match destinations(&candidate, slots, &wave) {
             Some(chosen) => move_away(snapshot, &candidate, &chosen, slots, &mut wave, plan),
             None => {
-                right_size(snapshot, &candidate, plan);
+                right_size(snapshot, catalog, &candidate, plan);
             }
         }
     }
     // An empty instance that takes moved EEs is not empty any more.
-    plan.mark_claims.retain(|(claim, since)| {
-        since.is_none()
+    plan.mark_claims.retain(|mark| {
+        mark.since.is_none()
             || !snapshot.claims.iter().any(|c| {
-                &c.name == claim
+                c.name == mark.claim
                     && c.node_name
                         .as_ref()
                         .is_some_and(|n| wave.receiving.contains(n))
@@ -422,7 +396,7 @@ fn move_away(
     wave.leaving.insert(candidate.node.to_string());
     wave.moved += candidate.ees.len();
     plan.consolidate_claims
-        .push((candidate.claim.name.clone(), Some(snapshot.now)));
+        .push(ClaimMark::new(&candidate.claim.name, Some(snapshot.now)));
 }
 
 /// Launches, in `candidate`'s zone, the cheapest permitted instance type that holds all its EEs,
@@ -430,7 +404,12 @@ fn move_away(
 /// load now needs, alone in its zone). Once up, it is an empty instance cheaper than the
 /// candidate, so the candidate's EEs move there. Not while an instance launches or an empty one
 /// waits in the zone (that one is the destination, or the launch already happened).
-fn right_size(snapshot: &Snapshot, candidate: &Candidate<'_>, plan: &mut CapacityPlan) -> bool {
+fn right_size(
+    snapshot: &Snapshot,
+    catalog: &Catalog,
+    candidate: &Candidate<'_>,
+    plan: &mut CapacityPlan,
+) -> bool {
     let Provisioner::Karpenter {
         max_vcpu,
         requirements,
@@ -450,7 +429,7 @@ fn right_size(snapshot: &Snapshot, candidate: &Candidate<'_>, plan: &mut Capacit
         return false;
     }
     let room = max_vcpu.saturating_sub(plan.vcpu_allocated);
-    let Some(smaller) = cheapest_type_holding(snapshot, requirements, &candidate.ees)
+    let Some(smaller) = cheapest_type_holding(snapshot, catalog, requirements, &candidate.ees)
         .filter(|t| t.vcpu <= room && t.price_per_hour <= candidate.price * RIGHT_SIZE_SHARE)
     else {
         return false;
@@ -472,6 +451,7 @@ fn right_size(snapshot: &Snapshot, candidate: &Candidate<'_>, plan: &mut Capacit
 /// allocatable room holds all of `ees`.
 fn cheapest_type_holding<'a>(
     snapshot: &Snapshot,
+    catalog: &'a Catalog,
     requirements: &lmi_crds::capacity_provider::InstanceRequirements,
     ees: &[&EeView],
 ) -> Option<&'a InstanceType> {
@@ -483,7 +463,7 @@ fn cheapest_type_holding<'a>(
         (c + e.cpu_millis, m + e.memory_mib)
     });
     let (one_cpu, _) = ee_pod_resources(&shape);
-    Catalog::builtin()
+    catalog
         .select(requirements, &shape)
         .ok()?
         .into_iter()

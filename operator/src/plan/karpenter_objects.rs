@@ -8,7 +8,7 @@ use kube::{Resource, ResourceExt};
 use lmi_crds::CapacityProvider;
 use lmi_crds::common::{CAPACITY_PROVIDER_LABEL, instance_label};
 
-use super::capacity::NewClaim;
+use super::capacity_plan::NewClaim;
 use crate::karpenter::{
     ARCH_LABEL, AmiSelectorTerm, BlockDeviceMapping, CAPACITY_TYPE_LABEL, EC2NodeClass,
     EC2NodeClassSpec, Ebs, INSTANCE_TYPE_LABEL, NODE_CLASS_LABEL, NodeClaim, NodeClaimSpec,

@@ -5,7 +5,7 @@ use lmi_crds::State;
 use lmi_crds::capacity_provider::InstanceRequirements;
 use lmi_crds::rules::{EeShape, ScalingBounds};
 
-use super::consolidation::ConsolidationTimes;
+use super::consolidation_times::ConsolidationTimes;
 
 /// A node of the capacity provider.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,7 +3,7 @@
 use lmi_crds::State;
 use lmi_crds::rules::ScalingBounds;
 
-use super::capacity::{VersionPlan, Waiting};
+use super::capacity_plan::{VersionPlan, Waiting};
 
 /// Lambda's state, reason code and reason of a version.
 #[derive(Debug, Clone, PartialEq, Eq)]

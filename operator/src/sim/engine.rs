@@ -11,6 +11,8 @@
 //!    (instances appear after the launch delay, EEs are Ready after the start-up delay, removed
 //!    EEs drain for one invocation's duration).
 
+use lmi_crds::catalog::Catalog;
+
 use crate::autoscale::{
     Limits, Observation, Policy, Reaction, Reason, ScalerState, decide, target_for,
     vcpu_ceiling_ees,
@@ -18,60 +20,10 @@ use crate::autoscale::{
 use crate::plan::plan_capacity;
 
 use super::oracle::{Oracle, ees_for};
+use super::outcome::{Run, Sample, Second};
 use super::rng::Rng;
 use super::scenario::Scenario;
 use super::world::{World, floor_of};
-
-/// One function's second.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Second {
-    pub t: i64,
-    pub function: usize,
-    pub rate: f64,
-    pub arrivals: u64,
-    pub admitted: u64,
-    pub throttled: u64,
-    /// CPU utilization of the ready EEs this second (percent).
-    pub cpu_percent: f64,
-    /// The last sample the autoscaler acted on (percent).
-    pub sampled_percent: f64,
-    pub ready: u32,
-    pub live: u32,
-    pub desired: u32,
-    pub reason: &'static str,
-    /// The capacity provider's instances (launching or up) and their vCPUs.
-    pub instances: u32,
-    pub instance_vcpu: u32,
-    /// EEs the oracle holds for this function.
-    pub oracle_ees: u32,
-}
-
-/// One decision of one function.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    pub t: i64,
-    pub function: usize,
-    pub cpu_percent: f64,
-    pub ready: u32,
-    pub desired: u32,
-    pub reason: Reason,
-    /// Out of the band only because the count is pinned: below the band at the version's min
-    /// (nothing to remove), or above it at its max or the vCPU ceiling (nothing to add).
-    pub pinned: bool,
-}
-
-/// The outcome of a run.
-#[derive(Debug, Clone)]
-pub struct Run {
-    pub target: f64,
-    pub band: f64,
-    pub seconds: Vec<Second>,
-    pub samples: Vec<Sample>,
-    pub instance_seconds: f64,
-    pub on_demand_usd: f64,
-    pub oracle_instance_seconds: f64,
-    pub oracle_on_demand_usd: f64,
-}
 
 /// Seconds run at the profile's initial rate before recording starts: the version is published,
 /// its min EEs come up and the autoscaler settles (and empty instances pass their cool-down).
@@ -101,8 +53,9 @@ impl Smoothed {
     }
 }
 
-/// Runs a scenario to the end of its profile.
+/// Runs a scenario to the end of its profile, on the instance types built into the operator.
 pub fn run(scenario: &Scenario) -> Run {
+    let catalog = Catalog::builtin();
     let params = &scenario.params;
     let reaction = Reaction {
         sample_interval: std::time::Duration::from_secs(u64::from(params.sample_interval_seconds)),
@@ -133,7 +86,11 @@ pub fn run(scenario: &Scenario) -> Run {
     for (i, f) in scenario.functions.iter().enumerate() {
         match groups.iter_mut().find(|g| g.0 == f.shape) {
             Some(g) => g.1.push(i),
-            None => groups.push((f.shape, vec![i], Oracle::new(&scenario.provider, &f.shape))),
+            None => groups.push((
+                f.shape,
+                vec![i],
+                Oracle::new(catalog, &scenario.provider, &f.shape),
+            )),
         }
     }
     let zones = u32::try_from(scenario.provider.zones.len()).unwrap_or(1);
@@ -250,6 +207,7 @@ pub fn run(scenario: &Scenario) -> Run {
                 let limits = Limits {
                     bounds: f.bounds,
                     ceiling: Some(vcpu_ceiling_ees(
+                        catalog,
                         scenario.provider.max_vcpu,
                         world.others_vcpu(scenario, i),
                         &f.shape,
@@ -282,8 +240,8 @@ pub fn run(scenario: &Scenario) -> Run {
                 }
             }
         }
-        let plan = plan_capacity(&world.snapshot(scenario, &wishes, t));
-        world.apply(scenario, &plan, t);
+        let plan = plan_capacity(&world.snapshot(scenario, catalog, &wishes, t), catalog);
+        world.apply(scenario, catalog, &plan, t);
     }
     run.instance_seconds = world.instance_seconds;
     run.on_demand_usd = world.on_demand_usd;

@@ -16,8 +16,9 @@ pub struct Oracle {
 }
 
 impl Oracle {
-    pub fn new(provider: &SimProvider, shape: &EeShape) -> Self {
-        let types = Catalog::builtin()
+    /// The oracle for EEs of `shape` on the types of `catalog` that `provider` permits.
+    pub fn new(catalog: &Catalog, provider: &SimProvider, shape: &EeShape) -> Self {
+        let types = catalog
             .select(&provider.requirements, shape)
             .map(|cs| {
                 cs.iter()
@@ -70,7 +71,7 @@ mod tests {
     #[test]
     fn the_oracle_packs_and_spreads() {
         let f = default_function();
-        let o = Oracle::new(&default_provider(), &f.shape);
+        let o = Oracle::new(Catalog::builtin(), &default_provider(), &f.shape);
         let (n3, _, _) = o.capacity(3, 3);
         assert_eq!(n3, 3);
         let (n1, _, p1) = o.capacity(1, 3);

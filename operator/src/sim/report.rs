@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::engine::Run;
+use super::outcome::Run;
 use super::scenario::{MANAGEMENT_FEE, Scenario};
 
 /// The summary of one function in a run.

@@ -1,14 +1,18 @@
 //! What is simulated: the capacity provider, its functions, the load and the timing parameters.
 //! Built from defaults or from the same Function and CapacityProvider manifests users apply.
 
+use std::sync::Arc;
+
 use lmi_crds::capacity_provider::{
     CapacityScalingConfig, InstanceRequirements, ProvisioningMode, ScalingMode,
 };
-use lmi_crds::rules::{EeShape, ScalingBounds, ee_shape, scaling_bounds};
+use lmi_crds::rules::{EeShape, ScalingBounds};
 use lmi_crds::{Architecture, CapacityProvider, Function};
 
 use super::profile::Profile;
 use crate::error::{Error, Result};
+use crate::plan::publication::published_version;
+use crate::version_view::{Functions, Skip, version_view};
 
 /// One simulated function (its one version).
 #[derive(Debug, Clone, PartialEq)]
@@ -116,25 +120,36 @@ pub fn default_provider() -> SimProvider {
 }
 
 /// A function from a Function manifest (YAML), with the per-invocation costs the manifest does
-/// not say.
+/// not say. It runs as the function's latest published version, with the view the operator
+/// builds for that version: the EE shape of its configuration, and the Function's scaling,
+/// which the latest published version follows.
 pub fn function_from_yaml(
     text: &str,
     cpu_seconds: f64,
     duration_seconds: f64,
 ) -> Result<SimFunction> {
-    let function: Function =
+    let mut function: Function =
         serde_yaml::from_str(text).map_err(|e| Error::Config(format!("function manifest: {e}")))?;
-    let shape = ee_shape(&function.spec.configuration)
-        .map_err(|e| Error::Config(format!("function manifest: {e}")))?;
     let name = function
         .metadata
         .name
         .clone()
         .unwrap_or_else(|| "function".to_string());
+    const PUBLISHED: i32 = 1;
+    let version = published_version(&function, PUBLISHED, "");
+    function
+        .status
+        .get_or_insert_with(Default::default)
+        .latest_published_version = Some(PUBLISHED.to_string());
+    let functions = [Arc::new(function)];
+    let view = version_view(&version, &Functions::new(&functions)).map_err(|skip| match skip {
+        Skip::Invalid(e) => Error::Config(format!("function manifest: {e}")),
+        Skip::Gone => Error::Config("function manifest: the function is being deleted".to_string()),
+    })?;
     Ok(SimFunction {
         name,
-        shape,
-        bounds: scaling_bounds(function.spec.scaling_config.as_ref()),
+        shape: view.shape,
+        bounds: view.bounds,
         cpu_seconds,
         duration_seconds,
     })

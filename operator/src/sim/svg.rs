@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::engine::{Run, Second};
+use super::outcome::{Run, Second};
 use super::scenario::Scenario;
 
 const WIDTH: f64 = 960.0;

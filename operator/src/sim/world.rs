@@ -66,8 +66,13 @@ impl World {
     }
 
     /// The planner's view at `now`, with the autoscaler's wishes.
-    pub fn snapshot(&self, scenario: &Scenario, wishes: &[Option<u32>], now: i64) -> Snapshot {
-        let catalog = Catalog::builtin();
+    pub fn snapshot(
+        &self,
+        scenario: &Scenario,
+        catalog: &Catalog,
+        wishes: &[Option<u32>],
+        now: i64,
+    ) -> Snapshot {
         let nodes = self
             .claims
             .iter()
@@ -150,8 +155,7 @@ impl World {
     }
 
     /// Applies a plan made at `now`, as the controllers would.
-    pub fn apply(&mut self, scenario: &Scenario, plan: &CapacityPlan, now: i64) {
-        let catalog = Catalog::builtin();
+    pub fn apply(&mut self, scenario: &Scenario, catalog: &Catalog, plan: &CapacityPlan, now: i64) {
         for new in &plan.create_claims {
             let Some(t) = catalog.get(&new.instance_type) else {
                 continue;
@@ -168,14 +172,14 @@ impl World {
                 consolidating_since: None,
             });
         }
-        for (name, mark) in &plan.mark_claims {
-            if let Some(c) = self.claims.iter_mut().find(|c| &c.name == name) {
-                c.empty_since = *mark;
+        for mark in &plan.mark_claims {
+            if let Some(c) = self.claims.iter_mut().find(|c| c.name == mark.claim) {
+                c.empty_since = mark.since;
             }
         }
-        for (name, mark) in &plan.consolidate_claims {
-            if let Some(c) = self.claims.iter_mut().find(|c| &c.name == name) {
-                c.consolidating_since = *mark;
+        for mark in &plan.consolidate_claims {
+            if let Some(c) = self.claims.iter_mut().find(|c| c.name == mark.claim) {
+                c.consolidating_since = mark.since;
             }
         }
         self.claims
@@ -195,8 +199,8 @@ impl World {
                 gone_at: None,
             });
         }
-        for (_, name) in &plan.delete_ees {
-            if let Some(e) = self.ees.iter_mut().find(|e| &e.name == name) {
+        for deleted in &plan.delete_ees {
+            if let Some(e) = self.ees.iter_mut().find(|e| e.name == deleted.name) {
                 if e.gone_at.is_some() {
                     continue;
                 }

@@ -1,0 +1,59 @@
+//! In-memory views of the cluster that every reconcile reads: one reflector store per kind, kept
+//! current by the watches `controllers::run` starts. Apart from the rest of the shared context
+//! (client, event recorder, settings) so that the observer, which only reads, depends on the stores
+//! alone.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::runtime::reflector::{ObjectRef, Store};
+use lmi_crds::{Function, FunctionVersion};
+
+use crate::karpenter::{EC2NodeClass, NodeClaim};
+
+/// In-memory views of the cluster, kept current by one watch per kind.
+#[derive(Clone)]
+pub struct Stores {
+    pub functions: Store<Function>,
+    pub versions: Store<FunctionVersion>,
+    /// EE pods only (label `app.kubernetes.io/managed-by=lmi-operator`).
+    pub pods: Store<Pod>,
+    pub nodes: Store<Node>,
+    /// Their labels decide which capacity providers a namespace's functions may use.
+    pub namespaces: Store<Namespace>,
+    pub claims: Store<NodeClaim>,
+    pub node_classes: Store<EC2NodeClass>,
+}
+
+impl Stores {
+    /// Waits until the stores of the core kinds hold their first full list, so that a plan made
+    /// after a restart sees every EE that already exists. Karpenter's kinds are waited for
+    /// separately ([`Stores::karpenter_ready`]): a cluster without Karpenter (Static providers
+    /// only) never fills them.
+    pub async fn ready(&self) -> Result<(), kube::runtime::reflector::store::WriterDropped> {
+        self.functions.wait_until_ready().await?;
+        self.versions.wait_until_ready().await?;
+        self.pods.wait_until_ready().await?;
+        self.namespaces.wait_until_ready().await?;
+        self.nodes.wait_until_ready().await
+    }
+
+    /// Karpenter's NodeClaims and EC2NodeClasses are listed (their CRDs are installed).
+    pub async fn karpenter_ready(
+        &self,
+    ) -> Result<(), kube::runtime::reflector::store::WriterDropped> {
+        self.claims.wait_until_ready().await?;
+        self.node_classes.wait_until_ready().await
+    }
+}
+
+impl Stores {
+    /// The labels of namespace `name` (none when the store does not hold it: a function of an
+    /// unknown namespace is then judged as unlabelled, which fails closed).
+    pub fn namespace_labels(&self, name: &str) -> BTreeMap<String, String> {
+        self.namespaces
+            .get(&ObjectRef::new(name))
+            .and_then(|ns| ns.metadata.labels.clone())
+            .unwrap_or_default()
+    }
+}
