@@ -23,7 +23,7 @@ use lmi_e2e::operator_harness::{
 use lmi_e2e::simcloud::SimCloud;
 use lmi_operator::karpenter::NodeClaim;
 use lmi_operator::observe::CONSOLIDATING_SINCE_ANNOTATION;
-use lmi_operator::plan::consolidation::ConsolidationTimes;
+use lmi_operator::plan::consolidation_times::ConsolidationTimes;
 use lmi_operator::settings::Settings;
 use serde_json::{Value, json};
 

@@ -15,10 +15,10 @@ use crate::context::Context;
 use crate::controllers::{capacity_provider, function};
 use crate::karpenter::{EC2NodeClass, NodeClaim};
 use crate::metrics::Metrics;
-use crate::plan::ee_pod::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::settings::Settings;
 use crate::stores::Stores;
 use crate::utilization::UtilizationSource;
+use lmi_crds::common::{MANAGED_BY, MANAGED_BY_LABEL};
 
 /// A reflected watch: its store, kept current by a task of its own, and a stream of the objects
 /// it sees, for the controller's triggers.

@@ -14,7 +14,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use lmi_crds::FunctionVersion;
 use lmi_crds::catalog::{SIDECAR_CPU_MILLIS, SIDECAR_MEMORY_MIB};
-use lmi_crds::common::{CAPACITY_PROVIDER_LABEL, FUNCTION_LABEL, VERSION_LABEL, instance_label};
+use lmi_crds::common::{
+    CAPACITY_PROVIDER_LABEL, FUNCTION_LABEL, MANAGED_BY, MANAGED_BY_LABEL, VERSION_LABEL,
+    instance_label,
+};
 use lmi_crds::ee_contract::{self, RUNTIME_API_ADDR, env as ee_env};
 use lmi_crds::function::EnvValueSource;
 use lmi_crds::invoke_token::{
@@ -23,7 +26,6 @@ use lmi_crds::invoke_token::{
 };
 use lmi_crds::rules::{EeShape, init_timeout_seconds};
 
-pub use lmi_crds::common::{MANAGED_BY, MANAGED_BY_LABEL};
 /// The sidecar's pod port (a container port is an i32).
 const SIDECAR_PORT: i32 = ee_contract::SIDECAR_PORT as i32;
 /// UID and GID the function runs as (Lambda runs functions as an unprivileged user too).
