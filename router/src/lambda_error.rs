@@ -108,8 +108,9 @@ impl LambdaError {
                 "Request must be smaller than {} bytes for the InvokeFunction operation",
                 crate::wire::MAX_SYNC_PAYLOAD
             ),
-            Self::EventNotSupported => "InvocationType Event (asynchronous invocation) is not \
-                supported yet by this platform; use RequestResponse or DryRun"
+            Self::EventNotSupported => "InvocationType Event (asynchronous invocation) needs the \
+                event queue, and this router runs without one (--nats-url); use RequestResponse \
+                or DryRun"
                 .to_string(),
             Self::UnknownOperation => "Unknown operation".to_string(),
         }

@@ -12,6 +12,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::Router;
 use super::catalog::Version;
+use super::events::{self, meta::EventMeta};
 use crate::admission::Refusal;
 use crate::body::Held;
 use crate::function_name::{self, FunctionRef, Qualifier};
@@ -70,11 +71,58 @@ impl Default for Labels {
     }
 }
 
+/// How an invocation ends, short of an error.
+enum Handled {
+    /// The function's answer.
+    Answered(Answer),
+    /// DryRun: the function exists and may be invoked.
+    DryRun,
+    /// An Event, stored in the queue (202).
+    Queued,
+}
+
 /// What a successful hop to an EE gives back.
-struct Answer {
-    body: Body,
+pub(crate) struct Answer {
+    pub body: Body,
     function_error: Option<HeaderValue>,
-    version: u32,
+    pub version: u32,
+}
+
+/// What an event's run gives back.
+pub(crate) struct EventAnswer {
+    pub body: Body,
+    pub function_error: Option<String>,
+    pub version: u32,
+}
+
+/// Runs one stored event: resolves its function as of now and sends it to an EE (the
+/// dispatcher's path; the caller got its 202 long ago).
+pub(crate) async fn run_event(
+    router: &Router,
+    fref: &FunctionRef,
+    request_id: &str,
+    trace_id: &str,
+    payload: Bytes,
+) -> Result<EventAnswer, LambdaError> {
+    let version = router
+        .catalog()
+        .resolve(fref, &router.config.region, ids::random_unit())
+        .map(Resolved::from)?;
+    let hop = Hop {
+        request_id,
+        arn: fref.invoked_arn(&router.config.region),
+        trace_id: trace_id.to_string(),
+        client_context: None,
+        payload,
+    };
+    let answer = forward(router, &version, &hop).await?;
+    Ok(EventAnswer {
+        body: answer.body,
+        function_error: answer
+            .function_error
+            .and_then(|v| v.to_str().ok().map(str::to_string)),
+        version: answer.version,
+    })
 }
 
 async fn invoke(router: &Router, raw_name: String, req: Request<Incoming>) -> Response<Body> {
@@ -83,7 +131,7 @@ async fn invoke(router: &Router, raw_name: String, req: Request<Incoming>) -> Re
     let mut labels = Labels::default();
     let result = invoke_inner(router, &raw_name, req, &request_id, &mut labels).await;
     let (label, resp) = match result {
-        Ok(Some(answer)) => {
+        Ok(Handled::Answered(answer)) => {
             let label = if answer.function_error.is_some() {
                 "FunctionError"
             } else {
@@ -91,12 +139,14 @@ async fn invoke(router: &Router, raw_name: String, req: Request<Incoming>) -> Re
             };
             (label, success(answer, &request_id))
         }
-        Ok(None) => {
-            // DryRun: the function exists and may be invoked.
-            let mut r = Response::new(full(Bytes::new()));
-            *r.status_mut() = StatusCode::NO_CONTENT;
-            put(r.headers_mut(), "x-amzn-requestid", &request_id);
-            ("DryRun", r)
+        Ok(Handled::DryRun) => ("DryRun", empty_answer(StatusCode::NO_CONTENT, &request_id)),
+        Ok(Handled::Queued) => {
+            router
+                .metrics
+                .events_received
+                .with_label_values(&[&labels.function])
+                .inc();
+            ("Queued", empty_answer(StatusCode::ACCEPTED, &request_id))
         }
         Err(e) => {
             if let LambdaError::TooManyRequests { reason, .. } = &e {
@@ -127,7 +177,7 @@ async fn invoke_inner(
     req: Request<Incoming>,
     request_id: &str,
     labels: &mut Labels,
-) -> Result<Option<Answer>, LambdaError> {
+) -> Result<Handled, LambdaError> {
     let (parts, body) = req.into_parts();
     let announced = crate::body::content_length(&parts.headers);
     // Everything that needs no payload is decided first, and a refusal goes out before the
@@ -156,7 +206,7 @@ async fn invoke_inner(
     if caller.is_none() && prepared.invocation_type == "DryRun" {
         // Nothing to verify: the payload is not needed.
         discard(body, announced);
-        return Ok(None);
+        return Ok(Handled::DryRun);
     }
     let (payload, _budget) = read_payload(&router.payload_budget, body, reserved).await?;
     if let (Some(caller), Some(access)) = (caller, &router.access) {
@@ -169,14 +219,34 @@ async fn invoke_inner(
             .await?;
     }
     let version = prepared.version?;
-    if prepared.invocation_type == "Event" {
-        return Err(LambdaError::EventNotSupported);
-    }
     if prepared.invocation_type == "DryRun" {
-        return Ok(None);
+        return Ok(Handled::DryRun);
     }
     if !payload.is_empty() {
         check_json(&payload)?;
+    }
+    if prepared.invocation_type == "Event" {
+        // The function resolved to a version that can run; the event runs later, on whatever
+        // version its qualifier names then.
+        let queue = router
+            .events
+            .as_ref()
+            .ok_or(LambdaError::EventNotSupported)?;
+        if payload.len() > events::MAX_EVENT_PAYLOAD {
+            return Err(LambdaError::RequestTooLarge);
+        }
+        let meta = EventMeta {
+            request_id: request_id.to_string(),
+            namespace: prepared.fref.namespace.clone(),
+            function: prepared.fref.name.clone(),
+            qualifier: prepared.fref.qualifier_text.clone(),
+            received_ms: events::meta::now_ms(),
+            attempts: 0,
+            not_before_ms: 0,
+            trace_id: prepared.trace_id.unwrap_or_else(ids::trace_id),
+        };
+        queue.enqueue(&meta, payload).await?;
+        return Ok(Handled::Queued);
     }
     let hop = Hop {
         request_id,
@@ -188,7 +258,7 @@ async fn invoke_inner(
     let mut answer = forward(router, &version, &hop).await?;
     // The invocation counts as in progress until its answer has streamed out to the caller.
     answer.body = http_server::boxed(Held::new(answer.body, in_flight));
-    Ok(Some(answer))
+    Ok(Handled::Answered(answer))
 }
 
 /// What the checks before the payload found.
@@ -246,7 +316,11 @@ fn admit(
     let trace_id = ascii_header(headers, "x-amzn-trace-id", "X-Amzn-Trace-Id")?.map(str::to_string);
     let client_context = client_context(headers)?;
     // An announced payload over the limit is answered at once, without waiting for it.
-    if announced.is_some_and(|n| n > wire::MAX_SYNC_PAYLOAD as u64) {
+    let limit = match invocation_type {
+        "Event" => events::MAX_EVENT_PAYLOAD,
+        _ => wire::MAX_SYNC_PAYLOAD,
+    };
+    if announced.is_some_and(|n| n > limit as u64) {
         return Err(LambdaError::RequestTooLarge);
     }
     let version = {
@@ -273,7 +347,7 @@ fn admit(
         if let Err(e) = &version {
             return Err(e.clone());
         }
-        if invocation_type == "Event" {
+        if invocation_type == "Event" && router.events.is_none() {
             return Err(LambdaError::EventNotSupported);
         }
     }
@@ -589,6 +663,14 @@ fn put(h: &mut HeaderMap, name: &'static str, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         h.insert(name, v);
     }
+}
+
+/// An answer without a body: 204 for DryRun, 202 for a stored event.
+fn empty_answer(status: StatusCode, request_id: &str) -> Response<Body> {
+    let mut r = Response::new(full(Bytes::new()));
+    *r.status_mut() = status;
+    put(r.headers_mut(), "x-amzn-requestid", request_id);
+    r
 }
 
 fn success(a: Answer, request_id: &str) -> Response<Body> {

@@ -38,6 +38,10 @@ pub struct FunctionSpec {
     /// The function's aliases (qualifiers other than version numbers).
     #[serde(default)]
     pub aliases: Vec<AliasSpec>,
+    /// Retries, maximum age and destinations of its `Event` invocations (the Function's
+    /// `spec.eventInvokeConfig`); unset: Lambda's defaults, no destinations.
+    #[serde(default)]
+    pub event_invoke_config: Option<lmi_crds::EventInvokeConfig>,
 }
 
 /// An alias: a name for a version, and optionally a second version taking a share of the
@@ -147,6 +151,7 @@ impl Alias {
 struct FunctionEntry {
     versions: BTreeMap<u32, Version>,
     aliases: HashMap<String, Alias>,
+    event_invoke_config: Option<lmi_crds::EventInvokeConfig>,
 }
 
 #[derive(Debug, Default)]
@@ -155,6 +160,18 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// A function's event invoke config: None when the function is unknown, Some(None) when it
+    /// sets none.
+    pub fn event_config(
+        &self,
+        namespace: &str,
+        function: &str,
+    ) -> Option<Option<&lmi_crds::EventInvokeConfig>> {
+        self.functions
+            .get(&(namespace.to_string(), function.to_string()))
+            .map(|f| f.event_invoke_config.as_ref())
+    }
+
     /// Build from a spec, reusing `previous`'s endpoints (and so their in-flight counts).
     /// `pool` is the most connections (so invocations) this router opens to one EE at once;
     /// `key` the invoke key the functions' tokens derive from.
@@ -194,6 +211,7 @@ impl Catalog {
             let entry = functions
                 .entry((f.namespace.clone(), f.name.clone()))
                 .or_default();
+            entry.event_invoke_config = f.event_invoke_config.clone();
             for a in &f.aliases {
                 entry
                     .aliases

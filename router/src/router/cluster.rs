@@ -21,7 +21,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use lmi_crds::common::{FUNCTION_LABEL, VERSION_LABEL};
 use lmi_crds::invoke_token::{INVOKE_KEY_FIELD, INVOKE_KEY_SECRET, InvokeKey};
-use lmi_crds::{FunctionAlias, FunctionVersion};
+use lmi_crds::{Function, FunctionAlias, FunctionVersion};
 use tokio::sync::Notify;
 
 use super::Router;
@@ -30,6 +30,7 @@ use crate::Error;
 
 /// Build the catalog from what the reflectors hold. Pure.
 pub fn spec_from(
+    functions_found: &[Arc<Function>],
     versions: &[Arc<FunctionVersion>],
     aliases: &[Arc<FunctionAlias>],
     pods: &[Arc<Pod>],
@@ -89,6 +90,7 @@ pub fn spec_from(
                 // Derived from the invoke key when the catalog is built.
                 invoke_token: None,
                 aliases: Vec::new(),
+                event_invoke_config: None,
             })
             .versions
             .push(VersionSpec {
@@ -121,6 +123,15 @@ pub fn spec_from(
             additional_version: additional
                 .map(|(version, weight)| WeightedVersion { version, weight }),
         });
+    }
+    for function in functions_found {
+        let key = (
+            function.metadata.namespace.clone().unwrap_or_default(),
+            function.metadata.name.clone().unwrap_or_default(),
+        );
+        if let Some(f) = functions.get_mut(&key) {
+            f.event_invoke_config = function.spec.event_invoke_config.clone();
+        }
     }
     // The object name is <function>-<alias>, so an alias name is unique per function; sorted so
     // the spec does not depend on the reflector's order.
@@ -173,6 +184,12 @@ pub async fn watch(
         watcher::Config::default(),
         changed.clone(),
     );
+    // For their eventInvokeConfig (retries, age, destinations of Event invocations).
+    let functions: Store<Function> = spawn_reflector(
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        changed.clone(),
+    );
     // `helm upgrade` does not install new CRDs: a router upgraded before FunctionAlias's CRD was
     // applied still serves versions (aliases then answer 404) instead of failing to start.
     let aliases: Option<Store<FunctionAlias>> = if aliases_served(&client).await {
@@ -195,6 +212,7 @@ pub async fn watch(
     );
     let ready = async {
         versions.wait_until_ready().await.ok();
+        functions.wait_until_ready().await.ok();
         if let Some(a) = &aliases {
             a.wait_until_ready().await.ok();
         }
@@ -208,7 +226,7 @@ pub async fn watch(
         .is_err()
     {
         return Err(Error::Kube(format!(
-            "FunctionVersions, FunctionAliases, pods and the Secret {INVOKE_KEY_SECRET} of namespace {} not \
+            "Functions, FunctionVersions, FunctionAliases, pods and the Secret {INVOKE_KEY_SECRET} of namespace {} not \
              listed within 60 s (RBAC? CRDs installed?)",
             router.config.system_namespace
         )));
@@ -229,6 +247,7 @@ pub async fn watch(
             }
         }
         let spec = spec_from(
+            &functions.state(),
             &versions.state(),
             &aliases.as_ref().map(Store::state).unwrap_or_default(),
             &pods.state(),
@@ -391,7 +410,7 @@ mod tests {
             alias("a", "hello", "same", "1", &[("1", 0.5)]),
             alias("a", "hello", "heavy", "1", &[("2", 1.5)]),
         ];
-        let spec = spec_from(&versions, &aliases, &[], 9000);
+        let spec = spec_from(&[], &versions, &aliases, &[], 9000);
         let a = &spec.functions[0];
         assert_eq!(
             a.aliases,
@@ -459,7 +478,7 @@ mod tests {
             pod("a", "hello", "2", "fd00::5", true, false),
             pod("b", "other", "1", "10.0.1.1", true, false),
         ];
-        let spec = spec_from(&versions, &[], &pods, 9000);
+        let spec = spec_from(&[], &versions, &[], &pods, 9000);
         assert_eq!(spec.functions.len(), 2);
         let a = &spec.functions[0];
         assert_eq!((a.namespace.as_str(), a.name.as_str()), ("a", "hello"));

@@ -21,6 +21,18 @@ pub struct Metrics {
     /// Requests the router made to the apiserver to authenticate or authorize callers, by
     /// resource (`tokenreviews`, `subjectaccessreviews`): the caches keep these to a handful.
     pub apiserver_requests: IntCounterVec,
+    /// Event invocations stored in the queue (202), by function (Lambda's
+    /// AsyncEventsReceived).
+    pub events_received: IntCounterVec,
+    /// Seconds from an event's acceptance to its final outcome (Lambda's AsyncEventAge).
+    pub event_age: Histogram,
+    /// Events that ended without success, by function and reason: RetriesExhausted,
+    /// EventAgeExceeded, FunctionNotFound, Malformed (Lambda's AsyncEventsDropped).
+    pub events_dropped: IntCounterVec,
+    /// Function errors stored again for a retry, by function.
+    pub event_retries: IntCounterVec,
+    /// Records a destination did not take, by function (Lambda's DestinationDeliveryFailures).
+    pub event_destination_failures: IntCounterVec,
 }
 
 impl Metrics {
@@ -65,6 +77,49 @@ impl Metrics {
             ),
             &["resource"],
         )?;
+        let events_received = IntCounterVec::new(
+            Opts::new(
+                "lmi_router_events_received_total",
+                "Event invocations stored in the queue",
+            ),
+            &["function"],
+        )?;
+        let event_age = Histogram::with_opts(
+            HistogramOpts::new(
+                "lmi_router_event_age_seconds",
+                "Time from an event's acceptance to its final outcome",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 180.0,
+                600.0, 3600.0, 21600.0,
+            ]),
+        )?;
+        let events_dropped = IntCounterVec::new(
+            Opts::new(
+                "lmi_router_events_dropped_total",
+                "Events that ended without success, by reason",
+            ),
+            &["function", "reason"],
+        )?;
+        let event_retries = IntCounterVec::new(
+            Opts::new(
+                "lmi_router_event_retries_total",
+                "Function errors of events stored again for a retry",
+            ),
+            &["function"],
+        )?;
+        let event_destination_failures = IntCounterVec::new(
+            Opts::new(
+                "lmi_router_event_destination_failures_total",
+                "Event outcome records a destination did not take",
+            ),
+            &["function"],
+        )?;
+        registry.register(Box::new(events_received.clone()))?;
+        registry.register(Box::new(event_age.clone()))?;
+        registry.register(Box::new(events_dropped.clone()))?;
+        registry.register(Box::new(event_retries.clone()))?;
+        registry.register(Box::new(event_destination_failures.clone()))?;
         registry.register(Box::new(apiserver_requests.clone()))?;
         registry.register(Box::new(invocations.clone()))?;
         registry.register(Box::new(throttles.clone()))?;
@@ -78,6 +133,11 @@ impl Metrics {
             retries,
             duration,
             functions,
+            events_received,
+            event_age,
+            events_dropped,
+            event_retries,
+            event_destination_failures,
             apiserver_requests,
         })
     }

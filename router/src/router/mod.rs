@@ -4,6 +4,7 @@ pub mod access;
 pub mod api;
 pub mod catalog;
 pub mod cluster;
+pub mod events;
 pub mod memory;
 pub mod metrics;
 pub mod static_file;
@@ -58,6 +59,8 @@ pub struct Config {
     /// A file holding the invoke key's bytes: used instead of the cluster's Secret (static
     /// catalogs, local runs).
     pub invoke_key_file: Option<PathBuf>,
+    /// The event queue (`--nats-url`, `--event-*`); without it `Event` invocations answer 400.
+    pub events: Option<events::EventSettings>,
 }
 
 /// The namespace of the LMI Secrets when neither `--system-namespace` nor `POD_NAMESPACE` says.
@@ -82,6 +85,7 @@ impl Default for Config {
             token_audience: DEFAULT_TOKEN_AUDIENCE.to_string(),
             allowed_regions: Vec::new(),
             invoke_key_file: None,
+            events: None,
         }
     }
 }
@@ -99,6 +103,16 @@ impl Config {
             && let Some(ns) = env("POD_NAMESPACE").filter(|v| !v.is_empty())
         {
             c.system_namespace = ns;
+        }
+        if !args.iter().any(|a| a == "--nats-url")
+            && let Some(url) = env("LMI_NATS_URL").filter(|v| !v.is_empty())
+        {
+            c.events = Some(events::EventSettings {
+                url,
+                ..c.events
+                    .clone()
+                    .unwrap_or_else(|| events::EventSettings::new(String::new()))
+            });
         }
         let budget_given = args.iter().any(|a| a == "--payload-budget-mib");
         if let Some(v) = env("LMI_MEMORY_LIMIT_MIB").filter(|v| !v.is_empty())
@@ -178,6 +192,49 @@ impl Config {
                         .map(str::to_string)
                         .collect();
                 }
+                "--nats-url" => {
+                    let url = value()?;
+                    c.events = Some(events::EventSettings {
+                        url,
+                        ..c.events
+                            .clone()
+                            .unwrap_or_else(|| events::EventSettings::new(String::new()))
+                    });
+                }
+                "--event-retry-delays-seconds" => {
+                    let v = value()?;
+                    let delays: Option<Vec<Duration>> = v
+                        .split(',')
+                        .map(|s| {
+                            s.trim()
+                                .parse::<f64>()
+                                .ok()
+                                .filter(|d| (0.0..=3600.0).contains(d))
+                        })
+                        .map(|d| d.map(Duration::from_secs_f64))
+                        .collect();
+                    let delays = delays.filter(|d| !d.is_empty()).ok_or_else(|| {
+                        Error::Config(format!(
+                            "--event-retry-delays-seconds {v}: need seconds like 60,120"
+                        ))
+                    })?;
+                    event_settings(&mut c).retry_delays = delays;
+                }
+                "--event-concurrency" => {
+                    let n = count(flag, &value()?, 1)?;
+                    event_settings(&mut c).concurrency = n;
+                }
+                "--event-replicas" => {
+                    let v = value()?;
+                    let n = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=5).contains(n))
+                        .ok_or_else(|| {
+                            Error::Config(format!("--event-replicas {v}: need 1 to 5"))
+                        })?;
+                    event_settings(&mut c).replicas = n;
+                }
                 "--sidecar-port" => {
                     let v = value()?;
                     c.sidecar_port = v
@@ -189,6 +246,12 @@ impl Config {
         }
         Ok(c)
     }
+}
+
+/// The event settings being parsed (the URL may come later, or from LMI_NATS_URL).
+fn event_settings(c: &mut Config) -> &mut events::EventSettings {
+    c.events
+        .get_or_insert_with(|| events::EventSettings::new(String::new()))
 }
 
 /// A whole number of at least `min` (and at most a million) for `flag`.
@@ -232,6 +295,8 @@ pub struct Router {
     pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Caller authentication and authorization; `None` with `--auth off`.
     pub access: Option<access::Access>,
+    /// The event queue; `None` without `--nats-url`.
+    pub events: Option<events::EventQueue>,
     /// The cluster's invoke key, from which each function's token is derived when the catalog is
     /// built (None until it is known: invocations then go without a token).
     invoke_key: RwLock<Option<InvokeKey>>,
@@ -268,6 +333,7 @@ impl Router {
             client,
             metrics: metrics::Metrics::new()?,
             access: None,
+            events: None,
         })
     }
 
@@ -355,7 +421,18 @@ pub async fn start(config: Config, client: Option<kube::Client>) -> Result<Start
             "authentication is off (--auth off): every caller that reaches the router may invoke every function"
         ),
     }
+    if let Some(settings) = router.config.events.clone() {
+        if settings.url.is_empty() {
+            return Err(Error::Config(
+                "the --event-* flags need --nats-url (or LMI_NATS_URL)".to_string(),
+            ));
+        }
+        router.events = Some(events::EventQueue::connect(settings).await?);
+    }
     let router = Arc::new(router);
+    if let Some(queue) = router.events.clone() {
+        tokio::spawn(events::dispatch::run(router.clone(), queue));
+    }
     let key_from_file = match &router.config.invoke_key_file {
         Some(path) => {
             router.set_invoke_key(Some(read_invoke_key(path)?));
