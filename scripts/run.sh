@@ -232,6 +232,12 @@ done
 echo "== the function answered:"
 cat "$OUT"
 echo
+if [ -n "${LMI_NATS_URL:-}" ]; then
+    # The router was started with the local cluster's NATS JetStream (LMI_NATS_URL): asynchronous
+    # invocations are stored there and run in the background (docs/data-plane.md, "Event").
+    echo "== an Event invocation: ${INVOKE[*]} --invocation-type Event"
+    "${INVOKE[@]}" --invocation-type Event "$RUN_DIR/event-out.json"
+fi
 ENV_LINE=""
 [ "$LOCAL" = 1 ] && ENV_LINE="eval \"\$($BIN/lmi-dev env)\""
 cat <<MSG

@@ -3,7 +3,7 @@
 //! `{"sleepMs": N}` waits N ms, `{"spinMs": N}` burns CPU for N ms, `{"fail": "message"}` returns an
 //! error, `{"exit": N}` ends the whole runtime process with exit status N (a crash mid-invocation),
 //! `{"answerBytes": N}` answers a string of N bytes (`{"fail": ...}` with it: an error document that
-//! large), `{"noEcho": true}` leaves the payload out of the answer; anything else is echoed.
+//! large; with `{"withRequestId": true}` its message ends with the request id), `{"noEcho": true}` leaves the payload out of the answer; anything else is echoed.
 //!
 //! Run it behind a sidecar: `lmi-sidecar -- target/debug/examples/fixture_fn`.
 
@@ -29,6 +29,10 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
     let answer_bytes = payload.get("answerBytes").and_then(Value::as_u64);
     if let Some(msg) = payload.get("fail").and_then(Value::as_str) {
         let pad = "x".repeat(answer_bytes.unwrap_or(0) as usize);
+        // `{"withRequestId": true}`: the message ends with the request id the runtime gave.
+        if payload.get("withRequestId").and_then(Value::as_bool) == Some(true) {
+            return Err(format!("{msg}{pad} {}", ctx.request_id).into());
+        }
         return Err(format!("{msg}{pad}").into());
     }
     if let Some(n) = answer_bytes {

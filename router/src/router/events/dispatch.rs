@@ -322,10 +322,7 @@ async fn deliver(
         not_before_ms: 0,
         trace_id: meta.trace_id.clone(),
     };
-    queue
-        .enqueue(&event, record)
-        .await
-        .map_err(|e| e.message())
+    queue.enqueue(&event, record).await.map_err(|e| e.message())
 }
 
 fn count_dropped(router: &Router, function: &str, reason: &str) {

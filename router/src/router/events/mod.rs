@@ -134,11 +134,17 @@ impl EventQueue {
     /// Stores an event; Ok once JetStream has acknowledged it.
     pub async fn enqueue(&self, meta: &EventMeta, payload: Bytes) -> Result<(), LambdaError> {
         let subject = Self::subject(&meta.namespace, &meta.function);
-        self.publish(subject, meta.to_headers(), payload)
-            .await
-            .map_err(|e| {
-                LambdaError::Service(format!("The event queue could not store the event: {e}"))
-            })
+        let mut stored = self
+            .publish(subject.clone(), meta.to_headers(), payload.clone())
+            .await;
+        if stored.is_err() && self.ensure().await.is_ok() {
+            // The stream was not there yet (a fresh server, or one that lost its store): made
+            // now, so try once more.
+            stored = self.publish(subject, meta.to_headers(), payload).await;
+        }
+        stored.map_err(|e| {
+            LambdaError::Service(format!("The event queue could not store the event: {e}"))
+        })
     }
 
     /// Publishes to JetStream and waits for the stored acknowledgement.

@@ -1,0 +1,344 @@
+//! Event invocations end to end on a real nats-server (JetStream, file storage): routers on a
+//! static catalog, real sidecars with the Rust fixture function. An event is answered 202 once
+//! stored, runs, and its outcome record reaches the destinations in Lambda's shape; function
+//! errors are retried with the same request id; too large payloads are refused; with NATS down
+//! events are refused with a 5xx and nothing acknowledged is lost.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use futures::StreamExt;
+
+/// The nats-server `lmi-dev` builds (`LMI_NATS_SERVER` names another).
+fn nats_server_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("LMI_NATS_SERVER") {
+        return PathBuf::from(p);
+    }
+    let cache = std::env::var_os("LMI_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/lmi")
+        });
+    std::fs::read_dir(&cache)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin/nats-server"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "no nats-server under {}/nats-server-*/bin: `scripts/lmi-dev up` builds it (or set LMI_NATS_SERVER)",
+                cache.display()
+            )
+        })
+}
+
+/// A nats-server with JetStream on a store directory that outlives restarts.
+struct Nats {
+    child: Option<Child>,
+    port: u16,
+    store: PathBuf,
+}
+
+impl Nats {
+    fn start() -> Self {
+        let port = free_port();
+        let store = std::env::temp_dir().join(format!("lmi-nats-test-{port}"));
+        let _ = std::fs::remove_dir_all(&store);
+        let mut nats = Nats {
+            child: None,
+            port,
+            store,
+        };
+        nats.restart();
+        nats
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        self.stop();
+        let log = log_file(&format!("nats-{}", self.port));
+        let child = Command::new(nats_server_binary())
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-sd", &self.store.display().to_string()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        wait_until(Duration::from_secs(20), "nats-server to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
+}
+
+/// A catalog of `hello` (version 1 on `ee`) with retries and both destinations on NATS.
+fn catalog(ee: u16, max_age: u32) -> String {
+    format!(
+        "functions:
+  - name: hello
+    versions:
+      - {{version: 1, timeoutSeconds: 10, endpoints: [\"127.0.0.1:{ee}\"]}}
+    eventInvokeConfig:
+      maximumRetryAttempts: 2
+      maximumEventAgeInSeconds: {max_age}
+      destinationConfig:
+        onSuccess: {{destination: \"nats:records.success\"}}
+        onFailure: {{destination: \"nats:records.failure\"}}
+"
+    )
+}
+
+/// Records published to `records.>`, read back from the stream that keeps them (so none is
+/// missed, across a server restart too).
+struct Records {
+    rt: tokio::runtime::Runtime,
+    messages: async_nats::jetstream::consumer::pull::Stream,
+}
+
+impl Records {
+    fn open(nats: &Nats) -> Self {
+        use async_nats::jetstream::{consumer, stream};
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let url = nats.url();
+        let messages = rt.block_on(async {
+            let client = async_nats::connect(url).await.expect("connect");
+            let js = async_nats::jetstream::new(client);
+            let records = js
+                .get_or_create_stream(stream::Config {
+                    name: "RECORDS".to_string(),
+                    subjects: vec!["records.>".to_string()],
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .expect("records stream");
+            let reader = records
+                .create_consumer(consumer::pull::Config {
+                    deliver_policy: consumer::DeliverPolicy::All,
+                    ack_policy: consumer::AckPolicy::None,
+                    ..Default::default()
+                })
+                .await
+                .expect("records consumer");
+            reader.messages().await.expect("records")
+        });
+        Records { rt, messages }
+    }
+
+    /// The next record on `subject` within `limit`.
+    fn next(&mut self, subject: &str, limit: Duration) -> serde_json::Value {
+        let messages = &mut self.messages;
+        self.rt.block_on(async {
+            tokio::time::timeout(limit, async {
+                loop {
+                    let Some(Ok(m)) = messages.next().await else {
+                        continue;
+                    };
+                    if m.subject.as_str() == subject {
+                        return serde_json::from_slice(&m.payload).expect("a JSON record");
+                    }
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("no record on {subject} within {limit:?}"))
+        })
+    }
+}
+
+fn event(router: u16, payload: &str) -> Resp {
+    http(
+        "POST",
+        router,
+        "/2015-03-31/functions/hello/invocations",
+        &[("X-Amz-Invocation-Type", "Event")],
+        payload.as_bytes(),
+    )
+    .expect("invoke")
+}
+
+#[test]
+fn events_run_retry_with_one_request_id_and_reach_their_destinations() {
+    let nats = Nats::start();
+    let mut records = Records::open(&nats);
+    let f = example("fixture_fn").display().to_string();
+    let ee = start_ee("event-ee", 8, 10.0, &[&f], None, &[]);
+    let url = nats.url();
+    let r = start_router_on(
+        "event-router",
+        &catalog(ee.port, 600),
+        &["--nats-url", &url, "--event-retry-delays-seconds", "0.5,1"],
+    );
+
+    // Success: 202 with the request id, then a Success record carrying the answer.
+    let accepted = event(r.port, r#"{"order": 1}"#);
+    assert_eq!(
+        accepted.status,
+        202,
+        "{}",
+        String::from_utf8_lossy(&accepted.body)
+    );
+    assert!(accepted.body.is_empty());
+    let id = accepted
+        .header("x-amzn-requestid")
+        .expect("request id")
+        .to_string();
+    let record = records.next("records.success", Duration::from_secs(30));
+    assert_eq!(record["version"], "1.0");
+    assert_eq!(record["requestContext"]["requestId"], id.as_str());
+    assert_eq!(record["requestContext"]["condition"], "Success");
+    assert_eq!(record["requestContext"]["approximateInvokeCount"], 1);
+    assert_eq!(
+        record["requestContext"]["functionArn"],
+        "arn:aws:lambda:us-east-1:default:function:hello"
+    );
+    assert_eq!(record["requestPayload"]["order"], 1);
+    assert_eq!(record["responseContext"]["statusCode"], 200);
+    assert_eq!(record["responseContext"]["executedVersion"], "1");
+    assert_eq!(record["responsePayload"]["requestId"], id.as_str());
+    assert!(
+        record["timestamp"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
+
+    // A function error: run 3 times (2 retries) with the same request id, then RetriesExhausted.
+    let failing = event(r.port, r#"{"fail": "boom", "withRequestId": true}"#);
+    assert_eq!(failing.status, 202);
+    let id = failing
+        .header("x-amzn-requestid")
+        .expect("request id")
+        .to_string();
+    let record = records.next("records.failure", Duration::from_secs(60));
+    assert_eq!(record["requestContext"]["requestId"], id.as_str());
+    assert_eq!(record["requestContext"]["condition"], "RetriesExhausted");
+    assert_eq!(record["requestContext"]["approximateInvokeCount"], 3);
+    assert_eq!(record["responseContext"]["functionError"], "Unhandled");
+    let message = record["responsePayload"]["errorMessage"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.ends_with(&id),
+        "the last attempt saw the same request id: {message}"
+    );
+    assert_eq!(
+        metric(ee.port, r#"lmi_ee_invocations_total{outcome="error"}"#),
+        3.0,
+        "the function ran the failing event three times"
+    );
+    assert_eq!(
+        metric(
+            r.port,
+            r#"lmi_router_event_retries_total{function="default/hello"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            r.port,
+            r#"lmi_router_events_dropped_total{function="default/hello",reason="RetriesExhausted"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            r.port,
+            r#"lmi_router_events_received_total{function="default/hello"}"#
+        ),
+        2.0
+    );
+
+    // At most 1 MiB: one byte more is refused, with or without a Content-Length up front.
+    let big = format!("\"{}\"", "x".repeat(1024 * 1024 - 1));
+    assert_eq!(event(r.port, &big).status, 413);
+    let fits = format!("\"{}\"", "x".repeat(1024 * 1024 - 2));
+    assert_eq!(event(r.port, &fits).status, 202);
+    // An unknown function is refused at once, as a synchronous call would be.
+    let unknown = http(
+        "POST",
+        r.port,
+        "/2015-03-31/functions/nope/invocations",
+        &[("X-Amz-Invocation-Type", "Event")],
+        b"{}",
+    )
+    .expect("invoke");
+    assert_eq!(unknown.status, 404);
+}
+
+#[test]
+fn with_nats_down_events_are_refused_and_those_stored_run_once_it_is_back() {
+    let mut nats = Nats::start();
+    let f = example("fixture_fn").display().to_string();
+    let ee = start_ee("event-ee-restart", 8, 10.0, &[&f], None, &[]);
+    let url = nats.url();
+    let r = start_router_on(
+        "event-router-restart",
+        &catalog(ee.port, 600),
+        &["--nats-url", &url, "--event-retry-delays-seconds", "0.5,1"],
+    );
+    let mut records = Records::open(&nats);
+    // Wait until the dispatcher has set up the stream: the first event is stored.
+    wait_until(Duration::from_secs(20), "the first event stored", || {
+        event(r.port, r#"{"warm": true}"#).status == 202
+    });
+    records.next("records.success", Duration::from_secs(30));
+
+    // Ten events that take a while each, then NATS goes down with them stored or running.
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let resp = event(r.port, &format!(r#"{{"sleepMs": 1500, "n": {i}}}"#));
+        assert_eq!(resp.status, 202);
+        ids.push(
+            resp.header("x-amzn-requestid")
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    nats.stop();
+    let refused = event(r.port, r#"{"late": true}"#);
+    assert!(
+        refused.status >= 500,
+        "an event that cannot be stored is refused with a 5xx, not {}: {}",
+        refused.status,
+        String::from_utf8_lossy(&refused.body)
+    );
+    assert_eq!(refused.header("x-amzn-errortype"), Some("ServiceException"));
+    nats.restart();
+    let mut records = Records::open(&nats);
+    let mut seen = std::collections::BTreeMap::<String, u32>::new();
+    while !ids.iter().all(|id| seen.contains_key(id)) {
+        let record = records.next("records.success", Duration::from_secs(90));
+        let id = record["requestContext"]["requestId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        *seen.entry(id).or_default() += 1;
+    }
+    let duplicates: u32 = seen.values().map(|n| n - 1).sum();
+    println!(
+        "after the restart: {} events ran, {duplicates} records more than once",
+        seen.len()
+    );
+}
