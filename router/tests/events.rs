@@ -342,3 +342,61 @@ fn with_nats_down_events_are_refused_and_those_stored_run_once_it_is_back() {
         seen.len()
     );
 }
+
+/// `kill -9` of the router that holds events mid-dispatch: a second router takes them over once
+/// their ack wait has passed, and every accepted event runs at least once.
+#[test]
+fn a_killed_dispatcher_loses_no_event() {
+    const EVENTS: usize = 1_000;
+    let nats = Nats::start();
+    let f = example("fixture_fn").display().to_string();
+    let ee = start_ee("event-ee-kill", 16, 10.0, &[&f], None, &[]);
+    let url = nats.url();
+    let flags = [
+        "--nats-url",
+        url.as_str(),
+        "--event-retry-delays-seconds",
+        "0.5,1",
+    ];
+    let mut first = start_router_on("event-router-killed", &catalog(ee.port, 600), &flags);
+    let mut records = Records::open(&nats);
+    wait_until(Duration::from_secs(20), "the first event stored", || {
+        event(first.port, r#"{"warm": true}"#).status == 202
+    });
+    records.next("records.success", Duration::from_secs(30));
+    let mut ids = std::collections::BTreeSet::new();
+    for i in 0..EVENTS {
+        let resp = event(
+            first.port,
+            &format!(r#"{{"sleepMs": 20, "noEcho": true, "n": {i}}}"#),
+        );
+        assert_eq!(resp.status, 202, "{}", String::from_utf8_lossy(&resp.body));
+        ids.insert(
+            resp.header("x-amzn-requestid")
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    // SIGKILL while it dispatches: what it holds is neither finished nor given back.
+    first.proc.child.kill().expect("kill -9 the router");
+    let _ = first.proc.child.wait();
+    let second = start_router_on("event-router-survivor", &catalog(ee.port, 600), &flags);
+    let mut seen = std::collections::BTreeMap::<String, u32>::new();
+    while !ids.iter().all(|id| seen.contains_key(id)) {
+        let record = records.next("records.success", Duration::from_secs(90));
+        let id = record["requestContext"]["requestId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        *seen.entry(id).or_default() += 1;
+    }
+    let duplicates: u32 = seen
+        .iter()
+        .filter(|(id, _)| ids.contains(*id))
+        .map(|(_, n)| n - 1)
+        .sum();
+    println!(
+        "kill -9 mid-dispatch: {EVENTS} accepted, all ran; {duplicates} ran more than once (redelivered after the ack wait)"
+    );
+    drop(second);
+}
