@@ -1,6 +1,7 @@
 //! `up`, `down` and `status` of the local cluster: etcd, kube-apiserver, kube-controller-manager,
-//! kube-scheduler and kwok, each a plain process on 127.0.0.1, plus two real nodes (containerd and
-//! a kubelet each, and one kube-proxy; see [`crate::node`]).
+//! kube-scheduler and kwok, each a plain process on 127.0.0.1, a NATS server with JetStream beside
+//! them ([`crate::nats`]), plus the real nodes (containerd and a kubelet each, and one kube-proxy;
+//! see [`crate::node`]).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -30,18 +31,23 @@ pub mod ports {
     pub const CONTROLLER_MANAGER: u16 = 11257;
     pub const SCHEDULER: u16 = 11259;
     pub const KWOK: u16 = 11080;
+    /// NATS clients (default 4222) and its monitoring endpoint (`/healthz`, `/jsz`; default 8222),
+    /// shifted like the others so that a developer's own NATS on the defaults does not collide.
+    pub const NATS_CLIENT: u16 = 14222;
+    pub const NATS_MONITOR: u16 = 18222;
 }
 
 /// The annotation that hands a node to kwok.
 pub const KWOK_NODE_ANNOTATION: (&str, &str) = ("kwok.x-k8s.io/node", "fake");
 
 /// Components in start order; `down` stops them in reverse.
-pub const COMPONENTS: [&str; 14] = [
+pub const COMPONENTS: [&str; 15] = [
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
     "kwok",
+    crate::nats::COMPONENT,
     "containerd",
     "kubelet",
     "containerd-2",
@@ -230,6 +236,8 @@ fn check_ports_free(paths: &Paths) -> Result<()> {
         ("kube-controller-manager", ports::CONTROLLER_MANAGER),
         ("kube-scheduler", ports::SCHEDULER),
         ("kwok", ports::KWOK),
+        (crate::nats::COMPONENT, ports::NATS_CLIENT),
+        (crate::nats::COMPONENT, ports::NATS_MONITOR),
     ];
     for (component, port) in wanted {
         // Bound and dropped at once; the component binds it a moment later.
@@ -309,6 +317,21 @@ async fn start_all(paths: &Paths, binaries: &Binaries) -> Result<()> {
         health::service_account_exists(&client, "default", "default")
     })
     .await?;
+    // After the control plane, before the nodes: nothing in the cluster needs it to start, and
+    // the tests and the main job find it running once `up` returns. Its store is in the cluster
+    // state, so `down` (and a restart of a broken cluster) empties it like etcd's data.
+    let nats = start(
+        paths,
+        crate::nats::COMPONENT,
+        &binaries.nats_server,
+        crate::nats::server_args(
+            ports::NATS_CLIENT,
+            ports::NATS_MONITOR,
+            &paths.nats_store_dir(),
+            crate::nats::SERVER_NAME,
+        ),
+    )?;
+    wait(&nats, paths, || crate::nats::healthy(ports::NATS_MONITOR)).await?;
     start_node(paths, binaries, &pki, &client).await
 }
 

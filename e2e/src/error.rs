@@ -7,7 +7,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum Error {
     #[error(
-        "Go is not installed (no `go` on PATH): lmi-dev builds etcd, the Kubernetes control plane and kwok from their Go modules; install Go {0} or newer"
+        "Go is not installed (no `go` on PATH): lmi-dev builds etcd, the Kubernetes control plane, kwok and the NATS server from their Go modules; install Go {0} or newer"
     )]
     GoMissing(&'static str),
 

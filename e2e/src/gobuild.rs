@@ -4,6 +4,9 @@
 //! embedded from `e2e/gomod/`; go.mod is written from [`crate::versions`]) and installs into
 //! `$CACHE/<name>-<version>/bin`. The bin directory is filled by a rename of a finished build, so an
 //! interrupted build never leaves a half-built cache that looks complete.
+//!
+//! The NATS server is built here too (so the first `up` builds it), by [`crate::nats`], which has
+//! its own lock and recipe so that tests can build it without the control plane.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -28,6 +31,8 @@ pub struct Binaries {
     /// Services on the real node (iptables rules for ClusterIPs).
     pub kube_proxy: PathBuf,
     pub kwok: PathBuf,
+    /// The NATS server with JetStream started beside the control plane ([`crate::nats`]).
+    pub nats_server: PathBuf,
 }
 
 impl Binaries {
@@ -42,9 +47,11 @@ impl Binaries {
             kubelet: k8s.join("kubelet"),
             kube_proxy: k8s.join("kube-proxy"),
             kwok: paths.kwok_dir().join("bin").join("kwok"),
+            nats_server: crate::nats::server_binary(paths),
         }
     }
 
+    /// The control plane's binaries (the NATS server's build keeps its own check).
     fn all_present(&self) -> bool {
         [
             &self.etcd,
@@ -90,23 +97,25 @@ pub async fn ensure_built(paths: &Paths) -> Result<Binaries> {
     let binaries = Binaries::locate(paths);
     let builds = builds(paths);
     let stale: Vec<&GoBuild> = builds.iter().filter(|b| !b.is_current()).collect();
-    if stale.is_empty() && binaries.all_present() {
+    let nats_stale = !crate::nats::is_built(paths);
+    if stale.is_empty() && binaries.all_present() && !nats_stale {
         return Ok(binaries);
     }
     check_go().await?;
     let log_dir = paths.log_dir();
     std::fs::create_dir_all(&log_dir).map_err(Error::io("creating", &log_dir))?;
-    let total: Duration = stale.iter().map(|b| b.typical).sum();
+    let mut names: Vec<&str> = stale.iter().map(|b| b.component).collect();
+    let mut total: Duration = stale.iter().map(|b| b.typical).sum();
+    if nats_stale {
+        names.push(crate::nats::COMPONENT);
+        total += crate::nats::TYPICAL_BUILD;
+    }
     info!(
         "building {} from Go modules, once per pinned version: usually about {} min in all on this project's 2-core machine",
-        stale
-            .iter()
-            .map(|b| b.component)
-            .collect::<Vec<_>>()
-            .join(", "),
+        names.join(", "),
         total.as_secs().div_ceil(60)
     );
-    let count = stale.len();
+    let count = names.len();
     for (i, build) in stale.into_iter().enumerate() {
         let log = log_dir.join(format!("build-{}.log", build.component));
         let started = Instant::now();
@@ -125,6 +134,9 @@ pub async fn ensure_built(paths: &Paths) -> Result<Binaries> {
             seconds = started.elapsed().as_secs(),
             "built"
         );
+    }
+    if nats_stale {
+        crate::nats::ensure_built_as(paths, &format!("{count}/{count}, ")).await?;
     }
     Ok(binaries)
 }

@@ -13,7 +13,8 @@ pub async fn http_ok(port: u16, path: &str) -> Result<()> {
     http_get(port, path).await.map(|_| ())
 }
 
-async fn http_get(port: u16, path: &str) -> Result<String> {
+/// A plain-HTTP GET on loopback that must answer 200; returns the body.
+pub async fn http_get(port: u16, path: &str) -> Result<String> {
     let addr = ("127.0.0.1", port);
     let mut stream = TcpStream::connect(addr)
         .await

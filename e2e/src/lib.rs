@@ -1,8 +1,9 @@
 //! Local cluster and end-to-end test harness (see issue "Local Kubernetes cluster").
 //!
 //! `lmi-dev up` builds (once per pinned version) and starts etcd, kube-apiserver,
-//! kube-controller-manager, kube-scheduler and kwok on 127.0.0.1; [`harness`] lets integration
-//! tests share that cluster; [`nodes`] makes kwok nodes that look like EC2 instances.
+//! kube-controller-manager, kube-scheduler, kwok and a NATS server with JetStream ([`nats`]) on
+//! 127.0.0.1; [`harness`] lets integration tests share that cluster; [`nodes`] makes kwok nodes
+//! that look like EC2 instances.
 #![forbid(unsafe_code)]
 
 pub mod access;
@@ -21,6 +22,7 @@ pub mod kubeconfig;
 pub mod logs;
 pub mod manifests;
 pub mod monitoring_crds;
+pub mod nats;
 pub mod node;
 pub mod nodes;
 pub mod operator_harness;

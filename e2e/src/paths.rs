@@ -45,6 +45,12 @@ impl Paths {
         self.root.join(format!("kwok-{}", versions::KWOK))
     }
 
+    /// Build directory of the NATS server, keyed by its version.
+    pub fn nats_server_dir(&self) -> PathBuf {
+        self.root
+            .join(format!("nats-server-{}", versions::NATS_SERVER))
+    }
+
     /// The main job's processes (`scripts/run.sh`: operator, router, simulated cloud): their pid
     /// files (in [`crate::process`]'s format) and logs. `down` stops them with the cluster.
     pub fn main_job_dir(&self) -> PathBuf {
@@ -70,6 +76,11 @@ impl Paths {
 
     pub fn etcd_data_dir(&self) -> PathBuf {
         self.state_dir().join("etcd")
+    }
+
+    /// JetStream's file store of the cluster's NATS server: throw-away like etcd's data.
+    pub fn nats_store_dir(&self) -> PathBuf {
+        self.state_dir().join("nats")
     }
 
     pub fn kubeconfig(&self) -> PathBuf {

@@ -137,7 +137,7 @@ impl Tracked {
 
 /// Sends a signal with the `kill` command: std has no kill(2) for processes that are not our
 /// children, and unsafe code (libc) is forbidden in this workspace.
-fn signal(pid: u32, name: &str) {
+pub(crate) fn signal(pid: u32, name: &str) {
     let result = Command::new("kill")
         .arg(format!("-{name}"))
         .arg(pid.to_string())

@@ -18,6 +18,11 @@ pub const KWOK: &str = "0.7.0";
 /// newer Go than this machine's to even download.)
 pub const KARPENTER_AWS: &str = "1.13.0";
 
+/// NATS server with JetStream (`github.com/nats-io/nats-server/v2`), run beside the control plane
+/// (`e2e/src/nats.rs`). Its go.mod asks for Go 1.26.0 (its `toolchain go1.26.10` line is only a
+/// preference, which GOTOOLCHAIN=local ignores), so the machine's Go 1.26 builds it.
+pub const NATS_SERVER: &str = "2.15.2";
+
 /// Helm (`helm.sh/helm/v3`), built for the chart tests (`e2e/src/helm.rs`). Its own go.mod asks
 /// for Go 1.26.0, no newer than [`GO_DIRECTIVE`].
 pub const HELM: &str = "3.22.0";

@@ -11,7 +11,7 @@ use lmi_e2e::{Result, images, versions};
 #[derive(Parser)]
 #[command(
     name = "lmi-dev",
-    about = "Local Kubernetes control plane (etcd, apiserver, controller-manager, scheduler, kwok) without Docker"
+    about = "Local Kubernetes control plane (etcd, apiserver, controller-manager, scheduler, kwok) and a NATS server with JetStream, without Docker"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -30,7 +30,7 @@ enum Command {
     Down,
     /// Show each component, its pid and whether it runs.
     Status,
-    /// Print `export KUBECONFIG=...` for the local cluster.
+    /// Print `export KUBECONFIG=...` and `export LMI_NATS_URL=...` for the local cluster.
     Env,
     /// Only build the binaries for the pinned versions.
     Build,
@@ -93,7 +93,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 },
                 paths.log_dir().display()
             );
-            println!("export KUBECONFIG={}", running.kubeconfig.display());
+            print_env(&running.kubeconfig);
             Ok(ExitCode::SUCCESS)
         }
         Command::Down => {
@@ -129,7 +129,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::Env => {
-            println!("export KUBECONFIG={}", paths.kubeconfig().display());
+            print_env(&paths.kubeconfig());
             Ok(ExitCode::SUCCESS)
         }
         Command::Build => {
@@ -169,4 +169,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// What `up` and `env` print for `eval`: the cluster's kubeconfig and its NATS server.
+fn print_env(kubeconfig: &std::path::Path) {
+    println!("export KUBECONFIG={}", kubeconfig.display());
+    println!(
+        "export {}={}",
+        lmi_e2e::nats::URL_ENV,
+        lmi_e2e::nats::local_url()
+    );
 }
