@@ -948,3 +948,210 @@ async fn callers_are_authenticated_and_authorized_by_rbac() -> Result<()> {
     })
     .await
 }
+
+/// Destination records of one test, read from a JetStream stream that captures
+/// `e2e.<namespace>.>` on the local cluster's nats-server.
+struct Records {
+    messages: async_nats::jetstream::consumer::pull::Stream,
+}
+
+impl Records {
+    async fn open(namespace: &str) -> Result<Self> {
+        use async_nats::jetstream::{consumer, stream};
+        let fail = |e: String| Error::Other(format!("records on NATS: {e}"));
+        let client = async_nats::connect(lmi_e2e::nats::url())
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let js = async_nats::jetstream::new(client);
+        let records = js
+            .get_or_create_stream(stream::Config {
+                name: format!("E2E-{namespace}"),
+                subjects: vec![format!("e2e.{namespace}.>")],
+                max_age: Duration::from_secs(3600),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let reader = records
+            .create_consumer(consumer::pull::Config {
+                ack_policy: consumer::AckPolicy::None,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let messages = reader.messages().await.map_err(|e| fail(e.to_string()))?;
+        Ok(Self { messages })
+    }
+
+    /// The next record on `subject`.
+    async fn next(&mut self, subject: &str, limit: Duration) -> Result<Value> {
+        use futures::StreamExt;
+        tokio::time::timeout(limit, async {
+            loop {
+                match self.messages.next().await {
+                    Some(Ok(m)) if m.subject.as_str() == subject => {
+                        return serde_json::from_slice(&m.payload).map_err(Error::from);
+                    }
+                    Some(_) => continue,
+                    None => return Err(Error::Other("the records stream ended".to_string())),
+                }
+            }
+        })
+        .await
+        .map_err(|_| Error::Other(format!("no record on {subject} within {limit:?}")))?
+    }
+}
+
+/// Asynchronous invocations on the real node, through the router with the local cluster's
+/// nats-server: the AWS CLI and boto3 get 202; the Success record reaches the success
+/// destination; a failing event runs three times with the request id boto3 got and then goes
+/// to the failure destination as RetriesExhausted; an event that cannot run within its maximum
+/// age (the only EE is busy for longer) goes there as EventAgeExceeded; 1 MiB + 1 is refused.
+#[tokio::test]
+async fn events_from_the_aws_cli_and_boto3_retry_age_and_reach_their_destinations() -> Result<()> {
+    on_the_real_node("real-node-events", |env, _open| async move {
+        let ns = env.namespace.clone();
+        let subject = |what: &str| format!("e2e.{ns}.{what}");
+        // One invocation at a time, so a long one keeps the next waiting.
+        let mut manifest = function("events", &ns, 1, 90);
+        manifest["spec"]["eventInvokeConfig"] = json!({
+            "maximumRetryAttempts": 2,
+            "maximumEventAgeInSeconds": 60,
+            "destinationConfig": {
+                "onSuccess": {"destination": format!("nats:{}", subject("success"))},
+                "onFailure": {"destination": format!("nats:{}", subject("failure"))}
+            }
+        });
+        publish_manifest(&env, "events", manifest).await?;
+        let mut records = Records::open(&ns).await?;
+        let mut events = lmi_router::router::events::EventSettings::new(lmi_e2e::nats::url());
+        events.retry_delays = vec![Duration::from_secs(1), Duration::from_secs(2)];
+        let router = Invoker::start_with(
+            env.client.clone(),
+            lmi_router::router::Config {
+                listen_addr: ([127, 0, 0, 1], 0).into(),
+                default_namespace: ns.clone(),
+                auth: false,
+                events: Some(events),
+                ..Default::default()
+            },
+        )
+        .await?;
+        router.first_answer("events", json!({})).await?;
+        let venv = python_clients().await?;
+        let key = ("AKIDLMIE2E", "not-checked-with-auth-off");
+
+        // The AWS CLI: 202, then a Success record with the function's answer.
+        let marker = format!("cli-{ns}");
+        let out_file =
+            std::env::temp_dir().join(format!("lmi-e2e-event-{}.json", std::process::id()));
+        let args = [
+            "lambda",
+            "invoke",
+            "--endpoint-url",
+            &router.base,
+            "--function-name",
+            "events",
+            "--invocation-type",
+            "Event",
+            "--payload",
+            &json!({"name": marker}).to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([out_file.display().to_string()])
+        .collect();
+        let env_vars = vec![
+            ("AWS_ACCESS_KEY_ID".to_string(), key.0.to_string()),
+            ("AWS_SECRET_ACCESS_KEY".to_string(), key.1.to_string()),
+        ];
+        let out = run_client(venv.join("bin/aws"), args, env_vars).await?;
+        let printed: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        assert_eq!(
+            printed["StatusCode"],
+            202,
+            "{printed} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let record = records.next(&subject("success"), WAIT).await?;
+        assert_eq!(record["requestContext"]["condition"], "Success");
+        assert_eq!(record["requestPayload"]["name"], marker.as_str());
+        assert_eq!(
+            record["responsePayload"]["message"],
+            format!("Hello, {marker}!")
+        );
+        assert_eq!(record["responseContext"]["executedVersion"], "1");
+
+        // boto3, a failing event: three runs with one request id, then RetriesExhausted.
+        let script = repo_root().join("e2e/tests/python/invoke_event_boto3.py");
+        let args = vec![
+            script.display().to_string(),
+            router.base.clone(),
+            key.0.to_string(),
+            key.1.to_string(),
+            "events".to_string(),
+            json!({"fail": "boom"}).to_string(),
+        ];
+        let out = run_client(venv.join("bin/python"), args, vec![]).await?;
+        let accepted: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        assert_eq!(
+            accepted["status"],
+            202,
+            "{accepted} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let request_id = accepted["requestId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let record = records.next(&subject("failure"), WAIT).await?;
+        assert_eq!(record["requestContext"]["requestId"], request_id.as_str());
+        assert_eq!(record["requestContext"]["condition"], "RetriesExhausted");
+        assert_eq!(record["requestContext"]["approximateInvokeCount"], 3);
+        assert_eq!(record["responseContext"]["functionError"], "Unhandled");
+        assert_eq!(record["responsePayload"]["errorMessage"], "boom");
+
+        // Past 1 MiB: refused before anything is stored.
+        let big = router
+            .invoke_with(
+                "events",
+                Value::String("x".repeat(1024 * 1024 - 1)),
+                &[("x-amz-invocation-type", "Event")],
+            )
+            .await?;
+        assert_eq!(big.status, 413);
+        assert_eq!(big.error_type.as_deref(), Some("RequestTooLargeException"));
+
+        // The only EE busy for 70 s: the next event cannot run within its 60 s.
+        let long = router
+            .invoke_with(
+                "events",
+                json!({"sleepMs": 70_000, "name": "long"}),
+                &[("x-amz-invocation-type", "Event")],
+            )
+            .await?;
+        assert_eq!(long.status, 202);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let late = router
+            .invoke_with(
+                "events",
+                json!({"name": "late"}),
+                &[("x-amz-invocation-type", "Event")],
+            )
+            .await?;
+        assert_eq!(late.status, 202);
+        let record = records
+            .next(&subject("failure"), Duration::from_secs(120))
+            .await?;
+        assert_eq!(record["requestContext"]["condition"], "EventAgeExceeded");
+        assert_eq!(record["requestPayload"]["name"], "late");
+        assert_eq!(record["requestContext"]["approximateInvokeCount"], 0);
+        let record = records
+            .next(&subject("success"), Duration::from_secs(120))
+            .await?;
+        assert_eq!(record["requestPayload"]["name"], "long");
+        router.stop();
+        Ok(())
+    })
+    .await
+}
