@@ -320,6 +320,7 @@ async fn start_all(paths: &Paths, binaries: &Binaries) -> Result<()> {
     // After the control plane, before the nodes: nothing in the cluster needs it to start, and
     // the tests and the main job find it running once `up` returns. Its store is in the cluster
     // state, so `down` (and a restart of a broken cluster) empties it like etcd's data.
+    crate::nats::write_config(&paths.nats_store_dir())?;
     let nats = start(
         paths,
         crate::nats::COMPONENT,

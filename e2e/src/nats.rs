@@ -74,6 +74,8 @@ pub fn server_binary(paths: &Paths) -> PathBuf {
 /// and monitoring (`/healthz`, `/jsz`) on `monitor_port`, both on loopback only.
 pub fn server_args(port: u16, monitor_port: u16, store_dir: &Path, name: &str) -> Vec<String> {
     vec![
+        "-c".into(),
+        config_file(store_dir).display().to_string(),
         "-js".into(),
         "-sd".into(),
         store_dir.display().to_string(),
@@ -87,6 +89,19 @@ pub fn server_args(port: u16, monitor_port: u16, store_dir: &Path, name: &str) -
         "-n".into(),
         name.into(),
     ]
+}
+
+/// The settings no flag carries, read with `-c` (see [`write_config`]).
+pub fn config_file(store_dir: &Path) -> std::path::PathBuf {
+    store_dir.join("nats-server.conf")
+}
+
+/// Writes the server's config file into its store directory: a 1 MiB event payload plus its
+/// headers must fit one message, and nats-server's default `max_payload` is exactly 1 MiB.
+pub fn write_config(store_dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(store_dir).map_err(Error::io("creating", store_dir))?;
+    let file = config_file(store_dir);
+    std::fs::write(&file, "max_payload: 2MB\n").map_err(Error::io("writing", &file))
 }
 
 /// One attempt: 200 from `/healthz?js-enabled-only=true`, i.e. the server serves and JetStream is
@@ -358,7 +373,7 @@ impl Server {
 
     async fn spawn_and_wait(&mut self) -> Result<()> {
         let o = &self.options;
-        std::fs::create_dir_all(&o.store_dir).map_err(Error::io("creating", &o.store_dir))?;
+        write_config(&o.store_dir)?;
         let args = server_args(o.port, o.monitor_port, &o.store_dir, &o.name);
         logs::append_line(
             &o.log,
@@ -425,7 +440,7 @@ mod tests {
         let args = server_args(14222, 18222, Path::new("/tmp/store"), SERVER_NAME);
         assert_eq!(
             args.join(" "),
-            "-js -sd /tmp/store -a 127.0.0.1 -p 14222 -m 18222 -n lmi-local"
+            "-c /tmp/store/nats-server.conf -js -sd /tmp/store -a 127.0.0.1 -p 14222 -m 18222 -n lmi-local"
         );
         assert!(
             go_mod().contains(&format!("require {MODULE} v{}", versions::NATS_SERVER)),
