@@ -14,6 +14,9 @@
 //! saturation (closed loop: a fixed number of callers back to back) records per-request latency
 //! and each process's CPU time from /proc.
 //!
+//! `bench SECONDS events` compares `Event` invocations (stored in NATS JetStream, then
+//! dispatched) with synchronous ones (see `bench/events.rs`; it needs a nats-server).
+//!
 //! `bench SECONDS auth` compares the router with SigV4 authentication and RBAC on against off
 //! (see `bench/auth.rs`; it needs a cluster in KUBECONFIG).
 
@@ -33,6 +36,8 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 #[path = "bench/auth.rs"]
 mod auth;
+#[path = "bench/events.rs"]
+mod events;
 #[path = "support/mod.rs"]
 mod support;
 use support::{Proc, free_port};
@@ -80,8 +85,21 @@ async fn one(
     uri: &hyper::Uri,
     signer: Option<&auth::Signer>,
 ) -> Result<Duration, String> {
+    one_of(client, uri, signer, false).await
+}
+
+/// One request, synchronous (200 expected) or an `Event` (202 expected).
+async fn one_of(
+    client: &HttpClient,
+    uri: &hyper::Uri,
+    signer: Option<&auth::Signer>,
+    event: bool,
+) -> Result<Duration, String> {
     let start = Instant::now();
     let mut req = hyper::Request::post(uri.clone()).header("content-type", "application/json");
+    if event {
+        req = req.header("x-amz-invocation-type", "Event");
+    }
     if let Some(signer) = signer {
         for (name, value) in signer.headers(uri.path(), PAYLOAD.as_bytes()) {
             req = req.header(name, value);
@@ -98,7 +116,7 @@ async fn one(
         .await
         .map_err(|e| e.to_string())?
         .to_bytes();
-    if status != 200 {
+    if status != if event { 202 } else { 200 } {
         return Err(format!(
             "status {status}: {}",
             String::from_utf8_lossy(&body)
@@ -115,6 +133,18 @@ async fn open_loop(
     secs: f64,
     signer: Option<Arc<auth::Signer>>,
 ) -> Run {
+    open_loop_of(client, uri, rate, secs, signer, false).await
+}
+
+/// [`open_loop`] of synchronous calls or of `Event`s.
+async fn open_loop_of(
+    client: &HttpClient,
+    uri: &hyper::Uri,
+    rate: u64,
+    secs: f64,
+    signer: Option<Arc<auth::Signer>>,
+    event: bool,
+) -> Run {
     let results = Arc::new(Mutex::new(Run::default()));
     let total = (rate as f64 * secs) as usize;
     let start = Instant::now();
@@ -126,7 +156,7 @@ async fn open_loop(
         tokio::time::sleep_until(due.into()).await;
         let (c, u, r, s) = (client.clone(), uri.clone(), results.clone(), signer.clone());
         handles.push(tokio::spawn(async move {
-            let res = one(&c, &u, s.as_deref()).await;
+            let res = one_of(&c, &u, s.as_deref(), event).await;
             let mut r = r.lock().await;
             r.sent += 1;
             match res {
@@ -249,6 +279,10 @@ async fn main() {
     let bins: PathBuf = examples.parent().map(Path::to_path_buf).unwrap_or_default();
     if std::env::args().nth(2).as_deref() == Some("auth") {
         auth::compare(secs, &bins, &examples).await;
+        return;
+    }
+    if std::env::args().nth(2).as_deref() == Some("events") {
+        events::compare(secs, &bins, &examples).await;
         return;
     }
 

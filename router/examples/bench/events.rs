@@ -1,0 +1,178 @@
+//! `bench SECONDS events`: what an `Event` invocation costs against a synchronous one. One
+//! router in front of one sidecar, with a nats-server (JetStream, file storage; the binary
+//! `lmi-dev` builds, or `LMI_NATS_SERVER`): first synchronous calls at 1000/s for SECONDS, then
+//! Events at 1000/s for SECONDS while the same router dispatches them to the sidecar. Prints the
+//! caller's latency (for Events: until JetStream stored it, the 202), the router's CPU per 1k/s
+//! (for Events: storing and dispatching), and the events' age from acceptance to outcome.
+
+use super::*;
+
+const RATE: u64 = 1000;
+
+/// The nats-server to run: `LMI_NATS_SERVER`, else the one `lmi-dev` built in its cache.
+fn nats_server() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("LMI_NATS_SERVER") {
+        return Some(PathBuf::from(p));
+    }
+    let cache = std::env::var_os("LMI_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/lmi")
+        });
+    std::fs::read_dir(cache)
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("bin/nats-server"))
+        .find(|p| p.is_file())
+}
+
+/// Samples of one histogram in a /metrics page: (upper bound, cumulative count).
+async fn histogram(client: &HttpClient, port: u16, name: &str) -> Vec<(f64, f64)> {
+    let Ok(uri) = format!("http://127.0.0.1:{port}/metrics").parse::<hyper::Uri>() else {
+        return Vec::new();
+    };
+    let Ok(response) = client.get(uri).await else {
+        return Vec::new();
+    };
+    let Ok(body) = response.into_body().collect().await else {
+        return Vec::new();
+    };
+    let prefix = format!("{name}_bucket{{le=\"");
+    String::from_utf8_lossy(&body.to_bytes())
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&prefix)?;
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The bucket bound under which a share `p` of the observations fall.
+fn quantile(buckets: &[(f64, f64)], p: f64) -> f64 {
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    buckets
+        .iter()
+        .find(|(_, count)| *count >= total * p)
+        .map_or(f64::NAN, |b| b.0)
+}
+
+pub async fn compare(secs: f64, bins: &Path, examples: &Path) {
+    let Some(nats_bin) = nats_server() else {
+        eprintln!(
+            "no nats-server: run `scripts/lmi-dev up` once (it builds one) or set LMI_NATS_SERVER"
+        );
+        std::process::exit(2);
+    };
+    let nats_port = free_port();
+    let store = std::env::temp_dir().join(format!("lmi-bench-nats-{nats_port}"));
+    let _ = std::fs::create_dir_all(&store);
+    let config = store.join("nats-server.conf");
+    let _ = std::fs::write(&config, "max_payload: 2MB\n");
+    let _nats = spawn(
+        &nats_bin,
+        &[
+            "-c",
+            &config.display().to_string(),
+            "-js",
+            "-sd",
+            &store.display().to_string(),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &nats_port.to_string(),
+        ],
+        &[],
+    );
+    let (sidecar_port, rapi_port) = (free_port(), free_port());
+    let _sidecar = start_sidecar(bins, examples, sidecar_port, rapi_port);
+    let catalog = std::env::temp_dir().join(format!("lmi-bench-events-{sidecar_port}.yaml"));
+    let _ = std::fs::write(
+        &catalog,
+        format!(
+            "functions:\n  - name: bench\n    versions:\n      - {{version: 1, timeoutSeconds: 10, endpoints: [\"127.0.0.1:{sidecar_port}\"]}}\n"
+        ),
+    );
+    let port = free_port();
+    let router = spawn(
+        &bins.join("lmi-router"),
+        &[
+            "--static",
+            &catalog.display().to_string(),
+            "--auth",
+            "off",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--nats-url",
+            &format!("nats://127.0.0.1:{nats_port}"),
+        ],
+        &[("RUST_LOG", "warn".to_string())],
+    );
+    let client: HttpClient = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(256)
+        .build_http();
+    let uri: hyper::Uri = format!("http://127.0.0.1:{port}/2015-03-31/functions/bench/invocations")
+        .parse()
+        .unwrap_or_default();
+    wait_up(&client, &uri, None).await;
+    // The stream exists once the first event is stored.
+    for _ in 0..100 {
+        if one_of(&client, &uri, None, true).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "| invocation | achieved/s | errors | caller p50 µs | caller p99 µs | router vCPU | router vCPU per 1k/s |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let mut age = Vec::new();
+    for event in [false, true] {
+        let _ = open_loop_of(&client, &uri, RATE, 1.0, None, event).await;
+        let cpu_before = cpu_seconds(router.0.id());
+        let run = open_loop_of(&client, &uri, RATE, secs, None, event)
+            .await
+            .sorted();
+        if event {
+            // Until the queue has drained: the dispatching is part of an event's cost.
+            for _ in 0..300 {
+                let done = histogram(&client, port, "lmi_router_event_age_seconds").await;
+                let total = done.last().map_or(0.0, |b| b.1);
+                if total >= (run.ok + 2 * RATE as usize) as f64 {
+                    age = done;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let cpu = (cpu_seconds(router.0.id()) - cpu_before) / run.seconds;
+        for e in &run.error_samples {
+            eprintln!("error: {e}");
+        }
+        let rate = run.ok as f64 / run.seconds;
+        println!(
+            "| {} | {rate:.0} | {} | {:.0} | {:.0} | {cpu:.3} | {:.3} |",
+            if event {
+                "Event (stored, 202; then dispatched)"
+            } else {
+                "RequestResponse"
+            },
+            run.errors,
+            run.pct(0.5),
+            run.pct(0.99),
+            cpu / (rate / 1000.0),
+        );
+    }
+    println!(
+        "\nevent age, acceptance to outcome (histogram bucket bounds): p50 <= {} s, p99 <= {} s",
+        quantile(&age, 0.5),
+        quantile(&age, 0.99)
+    );
+    let _ = std::fs::remove_file(&catalog);
+    let _ = std::fs::remove_dir_all(&store);
+}
