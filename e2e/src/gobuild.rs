@@ -86,7 +86,7 @@ struct GoBuild {
 
 /// Recorded in `bin/.recipe` after a build: a cache built with another recipe (other sources,
 /// flags or versions) is rebuilt, not reused.
-const RECIPE_FILE: &str = ".recipe";
+pub(crate) const RECIPE_FILE: &str = ".recipe";
 
 const KUBERNETES_TOOLS: &str = include_str!("../gomod/kubernetes/tools.go");
 const ETCD_MAIN: &str = include_str!("../gomod/etcd/main.go");
@@ -356,6 +356,70 @@ fn render_kubernetes_go_mod(staging: &[String]) -> String {
     }
     out.push_str(")\n");
     out
+}
+
+/// One Go command built from its module through a wrapper module (helm, nats-server).
+pub(crate) struct ToolBuild<'a> {
+    /// The binary `go build` makes, and the name in logs and errors.
+    pub binary: &'a str,
+    /// The wrapper's tools.go, which imports the command's package.
+    pub tools_go: &'a str,
+    pub go_mod: String,
+    pub ldflags: String,
+    pub package: String,
+    /// Written beside the binary: a cache built with another recipe is rebuilt.
+    pub recipe: String,
+}
+
+/// Builds `tool` into `dir/bin`: the wrapper module in `dir/src`, `go mod tidy`, `go build` into
+/// `dir/bin.partial`, then renamed, so an interrupted build never leaves a `bin/` that looks
+/// complete (the recipe is written only once the binary is there).
+pub(crate) async fn build_tool(tool: &ToolBuild<'_>, dir: &Path, log: &Path) -> Result<()> {
+    let failed = |message: String| logs::build_failed(tool.binary, log, message);
+    let go = |args: Vec<String>| async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let status = go_status(&dir.join("src"), log, &args).await?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(failed(format!(
+                "`go {}` exited with {status}",
+                args.join(" ")
+            )))
+        }
+    };
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).map_err(Error::io("creating", &src))?;
+    for (name, contents) in [
+        ("tools.go", tool.tools_go),
+        ("go.mod", tool.go_mod.as_str()),
+    ] {
+        let path = src.join(name);
+        std::fs::write(&path, contents).map_err(Error::io("writing", &path))?;
+    }
+    // A go.sum of an older version only adds noise; tidy writes a fresh one.
+    let _ = std::fs::remove_file(src.join("go.sum"));
+    logs::truncate(log)?;
+    go(vec!["mod".into(), "tidy".into()]).await?;
+    let staging = dir.join("bin.partial");
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(Error::io("creating", &staging))?;
+    go(vec![
+        "build".into(),
+        format!("-ldflags={}", tool.ldflags),
+        "-o".into(),
+        format!("{}/", staging.display()),
+        tool.package.clone(),
+    ])
+    .await?;
+    if !staging.join(tool.binary).is_file() {
+        return Err(failed(format!("go build produced no {}", tool.binary)));
+    }
+    let recipe_path = staging.join(RECIPE_FILE);
+    std::fs::write(&recipe_path, &tool.recipe).map_err(Error::io("writing", &recipe_path))?;
+    let bin = dir.join("bin");
+    let _ = std::fs::remove_dir_all(&bin);
+    std::fs::rename(&staging, &bin).map_err(Error::io("installing", &bin))
 }
 
 /// Runs `go ARGS` in `dir`, its output appended to `log`: static, trimmed binaries, and no

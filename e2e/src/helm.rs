@@ -12,7 +12,6 @@ use tracing::info;
 
 use crate::error::{Error, Result};
 use crate::gobuild;
-use crate::logs;
 use crate::paths::Paths;
 use crate::versions;
 
@@ -20,8 +19,6 @@ const MODULE: &str = "helm.sh/helm/v3";
 
 /// The wrapper module's only source: it names the command to build.
 const TOOLS_GO: &str = "//go:build tools\n\n// Package tools names the helm command that lmi-e2e builds (e2e/src/helm.rs).\npackage tools\n\nimport (\n\t_ \"helm.sh/helm/v3/cmd/helm\"\n)\n";
-
-const RECIPE_FILE: &str = ".recipe";
 
 /// A built helm binary.
 #[derive(Debug, Clone)]
@@ -139,52 +136,19 @@ impl Helm {
 fn is_current(dir: &Path) -> bool {
     let bin = dir.join("bin");
     bin.join("helm").is_file()
-        && std::fs::read_to_string(bin.join(RECIPE_FILE)).is_ok_and(|r| r == recipe())
+        && std::fs::read_to_string(bin.join(gobuild::RECIPE_FILE)).is_ok_and(|r| r == recipe())
 }
 
 async fn build(dir: &Path, log: &Path) -> Result<()> {
-    let src = dir.join("src");
-    std::fs::create_dir_all(&src).map_err(Error::io("creating", &src))?;
-    for (name, contents) in [("tools.go", TOOLS_GO.to_string()), ("go.mod", go_mod())] {
-        let path = src.join(name);
-        std::fs::write(&path, contents).map_err(Error::io("writing", &path))?;
-    }
-    let _ = std::fs::remove_file(src.join("go.sum"));
-    logs::truncate(log)?;
-    go(&src, log, &["mod", "tidy"]).await?;
-
-    let staging = dir.join("bin.partial");
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).map_err(Error::io("creating", &staging))?;
-    let out = format!("{}/", staging.display());
-    let ldflags = format!("-ldflags={}", ldflags());
-    let package = format!("{MODULE}/cmd/helm");
-    go(&src, log, &["build", &ldflags, "-o", &out, &package]).await?;
-    if !staging.join("helm").is_file() {
-        return Err(failed(log, "go build produced no helm".into()));
-    }
-    let recipe_path = staging.join(RECIPE_FILE);
-    std::fs::write(&recipe_path, recipe()).map_err(Error::io("writing", &recipe_path))?;
-    let bin = dir.join("bin");
-    let _ = std::fs::remove_dir_all(&bin);
-    std::fs::rename(&staging, &bin).map_err(Error::io("installing", &bin))
-}
-
-/// `go ARGS` in `dir` with the flags of [`crate::gobuild`]: static, trimmed, no toolchain download.
-async fn go(dir: &Path, log: &Path, args: &[&str]) -> Result<()> {
-    let status = crate::gobuild::go_status(dir, log, args).await?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(failed(
-            log,
-            format!("`go {}` exited with {status}", args.join(" ")),
-        ))
-    }
-}
-
-fn failed(log: &Path, message: String) -> Error {
-    logs::build_failed("helm", log, message)
+    let tool = gobuild::ToolBuild {
+        binary: "helm",
+        tools_go: TOOLS_GO,
+        go_mod: go_mod(),
+        ldflags: ldflags(),
+        package: format!("{MODULE}/cmd/helm"),
+        recipe: recipe(),
+    };
+    gobuild::build_tool(&tool, dir, log).await
 }
 
 #[cfg(test)]

@@ -41,8 +41,6 @@ const TOOLS_GO: &str = include_str!("../gomod/nats-server/tools.go");
 
 const LDFLAGS: &str = "-s -w";
 
-const RECIPE_FILE: &str = ".recipe";
-
 /// A cold build on this project's 2-core machine, measured for v2.15.2 with empty Go module and
 /// build caches: 57 s through `lmi-dev build`, 65 s by hand (`go mod tidy` with its downloads 3 s,
 /// `go build` 62 s), 143 s while other builds shared the two cores. A 17 MB binary.
@@ -160,7 +158,7 @@ fn go_mod() -> String {
 pub fn is_built(paths: &Paths) -> bool {
     let bin = paths.nats_server_dir().join("bin");
     bin.join(COMPONENT).is_file()
-        && std::fs::read_to_string(bin.join(RECIPE_FILE)).is_ok_and(|r| r == recipe())
+        && std::fs::read_to_string(bin.join(gobuild::RECIPE_FILE)).is_ok_and(|r| r == recipe())
 }
 
 /// Builds the server unless the cache already holds the pinned version (one to two minutes the
@@ -211,51 +209,15 @@ pub(crate) async fn ensure_built_as(paths: &Paths, position: &str) -> Result<Pat
 }
 
 async fn build(dir: &Path, log: &Path) -> Result<()> {
-    let src = dir.join("src");
-    std::fs::create_dir_all(&src).map_err(Error::io("creating", &src))?;
-    for (name, contents) in [("tools.go", TOOLS_GO.to_string()), ("go.mod", go_mod())] {
-        let path = src.join(name);
-        std::fs::write(&path, contents).map_err(Error::io("writing", &path))?;
-    }
-    // A go.sum of an older version only adds noise; tidy writes a fresh one.
-    let _ = std::fs::remove_file(src.join("go.sum"));
-    logs::truncate(log)?;
-    go(&src, log, &["mod", "tidy"]).await?;
-
-    // Built into bin.partial and renamed: an interrupted build never leaves a bin/ that looks
-    // complete, and the recipe is written only once the binary is there.
-    let staging = dir.join("bin.partial");
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).map_err(Error::io("creating", &staging))?;
-    let out = format!("{}/", staging.display());
-    let ldflags = format!("-ldflags={LDFLAGS}");
-    go(&src, log, &["build", &ldflags, "-o", &out, PACKAGE]).await?;
-    if !staging.join(COMPONENT).is_file() {
-        return Err(logs::build_failed(
-            COMPONENT,
-            log,
-            format!("go build produced no {COMPONENT}"),
-        ));
-    }
-    let recipe_path = staging.join(RECIPE_FILE);
-    std::fs::write(&recipe_path, recipe()).map_err(Error::io("writing", &recipe_path))?;
-    let bin = dir.join("bin");
-    let _ = std::fs::remove_dir_all(&bin);
-    std::fs::rename(&staging, &bin).map_err(Error::io("installing", &bin))
-}
-
-/// `go ARGS` in `dir` with the flags of [`crate::gobuild`]: static, trimmed, no toolchain download.
-async fn go(dir: &Path, log: &Path, args: &[&str]) -> Result<()> {
-    let status = gobuild::go_status(dir, log, args).await?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(logs::build_failed(
-            COMPONENT,
-            log,
-            format!("`go {}` exited with {status}", args.join(" ")),
-        ))
-    }
+    let tool = gobuild::ToolBuild {
+        binary: COMPONENT,
+        tools_go: TOOLS_GO,
+        go_mod: go_mod(),
+        ldflags: LDFLAGS.to_string(),
+        package: PACKAGE.to_string(),
+        recipe: recipe(),
+    };
+    gobuild::build_tool(&tool, dir, log).await
 }
 
 // ---- throw-away servers for tests ----

@@ -38,6 +38,8 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 mod auth;
 #[path = "bench/events.rs"]
 mod events;
+#[path = "support/nats.rs"]
+mod nats;
 #[path = "support/mod.rs"]
 mod support;
 use support::{Proc, free_port};

@@ -15,26 +15,9 @@ use futures::StreamExt;
 
 /// The nats-server `lmi-dev` builds (`LMI_NATS_SERVER` names another).
 fn nats_server_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("LMI_NATS_SERVER") {
-        return PathBuf::from(p);
-    }
-    let cache = std::env::var_os("LMI_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/lmi")
-        });
-    std::fs::read_dir(&cache)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("bin/nats-server"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "no nats-server under {}/nats-server-*/bin: `scripts/lmi-dev up` builds it (or set LMI_NATS_SERVER)",
-                cache.display()
-            )
-        })
+    nats::nats_server_binary().unwrap_or_else(|| {
+        panic!("no nats-server built: `scripts/lmi-dev up` builds it (or set LMI_NATS_SERVER)")
+    })
 }
 
 /// A nats-server with JetStream on a store directory that outlives restarts.
@@ -65,14 +48,9 @@ impl Nats {
     fn restart(&mut self) {
         self.stop();
         let log = log_file(&format!("nats-{}", self.port));
-        // A 1 MiB event plus its headers: more than nats-server's default max_payload of 1 MiB.
-        std::fs::create_dir_all(&self.store).expect("store dir");
-        let config = self.store.join("nats-server.conf");
-        std::fs::write(&config, "max_payload: 2MB\n").expect("config");
+        let args = nats::nats_server_args(self.port, &self.store).expect("nats-server config");
         let child = Command::new(nats_server_binary())
-            .args(["-c", &config.display().to_string()])
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-sd", &self.store.display().to_string()])
+            .args(&args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

@@ -9,23 +9,6 @@ use super::*;
 
 const RATE: u64 = 1000;
 
-/// The nats-server to run: `LMI_NATS_SERVER`, else the one `lmi-dev` built in its cache.
-fn nats_server() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("LMI_NATS_SERVER") {
-        return Some(PathBuf::from(p));
-    }
-    let cache = std::env::var_os("LMI_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/lmi")
-        });
-    std::fs::read_dir(cache)
-        .ok()?
-        .flatten()
-        .map(|e| e.path().join("bin/nats-server"))
-        .find(|p| p.is_file())
-}
-
 /// Samples of one histogram in a /metrics page: (upper bound, cumulative count).
 async fn histogram(client: &HttpClient, port: u16, name: &str) -> Vec<(f64, f64)> {
     let Ok(uri) = format!("http://127.0.0.1:{port}/metrics").parse::<hyper::Uri>() else {
@@ -63,7 +46,7 @@ fn quantile(buckets: &[(f64, f64)], p: f64) -> f64 {
 }
 
 pub async fn compare(secs: f64, bins: &Path, examples: &Path) {
-    let Some(nats_bin) = nats_server() else {
+    let Some(nats_bin) = nats::nats_server_binary() else {
         eprintln!(
             "no nats-server: run `scripts/lmi-dev up` once (it builds one) or set LMI_NATS_SERVER"
         );
@@ -71,24 +54,18 @@ pub async fn compare(secs: f64, bins: &Path, examples: &Path) {
     };
     let nats_port = free_port();
     let store = std::env::temp_dir().join(format!("lmi-bench-nats-{nats_port}"));
-    let _ = std::fs::create_dir_all(&store);
-    let config = store.join("nats-server.conf");
-    let _ = std::fs::write(&config, "max_payload: 2MB\n");
-    let _nats = spawn(
-        &nats_bin,
-        &[
-            "-c",
-            &config.display().to_string(),
-            "-js",
-            "-sd",
-            &store.display().to_string(),
-            "-a",
-            "127.0.0.1",
-            "-p",
-            &nats_port.to_string(),
-        ],
-        &[],
-    );
+    let args = match nats::nats_server_args(nats_port, &store) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!(
+                "cannot write the nats-server config in {}: {e}",
+                store.display()
+            );
+            std::process::exit(2);
+        }
+    };
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let nats = spawn(&nats_bin, &args, &[]);
     let (sidecar_port, rapi_port) = (free_port(), free_port());
     let _sidecar = start_sidecar(bins, examples, sidecar_port, rapi_port);
     let catalog = std::env::temp_dir().join(format!("lmi-bench-events-{sidecar_port}.yaml"));
@@ -128,35 +105,37 @@ pub async fn compare(secs: f64, bins: &Path, examples: &Path) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!(
-        "| invocation | achieved/s | errors | caller p50 µs | caller p99 µs | router vCPU | router vCPU per 1k/s |"
+        "| invocation | achieved/s | errors | caller p50 µs | caller p99 µs | router vCPU | router vCPU per 1k/s | nats-server vCPU |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     let mut age = Vec::new();
     for event in [false, true] {
         let _ = open_loop_of(&client, &uri, RATE, 1.0, None, event).await;
         let cpu_before = cpu_seconds(router.0.id());
+        let nats_before = cpu_seconds(nats.0.id());
         let run = open_loop_of(&client, &uri, RATE, secs, None, event)
             .await
             .sorted();
         if event {
             // Until the queue has drained: the dispatching is part of an event's cost.
+            // (The warm-up second's events count too.)
             for _ in 0..300 {
-                let done = histogram(&client, port, "lmi_router_event_age_seconds").await;
-                let total = done.last().map_or(0.0, |b| b.1);
-                if total >= (run.ok + 2 * RATE as usize) as f64 {
-                    age = done;
+                age = histogram(&client, port, "lmi_router_event_age_seconds").await;
+                let total = age.last().map_or(0.0, |b| b.1);
+                if total >= (run.ok + RATE as usize) as f64 {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
         let cpu = (cpu_seconds(router.0.id()) - cpu_before) / run.seconds;
+        let nats_cpu = (cpu_seconds(nats.0.id()) - nats_before) / run.seconds;
         for e in &run.error_samples {
             eprintln!("error: {e}");
         }
         let rate = run.ok as f64 / run.seconds;
         println!(
-            "| {} | {rate:.0} | {} | {:.0} | {:.0} | {cpu:.3} | {:.3} |",
+            "| {} | {rate:.0} | {} | {:.0} | {:.0} | {cpu:.3} | {:.3} | {nats_cpu:.3} |",
             if event {
                 "Event (stored, 202; then dispatched)"
             } else {

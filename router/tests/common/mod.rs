@@ -2,6 +2,10 @@
 //! them with a tiny blocking client (no mocks; the only fakes are the addresses).
 #![allow(dead_code)]
 
+/// The nats-server the event tests run (shared with the benchmark).
+#[path = "../../examples/support/nats.rs"]
+pub mod nats;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
