@@ -392,3 +392,58 @@ fn a_killed_dispatcher_loses_no_event() {
     );
     drop(second);
 }
+
+/// An EE lost mid-invocation (its sidecar killed, as when a node goes): the event is not counted
+/// as an attempt and runs again once there is an EE, with the same request id.
+#[test]
+fn an_event_whose_ee_is_lost_mid_invocation_runs_again_uncounted() {
+    let nats = Nats::start();
+    let mut records = Records::open(&nats);
+    let f = example("fixture_fn").display().to_string();
+    let mut lost = start_ee("event-ee-lost", 8, 10.0, &[&f], None, &[]);
+    let url = nats.url();
+    let r = start_router_on(
+        "event-router-lost",
+        &catalog(lost.port, 600),
+        &["--nats-url", &url, "--event-retry-delays-seconds", "0.5,1"],
+    );
+    wait_until(Duration::from_secs(20), "the first event stored", || {
+        event(r.port, r#"{"warm": true}"#).status == 202
+    });
+    records.next("records.success", Duration::from_secs(30));
+
+    let accepted = event(r.port, r#"{"sleepMs": 3000, "name": "lost"}"#);
+    assert_eq!(accepted.status, 202);
+    let id = accepted
+        .header("x-amzn-requestid")
+        .unwrap_or_default()
+        .to_string();
+    wait_until(
+        Duration::from_secs(10),
+        "the event running on the EE",
+        || utilization(lost.port)["inFlight"] == 1,
+    );
+    // SIGKILL the sidecar first (no drain, no answer), then what it ran.
+    let sidecar = lost.proc.child.id().to_string();
+    let children = Command::new("pgrep")
+        .args(["-P", &sidecar])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    lost.proc.child.kill().expect("kill -9 the sidecar");
+    let _ = lost.proc.child.wait();
+    for pid in children.split_whitespace() {
+        let _ = Command::new("kill").args(["-KILL", pid]).status();
+    }
+    // A new EE takes its place (the router reads its catalog file again).
+    let replacement = start_ee("event-ee-replacement", 8, 10.0, &[&f], None, &[]);
+    std::fs::write(&r.catalog, catalog(replacement.port, 600)).expect("catalog");
+    let record = records.next("records.success", Duration::from_secs(60));
+    assert_eq!(record["requestContext"]["requestId"], id.as_str());
+    assert_eq!(
+        record["requestContext"]["approximateInvokeCount"], 1,
+        "the run lost with its EE is not counted: {record}"
+    );
+    assert_eq!(record["responsePayload"]["ee"], "event-ee-replacement");
+    assert_eq!(record["responsePayload"]["requestId"], id.as_str());
+}
