@@ -25,6 +25,7 @@ use crate::common::{Architecture, ScalingConfig};
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
     printcolumn(name = "Latest", type_ = "string", json_path = ".status.latestPublishedVersion"),
     printcolumn(name = "Current", type_ = "string", json_path = ".status.currentVersion"),
+    printcolumn(name = "Queued", type_ = "integer", json_path = ".status.queuedEvents"),
     printcolumn(name = "Capacity-Provider", type_ = "string", json_path = ".spec.capacityProviderConfig.capacityProviderName"),
     printcolumn(name = "Memory", type_ = "integer", json_path = ".spec.memorySize"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
@@ -356,6 +357,10 @@ pub struct FunctionStatus {
     /// version, else the newest (`lmi_crds::rules::current_version`, the router's rule too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_version: Option<String>,
+    /// Event invocations stored and not yet done (waiting, running or waiting for a retry), as
+    /// the operator last counted them in NATS JetStream; unset without an event queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_events: Option<i64>,
     /// SHA-256 of the configuration, to publish a version only when it changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_sha256: Option<String>,

@@ -15,6 +15,7 @@ pub mod catalog;
 pub mod common;
 pub mod crdgen;
 pub mod ee_contract;
+pub mod event_queue;
 pub mod function;
 pub mod function_alias;
 pub mod function_version;

@@ -77,6 +77,7 @@ pub fn test_settings() -> Settings {
         instance: Some(crate::harness::E2E_INSTANCE.to_string()),
         // Shared with the main job's operator and router: one invoke key per cluster.
         system_namespace: lmi_operator::settings::DEFAULT_SYSTEM_NAMESPACE.to_string(),
+        nats_url: None,
     }
 }
 

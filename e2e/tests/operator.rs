@@ -1084,3 +1084,83 @@ async fn a_publication_past_the_providers_version_limit_waits_and_is_not_lost() 
     })
     .await
 }
+
+/// The operator counts each function's events stored in the routers' NATS JetStream stream (the
+/// local cluster's nats-server) and shows them on the Function: `status.queuedEvents`, the
+/// Queued column of `kubectl get fn`.
+#[tokio::test]
+async fn queued_events_show_on_the_function() -> Result<()> {
+    use lmi_router::router::events::meta::{EventMeta, now_ms};
+    use lmi_router::router::events::{EventQueue, EventSettings};
+    let mut settings = test_settings();
+    settings.nats_url = Some(lmi_e2e::nats::url());
+    scenario_in(
+        "queued",
+        settings,
+        TestUtilization::default(),
+        |env, cp| async move {
+            let (client, ns) = (env.client.clone(), env.namespace.clone());
+            create(
+                &Api::<CapacityProvider>::all(client.clone()),
+                provider(&cp, 400, &["c7g.2xlarge"]),
+            )
+            .await?;
+            let functions = Api::<Function>::namespaced(client.clone(), &ns);
+            create(&functions, function("app", &ns, &cp, 1)).await?;
+            let queued = |f: Function| f.status.and_then(|s| s.queued_events);
+            eventually("queuedEvents 0 before any event", WAIT, || async {
+                Ok((queued(functions.get("app").await?) == Some(0)).then_some(()))
+            })
+            .await?;
+
+            // Five events as a router stores them, not to run for ten minutes (so whichever router
+            // dispatches events on this cluster leaves them queued).
+            let fail = |e: String| lmi_e2e::error::Error::Other(format!("the event queue: {e}"));
+            let queue = EventQueue::connect(EventSettings::new(lmi_e2e::nats::url()))
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            queue.ensure().await.map_err(fail)?;
+            for i in 0..5 {
+                let meta = EventMeta {
+                    request_id: format!("{ns}-queued-{i}"),
+                    namespace: ns.clone(),
+                    function: "app".to_string(),
+                    qualifier: None,
+                    received_ms: now_ms(),
+                    attempts: 0,
+                    not_before_ms: now_ms() + 600_000,
+                    trace_id: "Root=1-00000000-000000000000000000000000".to_string(),
+                    retry_delays_ms: Vec::new(),
+                };
+                queue
+                    .enqueue(&meta, bytes::Bytes::from_static(b"{}"))
+                    .await
+                    .map_err(|e| fail(e.message()))?;
+            }
+            eventually("queuedEvents 5", WAIT, || async {
+                Ok((queued(functions.get("app").await?) == Some(5)).then_some(()))
+            })
+            .await?;
+
+            // Gone from the queue, gone from the count.
+            let nats = async_nats::connect(lmi_e2e::nats::url())
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let stream = async_nats::jetstream::new(nats)
+                .get_stream(lmi_crds::event_queue::STREAM)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            stream
+                .purge()
+                .filter(lmi_crds::event_queue::subject(&ns, "app"))
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            eventually("queuedEvents 0 after the purge", WAIT, || async {
+                Ok((queued(functions.get("app").await?) == Some(0)).then_some(()))
+            })
+            .await?;
+            Ok(())
+        },
+    )
+    .await
+}

@@ -32,6 +32,9 @@ pub struct Settings {
     pub instance: Option<String>,
     /// Where the cluster's LMI Secrets live (the invoke key `lmi-invoke-key`).
     pub system_namespace: String,
+    /// The routers' event queue, whose stored events per function the operator shows on each
+    /// Function (`status.queuedEvents`). None: no events, nothing counted.
+    pub nats_url: Option<String>,
 }
 
 const HELP: &str = "lmi-operator: reconciles lmi.dev CapacityProviders, Functions and FunctionVersions
@@ -54,6 +57,7 @@ flags (or environment variables):
   --consolidation-move-timeout-seconds N  LMI_CONSOLIDATION_MOVE_TIMEOUT  call off a move not done after this [600]
   --instance NAME                         LMI_INSTANCE                    reconcile only objects labelled lmi.dev/instance=NAME [none: only unlabelled objects]
   --system-namespace NS                   LMI_SYSTEM_NAMESPACE            holds the invoke key Secret lmi-invoke-key [POD_NAMESPACE or lmi-system]
+  --nats-url URL                          LMI_NATS_URL                    the routers' event queue: count each function's queued events [none]
 ";
 
 /// Parses `args` (without the program name), falling back to `env`.
@@ -143,6 +147,7 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Se
         system_namespace: get("system-namespace", "LMI_SYSTEM_NAMESPACE")
             .or_else(|| env("POD_NAMESPACE").filter(|v| !v.is_empty()))
             .unwrap_or_else(|| DEFAULT_SYSTEM_NAMESPACE.to_string()),
+        nats_url: get("nats-url", "LMI_NATS_URL"),
     })
 }
 

@@ -247,7 +247,7 @@ fn python_runtime_with_boto3_and_the_aws_cli() {
         &out,
     );
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("not supported yet"),
+        String::from_utf8_lossy(&o.stderr).contains("needs the event queue"),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );

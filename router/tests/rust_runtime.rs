@@ -229,7 +229,7 @@ fn errors_and_timeouts_come_back_as_lambda_returns_them() {
         event.json()["message"]
             .as_str()
             .unwrap_or("")
-            .contains("not supported yet")
+            .contains("needs the event queue")
     );
     // Malformed or oversized requests are cut off by the HTTP layer, and the router keeps serving.
     let huge = "x".repeat(100 * 1024);

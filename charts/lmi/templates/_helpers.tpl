@@ -102,3 +102,20 @@ seccompProfile:
     matchLabels:
       {{- include "lmi.selectorLabels" . | nindent 6 }}
 {{- end -}}
+
+{{/* LMI_NATS_URL from router.events (a URL, or a key of a Secret); nothing without one. The
+operator counts queued events with it, the routers store and dispatch them. */}}
+{{- define "lmi.natsUrlEnv" -}}
+{{- with .Values.router.events }}
+{{- if .urlSecret.name }}
+- name: LMI_NATS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .urlSecret.name | quote }}
+      key: {{ .urlSecret.key | default "url" | quote }}
+{{- else if .natsUrl }}
+- name: LMI_NATS_URL
+  value: {{ .natsUrl | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}

@@ -254,12 +254,17 @@ async fn reconcile_inner(function: &Function, ctx: &Context) -> Result<Action> {
         observed_generation: generation,
         latest_published_version: latest.map(|v| v.to_string()),
         current_version: current_version.map(|v| v.to_string()),
+        queued_events: None,
         config_sha256: Some(sha),
         conditions,
     };
     // conditions::set keeps a condition's transition time while its status holds, so an
     // unchanged status compares equal and costs no write.
-    let unchanged = current == status;
+    // queuedEvents is the event counter's (its own field manager), not part of this status.
+    let unchanged = FunctionStatus {
+        queued_events: None,
+        ..current.clone()
+    } == status;
     if !unchanged {
         let api: Api<Function> = Api::namespaced(ctx.client.clone(), &namespace);
         crate::context::apply_status(&api, &name, &status).await?;

@@ -2,5 +2,6 @@
 
 pub mod autoscaler;
 pub mod capacity_provider;
+pub mod event_queue;
 pub mod function;
 pub mod run;

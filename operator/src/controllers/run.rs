@@ -124,6 +124,7 @@ pub async fn run(
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let shutdown_rx_for_autoscaler = shutdown_rx.clone();
+    let shutdown_rx_for_events = shutdown_rx.clone();
     let signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stopped| *stopped).await;
     };
@@ -161,6 +162,10 @@ pub async fn run(
     });
     let autoscaler =
         crate::controllers::autoscaler::run(ctx.clone(), cp_store.clone(), source, replan_tx);
+    let queued_events = ctx.settings.nats_url.clone().map(|url| {
+        let ctx = ctx.clone();
+        async move { crate::controllers::event_queue::run(ctx, url).await }
+    });
     let cp_controller = cp_controller
         .reconcile_on(replans)
         .watches_stream(version_stream, |v: FunctionVersion| {
@@ -252,5 +257,21 @@ pub async fn run(
             _ = stopped.wait_for(|s| *s) => {}
         }
     };
-    tokio::join!(cp_controller, fn_controller, stopper, autoscaler);
+    let mut stopped = shutdown_rx_for_events;
+    let queued_events = async move {
+        let Some(counting) = queued_events else {
+            return;
+        };
+        tokio::select! {
+            () = counting => {}
+            _ = stopped.wait_for(|s| *s) => {}
+        }
+    };
+    tokio::join!(
+        cp_controller,
+        fn_controller,
+        stopper,
+        autoscaler,
+        queued_events
+    );
 }

@@ -244,6 +244,12 @@ async fn invoke_inner(
             attempts: 0,
             not_before_ms: 0,
             trace_id: prepared.trace_id.unwrap_or_else(ids::trace_id),
+            retry_delays_ms: queue
+                .settings
+                .retry_delays
+                .iter()
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .collect(),
         };
         queue.enqueue(&meta, payload).await?;
         return Ok(Handled::Queued);

@@ -171,6 +171,9 @@ pub fn start_router_on(name: &str, catalog_text: &str, extra: &[&str]) -> Router
     std::fs::write(&catalog, catalog_text).expect("catalog");
     let log = log_file(name);
     let child = Command::new(env!("CARGO_BIN_EXE_lmi-router"))
+        // Events only where a test asks for them (`--nats-url`), whatever the shell exported
+        // (`lmi-dev env` exports the local cluster's LMI_NATS_URL).
+        .env_remove("LMI_NATS_URL")
         .args(["--static", &catalog.display().to_string(), "--auth", "off"])
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(extra)

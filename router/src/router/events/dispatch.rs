@@ -103,11 +103,18 @@ async fn handle(
         ack(&message, AckKind::Ack).await;
         return;
     };
-    let policy = Policy::of(
-        config.as_ref(),
-        &queue.settings.retry_delays,
-        queue.settings.busy_delay,
-    );
+    // The delays the event was accepted with, else this router's.
+    let accepted_with: Vec<Duration> = meta
+        .retry_delays_ms
+        .iter()
+        .map(|ms| Duration::from_millis(*ms))
+        .collect();
+    let delays = if accepted_with.is_empty() {
+        &queue.settings.retry_delays
+    } else {
+        &accepted_with
+    };
+    let policy = Policy::of(config.as_ref(), delays, queue.settings.busy_delay);
     let step = match policy::before_run(&policy, &meta, now_ms()) {
         Next::Run => {
             let run = run_once(&router, &meta, message.payload.clone());
@@ -321,6 +328,7 @@ async fn deliver(
         attempts: 0,
         not_before_ms: 0,
         trace_id: meta.trace_id.clone(),
+        retry_delays_ms: meta.retry_delays_ms.clone(),
     };
     queue.enqueue(&event, record).await.map_err(|e| e.message())
 }

@@ -12,6 +12,7 @@ const RECEIVED_MS: &str = "Lmi-Received-Ms";
 const ATTEMPTS: &str = "Lmi-Attempts";
 const NOT_BEFORE_MS: &str = "Lmi-Not-Before-Ms";
 const TRACE_ID: &str = "Lmi-Trace-Id";
+const RETRY_DELAYS_MS: &str = "Lmi-Retry-Delays-Ms";
 /// JetStream's de-duplication id: a publish repeated after a lost acknowledgement is stored once.
 const MSG_ID: &str = "Nats-Msg-Id";
 
@@ -32,6 +33,9 @@ pub struct EventMeta {
     /// Not to run before this time (Unix ms): the delay before a retry.
     pub not_before_ms: u64,
     pub trace_id: String,
+    /// The delays before its retries, set by the router that accepted it: whichever replica
+    /// runs an attempt, the event keeps the delays it was accepted with.
+    pub retry_delays_ms: Vec<u64>,
 }
 
 impl EventMeta {
@@ -47,6 +51,8 @@ impl EventMeta {
         h.insert(ATTEMPTS, self.attempts.to_string().as_str());
         h.insert(NOT_BEFORE_MS, self.not_before_ms.to_string().as_str());
         h.insert(TRACE_ID, self.trace_id.as_str());
+        let delays: Vec<String> = self.retry_delays_ms.iter().map(u64::to_string).collect();
+        h.insert(RETRY_DELAYS_MS, delays.join(",").as_str());
         h.insert(
             MSG_ID,
             format!("{}/{}", self.request_id, self.attempts).as_str(),
@@ -74,6 +80,11 @@ impl EventMeta {
             attempts: u32::try_from(number(ATTEMPTS)?).map_err(|e| e.to_string())?,
             not_before_ms: number(NOT_BEFORE_MS)?,
             trace_id: text(TRACE_ID)?,
+            retry_delays_ms: text(RETRY_DELAYS_MS)
+                .unwrap_or_default()
+                .split(',')
+                .filter_map(|d| d.trim().parse().ok())
+                .collect(),
         })
     }
 
@@ -109,6 +120,7 @@ mod tests {
             attempts: 1,
             not_before_ms: 1_700_000_060_000,
             trace_id: "Root=1-abc".to_string(),
+            retry_delays_ms: vec![500, 1000],
         };
         let headers = meta.to_headers();
         assert_eq!(EventMeta::from_headers(Some(&headers)), Ok(meta.clone()));

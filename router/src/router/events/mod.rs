@@ -25,10 +25,7 @@ use crate::Error;
 use crate::lambda_error::LambdaError;
 use meta::EventMeta;
 
-/// The stream of events.
-pub const STREAM: &str = "LMI_EVENTS";
-/// Where events are published: `lmi.events.<namespace>.<function>`.
-pub const SUBJECT_PREFIX: &str = "lmi.events";
+pub use lmi_crds::event_queue::{STREAM, SUBJECT_PREFIX};
 /// The dispatchers' shared durable consumer.
 pub const CONSUMER: &str = "lmi-dispatch";
 /// How long JetStream waits for a dispatcher's acknowledgement before it redelivers: the
@@ -90,11 +87,6 @@ impl EventQueue {
         })
     }
 
-    /// The subject of a function's events.
-    pub fn subject(namespace: &str, function: &str) -> String {
-        format!("{SUBJECT_PREFIX}.{namespace}.{function}")
-    }
-
     /// Creates the stream and the consumer if they do not exist (every replica may; the
     /// same configuration twice is one stream).
     pub async fn ensure(&self) -> Result<consumer::PullConsumer, String> {
@@ -133,7 +125,7 @@ impl EventQueue {
 
     /// Stores an event; Ok once JetStream has acknowledged it.
     pub async fn enqueue(&self, meta: &EventMeta, payload: Bytes) -> Result<(), LambdaError> {
-        let subject = Self::subject(&meta.namespace, &meta.function);
+        let subject = lmi_crds::event_queue::subject(&meta.namespace, &meta.function);
         let mut stored = self
             .publish(subject.clone(), meta.to_headers(), payload.clone())
             .await;

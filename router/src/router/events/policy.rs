@@ -202,6 +202,7 @@ mod tests {
             attempts,
             not_before_ms: 0,
             trace_id: "t".to_string(),
+            retry_delays_ms: Vec::new(),
         }
     }
 
