@@ -59,6 +59,16 @@ fn function(name: &str, namespace: &str, cp: &str, min: i32) -> Value {
     })
 }
 
+/// Creates the test's capacity provider; the Functions of its namespace.
+async fn provider_and_functions(
+    client: &Client,
+    ns: &str,
+    provider: Value,
+) -> Result<Api<Function>> {
+    create(&Api::<CapacityProvider>::all(client.clone()), provider).await?;
+    Ok(Api::namespaced(client.clone(), ns))
+}
+
 /// A capacity provider name unique to this test and namespace.
 fn cp_name(env: &TestEnv, test: &str) -> String {
     let suffix = env.namespace.rsplit('-').next().unwrap_or("x");
@@ -216,12 +226,8 @@ async fn a_second_function_fills_existing_nodes_before_new_node_claims() -> Resu
     scenario("fill", |env, cp| async move {
         let (client, ns) = (env.client.clone(), env.namespace.clone());
         // A c7g.xlarge holds three 1-vCPU EEs: the first function leaves room for the second.
-        create(
-            &Api::<CapacityProvider>::all(client.clone()),
-            provider(&cp, 400, &["c7g.xlarge"]),
-        )
-        .await?;
-        let functions = Api::<Function>::namespaced(client.clone(), &ns);
+        let functions =
+            provider_and_functions(&client, &ns, provider(&cp, 400, &["c7g.xlarge"])).await?;
         create(&functions, function("first", &ns, &cp, 3)).await?;
         wait_state(&client, &ns, "first-v1", "Active").await?;
         assert_eq!(claims_of(&client, &cp).await?.len(), 3);
@@ -243,8 +249,7 @@ async fn a_second_function_fills_existing_nodes_before_new_node_claims() -> Resu
 async fn raising_min_adds_ees_zero_deactivates_and_raising_again_reactivates() -> Result<()> {
     scenario("scale", |env, cp| async move {
         let (client, ns) = (env.client.clone(), env.namespace.clone());
-        create(&Api::<CapacityProvider>::all(client.clone()), provider(&cp, 400, &["c7g.2xlarge"])).await?;
-        let functions = Api::<Function>::namespaced(client.clone(), &ns);
+        let functions = provider_and_functions(&client, &ns, provider(&cp, 400, &["c7g.2xlarge"])).await?;
         create(&functions, function("app", &ns, &cp, 1)).await?;
         wait_state(&client, &ns, "app-v1", "Active").await?;
 
@@ -838,12 +843,8 @@ async fn an_underused_instance_is_consolidated_without_dropping_below_desired() 
 async fn a_rolling_update_moves_to_the_new_version_once_active_and_retires_the_old() -> Result<()> {
     scenario("current", |env, cp| async move {
         let (client, ns) = (env.client.clone(), env.namespace.clone());
-        create(
-            &Api::<CapacityProvider>::all(client.clone()),
-            provider(&cp, 400, &["c7g.2xlarge"]),
-        )
-        .await?;
-        let functions = Api::<Function>::namespaced(client.clone(), &ns);
+        let functions =
+            provider_and_functions(&client, &ns, provider(&cp, 400, &["c7g.2xlarge"])).await?;
         create(&functions, function("app", &ns, &cp, 1)).await?;
         wait_state(&client, &ns, "app-v1", "Active").await?;
         let versions = |f: Function| {
@@ -946,12 +947,8 @@ async fn event_reasons(client: &Client, ns: &str, name: &str) -> Result<BTreeSet
 async fn version_retention_keeps_the_newest_and_what_an_alias_names() -> Result<()> {
     scenario("retention", |env, cp| async move {
         let (client, ns) = (env.client.clone(), env.namespace.clone());
-        create(
-            &Api::<CapacityProvider>::all(client.clone()),
-            provider(&cp, 400, &["c7g.2xlarge"]),
-        )
-        .await?;
-        let functions = Api::<Function>::namespaced(client.clone(), &ns);
+        let functions =
+            provider_and_functions(&client, &ns, provider(&cp, 400, &["c7g.2xlarge"])).await?;
         let mut f = function("app", &ns, &cp, 1);
         f["spec"]["publishTo"] = json!("Version");
         f["spec"]["versionRetention"] = json!({"activeVersions": 1, "deactivatedVersions": 1});

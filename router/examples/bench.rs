@@ -258,6 +258,13 @@ fn start_sidecar(bins: &Path, examples: &Path, port: u16, runtime_api_port: u16)
     )
 }
 
+/// The load generator's HTTP client: enough pooled connections for the open loops.
+fn http_client() -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(256)
+        .build_http()
+}
+
 async fn wait_up(client: &HttpClient, uri: &hyper::Uri, signer: Option<&auth::Signer>) {
     for _ in 0..200 {
         if one(client, uri, signer).await.is_ok() {
@@ -333,9 +340,7 @@ async fn main() {
         &[("RUST_LOG", "warn".to_string())],
     );
 
-    let client: HttpClient = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(256)
-        .build_http();
+    let client = http_client();
     let echo_uri: hyper::Uri = format!("http://127.0.0.1:{echo_port}/")
         .parse()
         .unwrap_or_default();

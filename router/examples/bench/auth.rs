@@ -158,9 +158,7 @@ pub async fn compare(secs: f64, bins: &Path, examples: &Path) {
             "functions:\n  - name: bench\n    namespace: {NAMESPACE}\n    versions:\n      - {{version: 1, timeoutSeconds: 10, endpoints: [\"127.0.0.1:{sidecar_port}\"]}}\n"
         ),
     );
-    let client: HttpClient = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(256)
-        .build_http();
+    let client = http_client();
     println!(
         "| router | achieved/s | errors | p50 µs | p99 µs | router vCPU | router vCPU per 1k/s | apiserver reviews |"
     );

@@ -90,9 +90,7 @@ pub async fn compare(secs: f64, bins: &Path, examples: &Path) {
         ],
         &[("RUST_LOG", "warn".to_string())],
     );
-    let client: HttpClient = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(256)
-        .build_http();
+    let client = http_client();
     let uri: hyper::Uri = format!("http://127.0.0.1:{port}/2015-03-31/functions/bench/invocations")
         .parse()
         .unwrap_or_default();
