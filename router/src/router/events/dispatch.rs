@@ -22,8 +22,10 @@ use crate::function_name;
 use crate::lambda_error::LambdaError;
 use crate::router::Router;
 
-/// Largest share of a function's answer kept for its destination record.
-const MAX_RECORDED_RESPONSE: usize = 1024 * 1024;
+/// Largest function answer kept for its destination record (a larger one is replaced by a note).
+/// These bytes are outside the payload budget, so they are kept small: at the default event
+/// concurrency of 64 they add at most 16 MiB to the router's memory.
+const MAX_RECORDED_RESPONSE: usize = 256 * 1024;
 
 /// Runs until the process ends: sets up the stream and consumer (waiting for NATS), then takes
 /// events whenever this router has room for more.
