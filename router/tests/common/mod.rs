@@ -7,7 +7,7 @@
 pub mod nats;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,12 +21,10 @@ pub fn manifest_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+/// What the tests share with the benchmark programs: one allocator of free ports.
+#[path = "../../examples/support/mod.rs"]
+mod support;
+pub use support::free_port;
 
 /// A built example binary (cargo test builds the examples of the package before running tests).
 pub fn example(name: &str) -> PathBuf {
@@ -121,14 +119,14 @@ pub fn start_ee(
         c.current_dir(d);
     }
     let child = c.spawn().expect("start lmi-sidecar");
-    let ee = Ee {
+    let mut ee = Ee {
         proc: Proc {
             child,
             name: name.to_string(),
         },
         port,
     };
-    wait_for(port, "/readyz", Duration::from_secs(60));
+    wait_for(&mut ee.proc, port, "/readyz", Duration::from_secs(60));
     ee
 }
 
@@ -182,7 +180,7 @@ pub fn start_router_on(name: &str, catalog_text: &str, extra: &[&str]) -> Router
         .stderr(log)
         .spawn()
         .expect("start lmi-router");
-    let r = RouterProc {
+    let mut r = RouterProc {
         proc: Proc {
             child,
             name: name.to_string(),
@@ -190,7 +188,7 @@ pub fn start_router_on(name: &str, catalog_text: &str, extra: &[&str]) -> Router
         port,
         catalog,
     };
-    wait_for(port, "/healthz", Duration::from_secs(30));
+    wait_for(&mut r.proc, port, "/healthz", Duration::from_secs(30));
     r
 }
 
@@ -213,10 +211,18 @@ pub fn alias_catalog(v1: u16, v2: u16, weight: f64) -> String {
     )
 }
 
-fn wait_for(port: u16, path: &str, limit: Duration) {
+/// Wait until `port` answers `path` with 200 and `proc` still runs: a child that could not bind
+/// its port exits, and whatever else answers there is not the process under test.
+fn wait_for(proc: &mut Proc, port: u16, path: &str, limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
         if http("GET", port, path, &[], b"").is_ok_and(|r| r.status == 200) {
+            if let Ok(Some(status)) = proc.child.try_wait() {
+                panic!(
+                    "{} exited ({status}) though 127.0.0.1:{port} answers",
+                    proc.name
+                );
+            }
             return;
         }
         assert!(
