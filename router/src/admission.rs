@@ -12,6 +12,9 @@ pub enum Refusal {
     Draining,
     /// The runtime has not initialized (or failed to).
     NotReady,
+    /// A queued event (InvocationType Event) while the EE has only the room it keeps for
+    /// synchronous callers: the event stays queued. Not a throttle of any caller.
+    EventDeferred,
 }
 
 impl Refusal {
@@ -20,6 +23,7 @@ impl Refusal {
             Self::Throttle(r) => r.as_str(),
             Self::Draining => "Draining",
             Self::NotReady => "NotReady",
+            Self::EventDeferred => "EventDeferred",
         }
     }
 
@@ -31,6 +35,7 @@ impl Refusal {
             "Disk" => Self::Throttle(ThrottleReason::Disk),
             "Draining" => Self::Draining,
             "NotReady" => Self::NotReady,
+            "EventDeferred" => Self::EventDeferred,
             _ => return None,
         })
     }
@@ -47,6 +52,15 @@ pub struct Inputs {
     pub cpu_utilization: Option<f64>,
     /// Memory use of the function's processes over its memory limit (0.0..), if measured.
     pub memory_utilization: Option<f64>,
+    /// The invocation is a queued event, which only takes room synchronous callers do not need.
+    pub queued_event: bool,
+}
+
+/// The slots an EE keeps for synchronous callers, which queued events do not take: a quarter of
+/// them (none below 4, so that an EE of 1-3 slots still runs events). A burst of events then
+/// waits in the queue instead of making the EEs throttle the function's synchronous callers.
+pub fn kept_for_synchronous(max_concurrency: usize) -> usize {
+    max_concurrency / 4
 }
 
 /// Thresholds above which the EE counts as under pressure.
@@ -79,6 +93,11 @@ pub fn decide(i: &Inputs, t: &Thresholds) -> Result<(), Refusal> {
     if i.memory_utilization.is_some_and(|m| m >= t.memory) {
         return Err(Refusal::Throttle(ThrottleReason::Memory));
     }
+    // An event finding no room it may take waits in its queue: deferred, not a throttle.
+    if i.queued_event && i.in_flight + kept_for_synchronous(i.max_concurrency) >= i.max_concurrency
+    {
+        return Err(Refusal::EventDeferred);
+    }
     if i.in_flight >= i.max_concurrency {
         return Err(Refusal::Throttle(ThrottleReason::Concurrency));
     }
@@ -102,6 +121,7 @@ mod tests {
             max_concurrency: 8,
             cpu_utilization: Some(0.1),
             memory_utilization: Some(0.1),
+            queued_event: false,
         }
     }
 
@@ -177,10 +197,37 @@ mod tests {
     }
 
     #[test]
+    fn queued_events_leave_a_quarter_of_the_slots_to_synchronous_callers() {
+        let t = Thresholds::default();
+        let event = |in_flight, max_concurrency| Inputs {
+            in_flight,
+            max_concurrency,
+            queued_event: true,
+            ..base()
+        };
+        // 8 slots: events take 6, the last 2 are for synchronous callers.
+        assert_eq!(decide(&event(5, 8), &t), Ok(()));
+        assert_eq!(decide(&event(6, 8), &t), Err(Refusal::EventDeferred));
+        let sync = Inputs {
+            in_flight: 6,
+            ..base()
+        };
+        assert_eq!(decide(&sync, &t), Ok(()));
+        // At a full EE too the event waits; only callers are throttled.
+        assert_eq!(decide(&event(8, 8), &t), Err(Refusal::EventDeferred));
+        // Small EEs still run events.
+        assert_eq!(decide(&event(0, 1), &t), Ok(()));
+        assert_eq!(decide(&event(2, 3), &t), Ok(()));
+        assert_eq!(decide(&event(63, 64), &t), Err(Refusal::EventDeferred));
+        assert_eq!(decide(&event(47, 64), &t), Ok(()));
+    }
+
+    #[test]
     fn reasons_round_trip() {
         for r in [
             Refusal::Draining,
             Refusal::NotReady,
+            Refusal::EventDeferred,
             Refusal::Throttle(ThrottleReason::Cpu),
             Refusal::Throttle(ThrottleReason::Disk),
         ] {

@@ -18,6 +18,9 @@ pub const DRAIN_TOKEN: &str = lmi_crds::invoke_token::DRAIN_TOKEN_HEADER;
 /// Path of the sidecar's drain endpoint (the function container's preStop hook).
 pub const DRAIN_PATH: &str = "/drain";
 
+/// Set by the router's event dispatcher on an invocation taken from the event queue: the sidecar
+/// admits it only into room that synchronous callers do not need.
+pub const QUEUED_EVENT: &str = "lmi-queued-event";
 pub const REQUEST_ID: &str = "lambda-runtime-aws-request-id";
 pub const DEADLINE_MS: &str = "lambda-runtime-deadline-ms";
 pub const INVOKED_FUNCTION_ARN: &str = "lambda-runtime-invoked-function-arn";

@@ -447,3 +447,82 @@ fn an_event_whose_ee_is_lost_mid_invocation_runs_again_uncounted() {
     assert_eq!(record["responsePayload"]["ee"], "event-ee-replacement");
     assert_eq!(record["responsePayload"]["requestId"], id.as_str());
 }
+
+/// A burst of events takes only the room synchronous callers do not need: with 4 slots in the
+/// EE, events run at most 3 at a time and the rest wait in the queue, so a synchronous caller
+/// running beside the burst is never throttled, and every event still runs.
+#[test]
+fn a_burst_of_events_waits_for_room_and_throttles_no_synchronous_caller() {
+    const EVENTS: usize = 30;
+    let nats = Nats::start();
+    let mut records = Records::open(&nats);
+    let f = example("fixture_fn").display().to_string();
+    let ee = start_ee("event-ee-burst", 4, 10.0, &[&f], None, &[]);
+    let url = nats.url();
+    let r = start_router_on(
+        "event-router-burst",
+        &catalog(ee.port, 600),
+        &["--nats-url", &url, "--event-retry-delays-seconds", "0.5,1"],
+    );
+    wait_until(Duration::from_secs(20), "the first event stored", || {
+        event(r.port, r#"{"warm": true}"#).status == 202
+    });
+    records.next("records.success", Duration::from_secs(30));
+
+    let mut ids = std::collections::BTreeSet::new();
+    for i in 0..EVENTS {
+        let resp = event(r.port, &format!(r#"{{"sleepMs": 400, "n": {i}}}"#));
+        assert_eq!(resp.status, 202, "{}", String::from_utf8_lossy(&resp.body));
+        ids.insert(
+            resp.header("x-amzn-requestid")
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    // One synchronous caller, one call after another, while the events run.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let caller = {
+        let (stop, port) = (stop.clone(), r.port);
+        std::thread::spawn(move || {
+            let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let resp = invoke(port, "hello", r#"{"sleepMs": 50, "noEcho": true}"#);
+                *statuses.entry(resp.status).or_default() += 1;
+            }
+            statuses
+        })
+    };
+    let mut most_in_flight = 0;
+    let mut seen = std::collections::BTreeSet::new();
+    while !ids.iter().all(|id| seen.contains(id)) {
+        let record = records.next("records.success", Duration::from_secs(60));
+        seen.insert(
+            record["requestContext"]["requestId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+        most_in_flight = most_in_flight.max(utilization(ee.port)["inFlight"].as_u64().unwrap_or(0));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let statuses = caller.join().expect("the synchronous caller");
+    let deferred = metric(ee.port, r#"lmi_ee_throttles_total{reason="EventDeferred"}"#);
+    println!(
+        "{EVENTS} events beside a synchronous caller: sync answers {statuses:?}, {deferred} times an event waited for room, at most {most_in_flight} in flight"
+    );
+    assert!(
+        statuses.keys().all(|s| *s == 200) && statuses.get(&200).is_some_and(|n| *n > 10),
+        "the synchronous caller was never refused: {statuses:?}"
+    );
+    assert!(deferred > 0.0, "the burst had to wait for room");
+    assert_eq!(
+        metric(ee.port, r#"lmi_ee_throttles_total{reason="Concurrency"}"#),
+        0.0,
+        "the EE throttled no one"
+    );
+    assert_eq!(
+        utilization(ee.port)["refusals"].as_u64(),
+        Some(0),
+        "waiting events are not throttles to the autoscaler"
+    );
+}

@@ -114,6 +114,7 @@ pub(crate) async fn run_event(
         trace_id: trace_id.to_string(),
         client_context: None,
         payload,
+        queued_event: true,
     };
     let answer = forward(router, &version, &hop).await?;
     Ok(EventAnswer {
@@ -260,6 +261,7 @@ async fn invoke_inner(
         trace_id: prepared.trace_id.unwrap_or_else(ids::trace_id),
         client_context: prepared.client_context,
         payload,
+        queued_event: false,
     };
     let mut answer = forward(router, &version, &hop).await?;
     // The invocation counts as in progress until its answer has streamed out to the caller.
@@ -443,6 +445,8 @@ struct Hop<'a> {
     trace_id: String,
     client_context: Option<HeaderValue>,
     payload: Bytes,
+    /// Taken from the event queue: the EEs run it only in room synchronous callers do not need.
+    queued_event: bool,
 }
 
 /// Send to EEs picked by the power of two choices until one admits, at most `max_attempts` of
@@ -481,6 +485,9 @@ async fn forward(
             .header(wire::TRACE_ID, hop.trace_id.as_str());
         if let Some(c) = &hop.client_context {
             req = req.header(wire::CLIENT_CONTEXT, c.clone());
+        }
+        if hop.queued_event {
+            req = req.header(wire::QUEUED_EVENT, "1");
         }
         // The EE's sidecar runs nothing for a caller without the function's token.
         if let Some(t) = &version.invoke_token {

@@ -143,7 +143,8 @@ async fn invoke(state: &State, req: Request<Incoming>) -> Response<Body> {
             }),
         );
     };
-    let slot = match state.admit() {
+    let queued_event = parts.headers.contains_key(wire::QUEUED_EVENT);
+    let slot = match state.admit(queued_event) {
         Ok(slot) => slot,
         Err(refusal) => {
             discard(body);

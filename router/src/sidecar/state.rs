@@ -308,10 +308,13 @@ impl State {
         self.metrics.memory_bytes.set(u.memory_bytes as f64);
     }
 
-    /// Counts a refused invocation, in the metric (by reason) and in the total `/utilization`
+    /// Counts a refused invocation, in the metric (by reason) and, unless it is a deferred event
+    /// (no caller was throttled; the event waits in its queue), in the total `/utilization`
     /// reports.
     pub fn count_refusal(&self, refusal: &Refusal) {
-        self.refusals.fetch_add(1, Ordering::Relaxed);
+        if *refusal != Refusal::EventDeferred {
+            self.refusals.fetch_add(1, Ordering::Relaxed);
+        }
         self.metrics
             .refusals
             .with_label_values(&[refusal.as_str()])
@@ -319,8 +322,9 @@ impl State {
     }
 
     /// Admit (taking a slot) or refuse. The decision and the slot are taken atomically, so a burst
-    /// never overshoots the concurrency limit.
-    pub fn admit(&self) -> Result<Slot<'_>, Refusal> {
+    /// never overshoots the concurrency limit. A `queued_event` takes only room that synchronous
+    /// callers do not need ([`admission::kept_for_synchronous`]).
+    pub fn admit(&self, queued_event: bool) -> Result<Slot<'_>, Refusal> {
         let usage = self.usage();
         let ready = self.lifecycle() == Lifecycle::Ready;
         let draining = self.draining();
@@ -338,6 +342,7 @@ impl State {
                         .config
                         .memory_limit_bytes
                         .map(|_| usage.memory_utilization),
+                    queued_event,
                 };
                 match admission::decide(&inputs, &self.config.thresholds) {
                     Ok(()) => Some(n + 1),
