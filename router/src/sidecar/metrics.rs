@@ -18,7 +18,7 @@ pub struct Metrics {
     /// outcome = success | error | timeout
     pub invocations: IntCounterVec,
     pub duration: Histogram,
-    /// reason = Concurrency | CPU | Memory | Disk | Draining | NotReady
+    /// reason = Concurrency | CPU | Memory | Disk | Draining | NotReady | EventDeferred
     pub refusals: IntCounterVec,
     /// Times the runtime process exited after it was ready.
     pub runtime_exits: IntCounter,
