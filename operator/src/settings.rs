@@ -35,6 +35,8 @@ pub struct Settings {
     /// The routers' event queue, whose stored events per function the operator shows on each
     /// Function (`status.queuedEvents`). None: no events, nothing counted.
     pub nats_url: Option<String>,
+    /// Credentials and TLS files for NATS (`LMI_NATS_*_FILE`).
+    pub nats_files: lmi_crds::event_queue::NatsFiles,
 }
 
 const HELP: &str = "lmi-operator: reconciles lmi.dev CapacityProviders, Functions and FunctionVersions
@@ -58,6 +60,10 @@ flags (or environment variables):
   --instance NAME                         LMI_INSTANCE                    reconcile only objects labelled lmi.dev/instance=NAME [none: only unlabelled objects]
   --system-namespace NS                   LMI_SYSTEM_NAMESPACE            holds the invoke key Secret lmi-invoke-key [POD_NAMESPACE or lmi-system]
   --nats-url URL                          LMI_NATS_URL                    the routers' event queue: count each function's queued events [none]
+
+NATS credentials and TLS, as files (mounted Secrets) named by the environment only:
+  LMI_NATS_CREDENTIALS_FILE (a .creds file), LMI_NATS_CA_FILE (requires TLS),
+  LMI_NATS_CLIENT_CERT_FILE with LMI_NATS_CLIENT_KEY_FILE (mutual TLS).
 ";
 
 /// Parses `args` (without the program name), falling back to `env`.
@@ -148,6 +154,7 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Se
             .or_else(|| env("POD_NAMESPACE").filter(|v| !v.is_empty()))
             .unwrap_or_else(|| DEFAULT_SYSTEM_NAMESPACE.to_string()),
         nats_url: get("nats-url", "LMI_NATS_URL"),
+        nats_files: lmi_crds::event_queue::NatsFiles::from_env(&env).map_err(Error::Config)?,
     })
 }
 

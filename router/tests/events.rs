@@ -526,3 +526,111 @@ fn a_burst_of_events_waits_for_room_and_throttles_no_synchronous_caller() {
         "waiting events are not throttles to the autoscaler"
     );
 }
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in `dir`.
+fn nats_pki(dir: &std::path::Path) -> [PathBuf; 5] {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    std::fs::create_dir_all(dir).expect("pki dir");
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).expect("ca");
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf = |names: Vec<String>| {
+        let key = KeyPair::generate().expect("key");
+        let cert = CertificateParams::new(names)
+            .expect("params")
+            .signed_by(&key, &issuer)
+            .expect("signed");
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_cert, server_key) = leaf(vec!["127.0.0.1".into(), "localhost".into()]);
+    let (client_cert, client_key) = leaf(vec!["lmi-router".into()]);
+    let files = [
+        ("ca.crt", ca_cert.pem()),
+        ("server.crt", server_cert),
+        ("server.key", server_key),
+        ("client.crt", client_cert),
+        ("client.key", client_key),
+    ];
+    files.map(|(name, pem)| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).expect("pem");
+        path
+    })
+}
+
+/// NATS over mutual TLS: a router given the CA and a client certificate (`LMI_NATS_*_FILE`)
+/// stores and runs events; one without them cannot store any and answers a 5xx, never a 202.
+#[test]
+fn events_reach_a_nats_that_requires_mutual_tls() {
+    let port = free_port();
+    let store = std::env::temp_dir().join(format!("lmi-nats-tls-{port}"));
+    let _ = std::fs::remove_dir_all(&store);
+    let [ca, server_cert, server_key, client_cert, client_key] = nats_pki(&store.join("pki"));
+    let args = nats::nats_server_args(port, &store).expect("nats-server config");
+    // The config file nats_server_args wrote, with TLS that verifies clients.
+    let config = PathBuf::from(&args[1]);
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&format!(
+        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n}}\n",
+        server_cert.display(),
+        server_key.display(),
+        ca.display()
+    ));
+    std::fs::write(&config, text).expect("config");
+    let log = log_file(&format!("nats-tls-{port}"));
+    let mut server = Command::new(nats_server_binary())
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start nats-server");
+    wait_until(Duration::from_secs(20), "nats-server to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+
+    let f = example("fixture_fn").display().to_string();
+    let ee = start_ee("event-ee-tls", 8, 10.0, &[&f], None, &[]);
+    let url = format!("tls://127.0.0.1:{port}");
+    let catalog = format!(
+        "functions:\n  - name: hello\n    versions:\n      - {{version: 1, timeoutSeconds: 10, endpoints: [\"127.0.0.1:{}\"]}}\n",
+        ee.port
+    );
+    let files = [
+        ("LMI_NATS_CA_FILE", ca.display().to_string()),
+        (
+            "LMI_NATS_CLIENT_CERT_FILE",
+            client_cert.display().to_string(),
+        ),
+        ("LMI_NATS_CLIENT_KEY_FILE", client_key.display().to_string()),
+    ];
+    let secured =
+        start_router_with_env("event-router-tls", &catalog, &["--nats-url", &url], &files);
+    wait_until(Duration::from_secs(30), "an event stored over TLS", || {
+        event(secured.port, r#"{"over": "tls"}"#).status == 202
+    });
+    wait_until(Duration::from_secs(30), "the event to run", || {
+        metric(ee.port, r#"lmi_ee_invocations_total{outcome="success"}"#) >= 1.0
+    });
+
+    // Without the client certificate the server refuses the connection: no event is stored, and
+    // the caller hears so.
+    let bare = start_router_with_env(
+        "event-router-no-tls-files",
+        &catalog,
+        &["--nats-url", &url],
+        &files[..1],
+    );
+    let refused = event(bare.port, r#"{"over": "nothing"}"#);
+    assert!(
+        refused.status >= 500,
+        "an event that cannot be stored is refused with a 5xx, not {}: {}",
+        refused.status,
+        String::from_utf8_lossy(&refused.body)
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&store);
+}

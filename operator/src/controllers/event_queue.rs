@@ -26,12 +26,7 @@ const FIELD_MANAGER: &str = "lmi-operator-events";
 /// Counts until the process ends. NATS may come and go: a count that cannot be taken leaves the
 /// last one shown.
 pub async fn run(ctx: Arc<Context>, url: String) {
-    let client = match async_nats::ConnectOptions::new()
-        .name("lmi-operator")
-        .retry_on_initial_connect()
-        .connect(url.as_str())
-        .await
-    {
+    let client = match ctx.settings.nats_files.connect(&url, "lmi-operator").await {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(%url, error = %e, "the event queue cannot be reached: no queued-event counts");

@@ -114,6 +114,10 @@ impl Config {
                     .unwrap_or_else(|| events::EventSettings::new(String::new()))
             });
         }
+        if let Some(events) = c.events.as_mut() {
+            events.files =
+                lmi_crds::event_queue::NatsFiles::from_env(&env).map_err(Error::Config)?;
+        }
         let budget_given = args.iter().any(|a| a == "--payload-budget-mib");
         if let Some(v) = env("LMI_MEMORY_LIMIT_MIB").filter(|v| !v.is_empty())
             && !budget_given

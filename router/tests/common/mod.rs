@@ -162,6 +162,16 @@ pub fn start_router_with(
 /// Start a router on a static catalog with the given text (`router/src/router/catalog.rs`'s
 /// `CatalogSpec`), with extra command-line flags.
 pub fn start_router_on(name: &str, catalog_text: &str, extra: &[&str]) -> RouterProc {
+    start_router_with_env(name, catalog_text, extra, &[])
+}
+
+/// [`start_router_on`] with environment variables set for the router.
+pub fn start_router_with_env(
+    name: &str,
+    catalog_text: &str,
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> RouterProc {
     let port = free_port();
     let dir = std::env::temp_dir().join("lmi-router-tests");
     std::fs::create_dir_all(&dir).expect("dir");
@@ -172,6 +182,7 @@ pub fn start_router_on(name: &str, catalog_text: &str, extra: &[&str]) -> Router
         // Events only where a test asks for them (`--nats-url`), whatever the shell exported
         // (`lmi-dev env` exports the local cluster's LMI_NATS_URL).
         .env_remove("LMI_NATS_URL")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .args(["--static", &catalog.display().to_string(), "--auth", "off"])
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(extra)

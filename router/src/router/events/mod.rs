@@ -40,6 +40,8 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventSettings {
     pub url: String,
+    /// Credentials and TLS files (`LMI_NATS_*_FILE`).
+    pub files: lmi_crds::event_queue::NatsFiles,
     /// Delays before the first and second retry of a function error (Lambda: about 1 and 2 min).
     pub retry_delays: Vec<Duration>,
     /// How long a throttled event waits before it is tried again.
@@ -54,6 +56,7 @@ impl EventSettings {
     pub fn new(url: String) -> Self {
         Self {
             url,
+            files: Default::default(),
             retry_delays: policy::DEFAULT_RETRY_DELAYS.to_vec(),
             busy_delay: Duration::from_secs(1),
             concurrency: 64,
@@ -73,12 +76,11 @@ impl EventQueue {
     /// Connects in the background: the router serves synchronous calls while NATS is away, and
     /// answers events with an error until it is back.
     pub async fn connect(settings: EventSettings) -> Result<Self, Error> {
-        let client = async_nats::ConnectOptions::new()
-            .name("lmi-router")
-            .retry_on_initial_connect()
-            .connect(settings.url.as_str())
+        let client = settings
+            .files
+            .connect(&settings.url, "lmi-router")
             .await
-            .map_err(|e| Error::Config(format!("--nats-url {}: {e}", settings.url)))?;
+            .map_err(Error::Config)?;
         let mut jetstream = jetstream::new(client);
         jetstream.set_timeout(PUBLISH_TIMEOUT);
         Ok(Self {
