@@ -78,6 +78,7 @@ pub fn test_settings() -> Settings {
         // Shared with the main job's operator and router: one invoke key per cluster.
         system_namespace: lmi_operator::settings::DEFAULT_SYSTEM_NAMESPACE.to_string(),
         nats_url: None,
+        nats_files: Default::default(),
     }
 }
 

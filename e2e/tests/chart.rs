@@ -18,7 +18,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 use lmi_crds::Function;
@@ -245,7 +245,10 @@ async fn helm_template_renders_the_whole_install() -> Result<()> {
         assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
         assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
         // The NetworkPolicy admits only the router and the operator to the EEs' port 9000.
-        for policy in docs.iter().filter(|d| kind(d) == "NetworkPolicy") {
+        for policy in docs
+            .iter()
+            .filter(|d| kind(d) == "NetworkPolicy" && !name(d).ends_with("-nats"))
+        {
             let spec = &policy["spec"];
             assert_eq!(
                 spec["podSelector"]["matchLabels"]["app.kubernetes.io/managed-by"],
@@ -267,16 +270,100 @@ async fn helm_template_renders_the_whole_install() -> Result<()> {
     // The optional parts appear only when asked for.
     let defaults = template("lmi-system", &[], false).await?;
     let full = template("lmi-system", &value_sets()[1].1, false).await?;
-    for optional in [
-        "HorizontalPodAutoscaler",
-        "ServiceMonitor",
-        "PodMonitor",
-        "ConfigMap",
-    ] {
+    for optional in ["HorizontalPodAutoscaler", "ServiceMonitor", "PodMonitor"] {
         assert!(!defaults.iter().any(|d| kind(d) == optional), "{optional}");
         assert!(full.iter().any(|d| kind(d) == optional), "{optional}");
     }
+    let dashboard = |docs: &[Value]| {
+        docs.iter()
+            .any(|d| kind(d) == "ConfigMap" && name(d).contains("dashboard"))
+    };
+    assert!(!dashboard(&defaults) && dashboard(&full), "the dashboard");
+    nats_is_the_charts_own_unless_one_is_named(&defaults, &full);
     Ok(())
+}
+
+/// The env entries of the named Deployment's first container, by name.
+fn container_env(docs: &[Value], deployment_suffix: &str) -> BTreeMap<String, Value> {
+    let deployment = docs
+        .iter()
+        .find(|d| kind(d) == "Deployment" && name(d).ends_with(deployment_suffix))
+        .unwrap_or_else(|| panic!("no Deployment *{deployment_suffix}"));
+    deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| Some((e["name"].as_str()?.to_string(), e.clone())))
+        .collect()
+}
+
+/// By default the chart installs one JetStream server (a StatefulSet with a PersistentVolumeClaim,
+/// reachable only from the routers and the operator) and points both at it; a NATS named in
+/// router.events is used instead, with its credentials and TLS files mounted.
+fn nats_is_the_charts_own_unless_one_is_named(defaults: &[Value], full: &[Value]) {
+    let nats = defaults
+        .iter()
+        .find(|d| kind(d) == "StatefulSet" && name(d) == "lmi-nats")
+        .expect("the chart's own NATS by default");
+    let spec = &nats["spec"];
+    assert_eq!(spec["replicas"], 1);
+    assert_eq!(
+        spec["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"],
+        "10Gi"
+    );
+    let pod = &spec["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let container = &pod["containers"][0];
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert!(
+        container["readinessProbe"]["httpGet"]["path"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("/healthz"))
+    );
+    let config = defaults
+        .iter()
+        .find(|d| kind(d) == "ConfigMap" && name(d) == "lmi-nats-config")
+        .expect("its configuration");
+    let text = config["data"]["nats.conf"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("jetstream") && text.contains("max_payload: 2MB"),
+        "{text}"
+    );
+    let policy = defaults
+        .iter()
+        .find(|d| kind(d) == "NetworkPolicy" && name(d) == "lmi-nats")
+        .expect("who may reach NATS");
+    let components: Vec<&str> = policy["spec"]["ingress"][0]["from"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|peer| {
+            peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"].as_str()
+        })
+        .collect();
+    assert_eq!(components, ["router", "operator"]);
+    for component in ["-router", "-operator"] {
+        let env = container_env(defaults, component);
+        assert_eq!(
+            env["LMI_NATS_URL"]["value"], "nats://$(LMI_NATS_SERVICE_HOST):$(LMI_NATS_SERVICE_PORT)",
+            "{component}"
+        );
+    }
+    // Full values name a NATS over TLS with credentials: no StatefulSet, the files mounted.
+    assert!(!full.iter().any(|d| kind(d) == "StatefulSet"));
+    for component in ["-router", "-operator"] {
+        let env = container_env(full, component);
+        assert_eq!(env["LMI_NATS_URL"]["value"], "tls://nats.nats.svc:4222");
+        assert_eq!(
+            env["LMI_NATS_CREDENTIALS_FILE"]["value"],
+            "/etc/lmi/nats-credentials/router.creds"
+        );
+        assert_eq!(env["LMI_NATS_CA_FILE"]["value"], "/etc/lmi/nats-ca/ca.crt");
+        assert!(
+            env.contains_key("LMI_NATS_CLIENT_CERT_FILE")
+                && env.contains_key("LMI_NATS_CLIENT_KEY_FILE")
+        );
+    }
 }
 
 #[test]
@@ -444,8 +531,22 @@ async fn rendered_manifests_pass_a_server_side_dry_run() -> Result<()> {
                     Err(e) => failures.push(format!("{what}: {} {}: {e}", kind(doc), name(doc))),
                 }
             }
-            for deployment in docs.iter().filter(|d| kind(d) == "Deployment") {
+            for deployment in docs
+                .iter()
+                .filter(|d| matches!(kind(d), "Deployment" | "StatefulSet"))
+            {
                 let template = &deployment["spec"]["template"];
+                // A StatefulSet's claims become volumes of its pods.
+                let mut spec = template["spec"].clone();
+                for claim in deployment["spec"]["volumeClaimTemplates"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(volumes) = spec["volumes"].as_array_mut() {
+                        volumes.push(json!({"name": claim["metadata"]["name"], "emptyDir": {}}));
+                    }
+                }
                 let pod = json!({
                     "apiVersion": "v1",
                     "kind": "Pod",
@@ -453,12 +554,13 @@ async fn rendered_manifests_pass_a_server_side_dry_run() -> Result<()> {
                         "name": format!("{}-pod-security", name(deployment)),
                         "labels": template["metadata"]["labels"],
                     },
-                    "spec": template["spec"],
+                    "spec": spec,
                 });
                 match manifests::apply(&env.client, &env.namespace, &pod, dry_run).await {
                     Ok(_) => applied += 1,
                     Err(e) => failures.push(format!(
-                        "{what}: the pod of Deployment {} under Pod Security restricted: {e}",
+                        "{what}: the pod of {} {} under Pod Security restricted: {e}",
+                        kind(deployment),
                         name(deployment)
                     )),
                 }
@@ -489,7 +591,7 @@ async fn helm_install_runs_the_operator_and_the_router_on_the_real_node() -> Res
         let chart = chart_dir().display().to_string();
         let values = local_values().display().to_string();
         let helm = helm().await?;
-        helm.run(&[
+        let installed = helm.run(&[
             "install",
             "lmi",
             &chart,
@@ -511,8 +613,13 @@ async fn helm_install_runs_the_operator_and_the_router_on_the_real_node() -> Res
             "--timeout",
             "180s",
         ])
-        .await?;
-        let outcome = install_serves_a_function(&env).await;
+        .await;
+        // A failed install is uninstalled too: it leaves cluster-wide objects (ClusterRoles,
+        // admission policies) and the NetworkPolicy in `default` that the next install trips on.
+        let outcome = match installed {
+            Ok(_) => install_serves_a_function(&env).await,
+            Err(e) => Err(e),
+        };
         // The provider's finalizer needs the installed operator: delete before uninstalling.
         let cleaned =
             operator_harness::tear_down(&env.client, &env.namespace, TEST_CAPACITY_PROVIDER).await;
@@ -616,31 +723,81 @@ async fn install_serves_a_function(env: &TestEnv) -> Result<()> {
     )
     .await?;
     assert_eq!(answer.1["message"], "Hello, chart!", "{}", answer.1);
+
+    // An Event through the chart's own NATS: stored (202), then run by a router's dispatcher.
+    let stateful_sets: Api<StatefulSet> = Api::namespaced(env.client.clone(), &env.namespace);
+    let nats = stateful_sets
+        .get("lmi-nats")
+        .await?
+        .status
+        .unwrap_or_default();
+    assert_eq!(nats.ready_replicas, Some(1), "the chart's NATS is ready");
+    let (status, body) = invoke_as(&url, r#"{"name": "event"}"#, Some(&token), "Event").await?;
+    assert_eq!(status, 202, "an Event is stored: {body}");
+    let metrics = format!("http://{ip}:80/metrics");
+    harness::eventually(
+        "the event to run (a router's lmi_router_event_age_seconds_count)",
+        Duration::from_secs(60),
+        || async {
+            // Two replicas behind the Service: whichever dispatched it counts it.
+            let page = get_text(&metrics).await.unwrap_or_default();
+            Ok(page
+                .lines()
+                .find_map(|l| l.strip_prefix("lmi_router_event_age_seconds_count "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|n| *n >= 1.0))
+        },
+    )
+    .await?;
     Ok(())
 }
 
 /// One Invoke API request (what the SDKs send), over a fresh connection, with a bearer token if
 /// one is given.
 async fn invoke(url: &str, payload: &str, token: Option<&str>) -> Result<(u16, Value)> {
-    let client: HttpClient<HttpConnector, Full<Bytes>> =
-        HttpClient::builder(TokioExecutor::new()).build_http();
-    let mut request = http::Request::post(url);
+    invoke_as(url, payload, token, "RequestResponse").await
+}
+
+/// [`invoke`] with an `X-Amz-Invocation-Type`.
+async fn invoke_as(
+    url: &str,
+    payload: &str,
+    token: Option<&str>,
+    invocation_type: &str,
+) -> Result<(u16, Value)> {
+    let mut request = http::Request::post(url).header("x-amz-invocation-type", invocation_type);
     if let Some(token) = token {
         request = request.header("authorization", format!("Bearer {token}"));
     }
     let request = request
         .body(Full::new(Bytes::from(payload.to_string())))
         .map_err(|e| Error::Other(format!("request: {e}")))?;
+    let (status, body) = send(request).await?;
+    Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+}
+
+/// A GET's body as text.
+async fn get_text(url: &str) -> Result<String> {
+    let request = http::Request::get(url)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| Error::Other(format!("request: {e}")))?;
+    let (_, body) = send(request).await?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn send(request: http::Request<Full<Bytes>>) -> Result<(u16, Bytes)> {
+    let client: HttpClient<HttpConnector, Full<Bytes>> =
+        HttpClient::builder(TokioExecutor::new()).build_http();
     let response = client
         .request(request)
         .await
-        .map_err(|e| Error::Other(format!("invoke: {e}")))?;
+        .map_err(|e| Error::Other(format!("{e}")))?;
     let status = response.status().as_u16();
     let body = response
         .into_body()
         .collect()
         .await
-        .map_err(|e| Error::Other(format!("invoke: {e}")))?
+        .map_err(|e| Error::Other(format!("{e}")))?
         .to_bytes();
-    Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    Ok((status, body))
 }

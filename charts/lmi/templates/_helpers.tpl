@@ -103,8 +103,33 @@ seccompProfile:
       {{- include "lmi.selectorLabels" . | nindent 6 }}
 {{- end -}}
 
-{{/* LMI_NATS_URL from router.events (a URL, or a key of a Secret); nothing without one. The
-operator counts queued events with it, the routers store and dispatch them. */}}
+{{- define "lmi.nats.fullname" -}}{{ include "lmi.fullname" . }}-nats{{- end -}}
+
+{{/* "true" when the chart installs its own NATS: nats.install, and router.events names no NATS of
+the user's. */}}
+{{- define "lmi.natsInstalled" -}}
+{{- if and .Values.nats.install (not .Values.router.events.natsUrl) (not .Values.router.events.urlSecret.name) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* The configuration of the chart's own NATS (one JetStream server). */}}
+{{- define "lmi.nats.config" -}}
+server_name: $POD_NAME
+listen: 0.0.0.0:4222
+http: 0.0.0.0:8222
+# A 1 MiB event plus its headers is more than the default 1 MiB.
+max_payload: 2MB
+jetstream {
+  store_dir: /data
+  max_file_store: {{ .Values.nats.jetstream.maxFileStore }}
+  max_memory_store: {{ .Values.nats.jetstream.maxMemoryStore }}
+}
+{{- end -}}
+
+{{/* LMI_NATS_URL (a URL of router.events, a key of a Secret, or the chart's own NATS) and the
+credentials and TLS files (LMI_NATS_*_FILE, mounted by lmi.natsVolumeMounts); nothing without a
+NATS. The operator counts queued events with it, the routers store and dispatch them. */}}
 {{- define "lmi.natsUrlEnv" -}}
 {{- with .Values.router.events }}
 {{- if .urlSecret.name }}
@@ -116,6 +141,68 @@ operator counts queued events with it, the routers store and dispatch them. */}}
 {{- else if .natsUrl }}
 - name: LMI_NATS_URL
   value: {{ .natsUrl | quote }}
+{{- else if include "lmi.natsInstalled" $ }}
+{{- /* The Service's address from the variables Kubernetes gives every pod for the Services of its
+namespace (Helm creates Services before workloads): no dependence on cluster DNS. */}}
+{{- $var := include "lmi.nats.fullname" $ | upper | replace "-" "_" }}
+- name: LMI_NATS_URL
+  value: {{ printf "nats://$(%s_SERVICE_HOST):$(%s_SERVICE_PORT)" $var $var | quote }}
+{{- end }}
+{{- if .credentialsSecret.name }}
+- name: LMI_NATS_CREDENTIALS_FILE
+  value: /etc/lmi/nats-credentials/{{ .credentialsSecret.key | default "nats.creds" }}
+{{- end }}
+{{- if .tls.caSecret.name }}
+- name: LMI_NATS_CA_FILE
+  value: /etc/lmi/nats-ca/{{ .tls.caSecret.key | default "ca.crt" }}
+{{- end }}
+{{- if .tls.clientCertSecret }}
+- name: LMI_NATS_CLIENT_CERT_FILE
+  value: /etc/lmi/nats-client/tls.crt
+- name: LMI_NATS_CLIENT_KEY_FILE
+  value: /etc/lmi/nats-client/tls.key
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The Secrets behind LMI_NATS_*_FILE, as volume mounts and volumes. */}}
+{{- define "lmi.natsVolumeMounts" -}}
+{{- with .Values.router.events }}
+{{- if .credentialsSecret.name }}
+- name: nats-credentials
+  mountPath: /etc/lmi/nats-credentials
+  readOnly: true
+{{- end }}
+{{- if .tls.caSecret.name }}
+- name: nats-ca
+  mountPath: /etc/lmi/nats-ca
+  readOnly: true
+{{- end }}
+{{- if .tls.clientCertSecret }}
+- name: nats-client
+  mountPath: /etc/lmi/nats-client
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "lmi.natsVolumes" -}}
+{{- with .Values.router.events }}
+{{- if .credentialsSecret.name }}
+- name: nats-credentials
+  secret:
+    secretName: {{ .credentialsSecret.name | quote }}
+{{- end }}
+{{- if .tls.caSecret.name }}
+- name: nats-ca
+  secret:
+    secretName: {{ .tls.caSecret.name | quote }}
+{{- end }}
+{{- if .tls.clientCertSecret }}
+- name: nats-client
+  secret:
+    # A kubernetes.io/tls Secret (tls.crt, tls.key), e.g. from cert-manager.
+    secretName: {{ .tls.clientCertSecret | quote }}
 {{- end }}
 {{- end }}
 {{- end -}}

@@ -36,6 +36,10 @@ pub const PYTHON_FUNCTION_IMAGE: &str = "localhost/lmi/hello-python:dev";
 /// router/examples/fixture_fn.rs on the real Rust runtime client (lambda_runtime).
 pub const RUST_FUNCTION_IMAGE: &str = "localhost/lmi/hello-rust:dev";
 
+/// nats-server (`versions::NATS_SERVER`, the one the local cluster runs), for the chart's own
+/// NATS (`nats.install`) on the real nodes.
+pub const NATS_IMAGE: &str = "localhost/lmi/nats:dev";
+
 /// The Python runtime interface client; its cp311 manylinux wheel needs no compiler.
 pub const AWSLAMBDARIC: &str = "awslambdaric==4.2.2";
 
@@ -94,6 +98,7 @@ pub async fn specs(
     cache: &LayerCache,
     workspace_root: &Path,
     target_dir: &Path,
+    nats_server: &Path,
     log: &Path,
 ) -> Result<Vec<ImageSpec>> {
     let (base, _) = base::ensure(cache, log).await?;
@@ -130,6 +135,7 @@ pub async fn specs(
         "var/runtime/bootstrap",
     )
     .await?;
+    let nats = file_layer(cache, log, nats_server, "usr/local/bin/nats-server").await?;
     let python_runtime = python_runtime_layer(cache, log).await?;
     let python_app = python_app_layer(cache, workspace_root, log).await?;
 
@@ -173,7 +179,16 @@ pub async fn specs(
                 entrypoint: vec!["/var/runtime/bootstrap".into()],
                 ..RunConfig::default()
             },
-            layers: vec![base, rust_fn],
+            layers: vec![base.clone(), rust_fn],
+        },
+        ImageSpec {
+            name: NATS_IMAGE,
+            run: RunConfig {
+                env: debian_env(&[]),
+                entrypoint: vec!["/usr/local/bin/nats-server".into()],
+                ..RunConfig::default()
+            },
+            layers: vec![base, nats],
         },
     ];
     images.extend(programs);

@@ -81,7 +81,9 @@ pub async fn ensure_images(paths: &Paths, workspace_root: &Path) -> Result<Vec<B
         "cargo binaries for the images are ready"
     );
 
-    let specs = catalog::specs(&cache, workspace_root, &target_dir, &log).await?;
+    // The chart's NATS runs on the nodes from the same server the local cluster runs.
+    let nats_server = crate::nats::ensure_built(paths).await?;
+    let specs = catalog::specs(&cache, workspace_root, &target_dir, &nats_server, &log).await?;
     let archives = dir.join("archives");
     std::fs::create_dir_all(&archives).map_err(Error::io("creating", &archives))?;
     let mut keep: HashSet<PathBuf> = HashSet::new();
