@@ -345,7 +345,8 @@ fn nats_is_the_charts_own_unless_one_is_named(defaults: &[Value], full: &[Value]
     for component in ["-router", "-operator"] {
         let env = container_env(defaults, component);
         assert_eq!(
-            env["LMI_NATS_URL"]["value"], "nats://$(LMI_NATS_SERVICE_HOST):$(LMI_NATS_SERVICE_PORT)",
+            env["LMI_NATS_URL"]["value"],
+            "nats://$(LMI_NATS_SERVICE_HOST):$(LMI_NATS_SERVICE_PORT)",
             "{component}"
         );
     }
@@ -591,29 +592,30 @@ async fn helm_install_runs_the_operator_and_the_router_on_the_real_node() -> Res
         let chart = chart_dir().display().to_string();
         let values = local_values().display().to_string();
         let helm = helm().await?;
-        let installed = helm.run(&[
-            "install",
-            "lmi",
-            &chart,
-            "--namespace",
-            &env.namespace,
-            "--values",
-            &values,
-            // The tests' operator instance: the installed operator serves the tests' objects
-            // and leaves the main job's alone (and the main job's operator leaves these).
-            "--set",
-            &format!("operator.instance={}", harness::E2E_INSTANCE),
-            // The main job applied ClusterRole lmi-invoker from crds/yaml (Helm would not take
-            // it over); install_serves_a_function applies it either way.
-            "--set",
-            "router.auth.createInvokerClusterRole=false",
-            "--kubeconfig",
-            &kubeconfig,
-            "--wait",
-            "--timeout",
-            "180s",
-        ])
-        .await;
+        let installed = helm
+            .run(&[
+                "install",
+                "lmi",
+                &chart,
+                "--namespace",
+                &env.namespace,
+                "--values",
+                &values,
+                // The tests' operator instance: the installed operator serves the tests' objects
+                // and leaves the main job's alone (and the main job's operator leaves these).
+                "--set",
+                &format!("operator.instance={}", harness::E2E_INSTANCE),
+                // The main job applied ClusterRole lmi-invoker from crds/yaml (Helm would not take
+                // it over); install_serves_a_function applies it either way.
+                "--set",
+                "router.auth.createInvokerClusterRole=false",
+                "--kubeconfig",
+                &kubeconfig,
+                "--wait",
+                "--timeout",
+                "180s",
+            ])
+            .await;
         // A failed install is uninstalled too: it leaves cluster-wide objects (ClusterRoles,
         // admission policies) and the NetworkPolicy in `default` that the next install trips on.
         let outcome = match installed {
