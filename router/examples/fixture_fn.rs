@@ -4,13 +4,58 @@
 //! error, `{"exit": N}` ends the whole runtime process with exit status N (a crash mid-invocation),
 //! `{"answerBytes": N}` answers a string of N bytes (`{"fail": ...}` with it: an error document that
 //! large; with `{"withRequestId": true}` its message ends with the request id), `{"noEcho": true}` leaves the payload out of the answer; anything else is echoed.
+//! Streamed answers (`lambda_runtime`'s response streaming): `{"stream": ["a", "b"], "gapMs": N}`
+//! writes each piece, N ms apart; `{"streamBytes": N}` writes N bytes of `x` in 64 KiB pieces.
 //!
 //! Run it behind a sidecar: `lmi-sidecar -- target/debug/examples/fixture_fn`.
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::streaming::{Body, channel};
+use lambda_runtime::{Error, FunctionResponse, LambdaEvent, StreamResponse, service_fn};
 use serde_json::{Value, json};
 
-async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
+async fn handler(event: LambdaEvent<Value>) -> Result<FunctionResponse<Value, Body>, Error> {
+    let payload = &event.payload;
+    let pieces: Option<Vec<String>> = payload.get("stream").and_then(|s| {
+        s.as_array().map(|a| {
+            a.iter()
+                .filter_map(|p| p.as_str().map(str::to_string))
+                .collect()
+        })
+    });
+    let stream_bytes = payload.get("streamBytes").and_then(Value::as_u64);
+    if pieces.is_none() && stream_bytes.is_none() {
+        return buffered(event)
+            .await
+            .map(FunctionResponse::BufferedResponse);
+    }
+    let gap =
+        std::time::Duration::from_millis(payload.get("gapMs").and_then(Value::as_u64).unwrap_or(0));
+    let (mut tx, rx) = channel();
+    tokio::spawn(async move {
+        for (i, piece) in pieces.unwrap_or_default().into_iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(gap).await;
+            }
+            if tx.send_data(piece.into()).await.is_err() {
+                return;
+            }
+        }
+        let mut left = stream_bytes.unwrap_or(0) as usize;
+        let piece = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+        while left > 0 {
+            let n = left.min(piece.len());
+            if tx.send_data(piece.slice(..n)).await.is_err() {
+                return;
+            }
+            left -= n;
+        }
+    });
+    Ok(FunctionResponse::StreamingResponse(StreamResponse::from(
+        rx,
+    )))
+}
+
+async fn buffered(event: LambdaEvent<Value>) -> Result<Value, Error> {
     let (payload, ctx) = event.into_parts();
     if let Some(ms) = payload.get("sleepMs").and_then(Value::as_u64) {
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;

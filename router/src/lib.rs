@@ -14,6 +14,7 @@ pub mod auth;
 pub mod body;
 pub mod client_context;
 pub mod error;
+pub mod event_stream;
 pub mod function_name;
 mod glibc;
 pub mod heap;

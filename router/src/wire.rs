@@ -21,6 +21,11 @@ pub const DRAIN_PATH: &str = "/drain";
 /// Set by the router's event dispatcher on an invocation taken from the event queue: the sidecar
 /// admits it only into room that synchronous callers do not need.
 pub const QUEUED_EVENT: &str = "lmi-queued-event";
+/// How a runtime posts a streamed answer (`Lambda-Runtime-Function-Response-Mode: streaming`).
+pub const RESPONSE_MODE: &str = "lambda-runtime-function-response-mode";
+/// On the sidecar's answer to the router: the function streams its answer (chunked, errors in
+/// the trailers).
+pub const STREAMED: &str = "lmi-streamed";
 pub const REQUEST_ID: &str = "lambda-runtime-aws-request-id";
 pub const DEADLINE_MS: &str = "lambda-runtime-deadline-ms";
 pub const INVOKED_FUNCTION_ARN: &str = "lambda-runtime-invoked-function-arn";

@@ -4,60 +4,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
-
-/// One list for the tests and the main job (`scripts/run.sh`).
-const REQUIREMENTS: &str = include_str!("../../scripts/python-clients.txt");
-
-fn packages() -> Vec<&'static str> {
-    REQUIREMENTS
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect()
-}
-
-fn venv() -> PathBuf {
-    let home = std::env::var("HOME").expect("HOME");
-    let dir = PathBuf::from(home).join(".cache/lmi/venv");
-    let py = dir.join("bin/python");
-    let ready = || {
-        Command::new(&py)
-            .args(["-c", "import awslambdaric, boto3, awscli"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !ready() {
-        let ok = Command::new("python3")
-            .args(["-m", "venv", &dir.display().to_string()])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "python3 -m venv failed");
-        let ok = Command::new(&py)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(packages())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok && ready(), "pip install {:?} failed", packages());
-    }
-    dir
-}
-
-fn here() -> PathBuf {
-    manifest_dir().join("tests/python")
-}
 
 fn python_ee(venv: &Path, name: &str, max: usize, timeout_s: f64) -> Ee {
     let py = venv.join("bin/python").display().to_string();
@@ -66,14 +18,14 @@ fn python_ee(venv: &Path, name: &str, max: usize, timeout_s: f64) -> Ee {
         max,
         timeout_s,
         &[&py, "-m", "awslambdaric", "handler.handler"],
-        Some(&here()),
+        Some(&python_dir()),
         &[("PYTHONDONTWRITEBYTECODE", "1")],
     )
 }
 
 fn boto3(venv: &Path, router: u16, count: usize, payload: &str) -> Command {
     let mut c = Command::new(venv.join("bin/python"));
-    c.arg(here().join("invoke.py"))
+    c.arg(python_dir().join("invoke.py"))
         .arg(format!("http://127.0.0.1:{router}"))
         .arg(count.to_string())
         .arg(payload);
@@ -114,7 +66,7 @@ fn python_runtime_with_boto3_and_the_aws_cli() {
         eprintln!("skipped: LMI_SKIP_PYTHON_TESTS=1");
         return;
     }
-    let venv = venv();
+    let venv = python_venv();
     let ee1 = python_ee(&venv, "py-ee1", 8, 10.0);
     let ee2 = python_ee(&venv, "py-ee2", 8, 10.0);
     let a = start_router("py-router-a", &[ee1.port], 10.0);
@@ -262,7 +214,7 @@ fn boto3_invokes_an_alias_split_by_weight() {
         eprintln!("skipped: LMI_SKIP_PYTHON_TESTS=1");
         return;
     }
-    let venv = venv();
+    let venv = python_venv();
     let f = example("fixture_fn").display().to_string();
     let ee1 = start_ee("py-alias-v1", 16, 10.0, &[&f], None, &[]);
     let ee2 = start_ee("py-alias-v2", 16, 10.0, &[&f], None, &[]);

@@ -22,6 +22,17 @@ use crate::{ids, pick, wire};
 
 const PREFIX: &str = "/2015-03-31/functions/";
 const SUFFIX: &str = "/invocations";
+/// InvokeWithResponseStream: its own API version and path.
+const STREAM_PREFIX: &str = "/2021-11-15/functions/";
+const STREAM_SUFFIX: &str = "/response-streaming-invocations";
+
+/// How the caller takes the answer: Invoke (one body) or InvokeWithResponseStream (AWS
+/// event-stream messages as the function's bytes come).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Buffered,
+    Stream,
+}
 /// Bound on how long a caller may take to send the payload.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How much of an oversize payload is read and dropped before giving up on the connection.
@@ -29,15 +40,21 @@ const DISCARD_LIMIT: u64 = 64 * 1024 * 1024;
 
 pub async fn handle(router: Arc<Router>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path();
-    if let Some(name) = path
+    let route = path
         .strip_prefix(PREFIX)
         .and_then(|p| p.strip_suffix(SUFFIX))
-    {
+        .map(|name| (name, Mode::Buffered))
+        .or_else(|| {
+            path.strip_prefix(STREAM_PREFIX)
+                .and_then(|p| p.strip_suffix(STREAM_SUFFIX))
+                .map(|name| (name, Mode::Stream))
+        });
+    if let Some((name, mode)) = route {
         if req.method() != Method::POST {
             return lambda_error(&LambdaError::UnknownOperation, &ids::request_id());
         }
         let name = name.to_string();
-        return invoke(&router, name, req).await;
+        return invoke(&router, name, mode, req).await;
     }
     match (req.method(), path) {
         (&Method::GET, "/metrics") => {
@@ -86,6 +103,9 @@ pub(crate) struct Answer {
     pub body: Body,
     function_error: Option<HeaderValue>,
     pub version: u32,
+    /// The function streamed it (`Lambda-Runtime-Function-Response-Mode: streaming`).
+    streamed: bool,
+    content_type: Option<HeaderValue>,
 }
 
 /// What an event's run gives back.
@@ -115,6 +135,7 @@ pub(crate) async fn run_event(
         client_context: None,
         payload,
         queued_event: true,
+        stream: false,
     };
     let answer = forward(router, &version, &hop).await?;
     Ok(EventAnswer {
@@ -126,11 +147,16 @@ pub(crate) async fn run_event(
     })
 }
 
-async fn invoke(router: &Router, raw_name: String, req: Request<Incoming>) -> Response<Body> {
+async fn invoke(
+    router: &Router,
+    raw_name: String,
+    mode: Mode,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let started = Instant::now();
     let request_id = ids::request_id();
     let mut labels = Labels::default();
-    let result = invoke_inner(router, &raw_name, req, &request_id, &mut labels).await;
+    let result = invoke_inner(router, &raw_name, mode, req, &request_id, &mut labels).await;
     let (label, resp) = match result {
         Ok(Handled::Answered(answer)) => {
             let label = if answer.function_error.is_some() {
@@ -138,7 +164,11 @@ async fn invoke(router: &Router, raw_name: String, req: Request<Incoming>) -> Re
             } else {
                 "Success"
             };
-            (label, success(answer, &request_id))
+            let resp = match mode {
+                Mode::Buffered => success(answer, &request_id),
+                Mode::Stream => streamed_success(answer, &request_id),
+            };
+            (label, resp)
         }
         Ok(Handled::DryRun) => ("DryRun", empty_answer(StatusCode::NO_CONTENT, &request_id)),
         Ok(Handled::Queued) => {
@@ -175,6 +205,7 @@ async fn invoke(router: &Router, raw_name: String, req: Request<Incoming>) -> Re
 async fn invoke_inner(
     router: &Router,
     raw_name: &str,
+    mode: Mode,
     req: Request<Incoming>,
     request_id: &str,
     labels: &mut Labels,
@@ -196,7 +227,7 @@ async fn invoke_inner(
         },
         None => None,
     };
-    let admitted = admit(router, raw_name, &parts, announced, labels);
+    let admitted = admit(router, raw_name, mode, &parts, announced, labels);
     let (prepared, in_flight, reserved) = match admitted {
         Ok(a) => a,
         Err(e) => {
@@ -262,6 +293,7 @@ async fn invoke_inner(
         client_context: prepared.client_context,
         payload,
         queued_event: false,
+        stream: mode == Mode::Stream,
     };
     let mut answer = forward(router, &version, &hop).await?;
     // The invocation counts as in progress until its answer has streamed out to the caller.
@@ -286,6 +318,7 @@ struct Prepared {
 fn admit(
     router: &Router,
     raw_name: &str,
+    mode: Mode,
     parts: &http::request::Parts,
     announced: Option<u64>,
     labels: &mut Labels,
@@ -302,13 +335,17 @@ fn admit(
     let headers = &parts.headers;
     let invocation_type = match ascii_header(headers, "x-amz-invocation-type", "invocationType")? {
         None | Some("RequestResponse") => "RequestResponse",
-        Some("Event") => "Event",
+        Some("Event") if mode == Mode::Buffered => "Event",
         Some("DryRun") => "DryRun",
         Some(other) => {
+            // InvokeWithResponseStream has no Event type.
+            let allowed = match mode {
+                Mode::Buffered => "[Event, RequestResponse, DryRun]",
+                Mode::Stream => "[RequestResponse, DryRun]",
+            };
             return Err(LambdaError::InvalidParameterValue(format!(
                 "1 validation error detected: Value '{other}' at 'invocationType' failed to \
-                 satisfy constraint: Member must satisfy enum value set: [Event, \
-                 RequestResponse, DryRun]"
+                 satisfy constraint: Member must satisfy enum value set: {allowed}"
             )));
         }
     };
@@ -447,6 +484,8 @@ struct Hop<'a> {
     payload: Bytes,
     /// Taken from the event queue: the EEs run it only in room synchronous callers do not need.
     queued_event: bool,
+    /// The caller takes the answer as a stream: errors after the first bytes come in trailers.
+    stream: bool,
 }
 
 /// Send to EEs picked by the power of two choices until one admits, at most `max_attempts` of
@@ -488,6 +527,11 @@ async fn forward(
         }
         if hop.queued_event {
             req = req.header(wire::QUEUED_EVENT, "1");
+        }
+        if hop.stream {
+            // A streamed answer's late error comes in the trailers, which hyper's server sends
+            // only to a client that says it takes them.
+            req = req.header(http::header::TE, "trailers");
         }
         // The EE's sidecar runs nothing for a caller without the function's token.
         if let Some(t) = &version.invoke_token {
@@ -540,6 +584,8 @@ async fn forward(
             });
         }
         let function_error = resp.headers().get(wire::FUNCTION_ERROR).cloned();
+        let streamed = resp.headers().contains_key(wire::STREAMED);
+        let content_type = resp.headers().get(http::header::CONTENT_TYPE).cloned();
         // The answer (up to 6 MB) streams through rather than being held: the pooled connection
         // and the EE's in-flight count go with it and are given back once it has been sent.
         let body = Held::new(resp.into_body(), (connection, in_flight));
@@ -547,6 +593,8 @@ async fn forward(
             body: http_server::boxed(body),
             function_error,
             version: version.number,
+            streamed,
+            content_type,
         });
     }
     if !refusals.is_empty() {
@@ -695,6 +743,25 @@ fn success(a: Answer, request_id: &str) -> Response<Body> {
     if let Some(fe) = a.function_error {
         h.insert(wire::FUNCTION_ERROR, fe);
     }
+    r
+}
+
+/// InvokeWithResponseStream's answer: 200 with the AWS event stream of the function's bytes
+/// ([`super::response_stream`]); an error, before or after the first bytes, is in its last
+/// message.
+fn streamed_success(a: Answer, request_id: &str) -> Response<Body> {
+    let body = super::response_stream::EventStreamBody::new(a.body, a.function_error.is_some());
+    let mut r = Response::new(http_server::boxed(body));
+    let h = r.headers_mut();
+    // As Lambda: Content-Type is the function's stream's (ResponseStreamContentType), the body
+    // the event stream whatever it says.
+    let content_type = a
+        .content_type
+        .filter(|_| a.streamed)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    h.insert("content-type", content_type);
+    put(h, "x-amzn-requestid", request_id);
+    put(h, "x-amz-executed-version", &a.version.to_string());
     r
 }
 

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod events;
 pub mod memory;
 pub mod metrics;
+pub mod response_stream;
 pub mod static_file;
 
 use std::net::SocketAddr;

@@ -39,6 +39,8 @@ pub struct Config {
     pub invoke_token: Option<Token>,
     /// This pod's drain token (`LMI_DRAIN_TOKEN`): required on `GET /drain` when set.
     pub drain_token: Option<Token>,
+    /// Lambda's limits on a streamed answer (`LMI_STREAM_*`; tests shorten them).
+    pub stream_limits: super::stream::Limits,
 }
 
 /// Read settings through `get` (so tests need not touch the process environment).
@@ -124,6 +126,18 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, Error
             Some(v) => Ok(Some(Token::new(v))),
         }
     };
+    let stream_defaults = super::stream::Limits::default();
+    let stream_mib = |key: &str, default: u64| -> Result<u64, Error> {
+        Ok(parse_num(key)?.map_or(default, |v| (v * 1024.0 * 1024.0) as u64))
+    };
+    let stream_limits = super::stream::Limits {
+        max_bytes: stream_mib("LMI_STREAM_MAX_MIB", stream_defaults.max_bytes)?,
+        uncapped_bytes: stream_mib("LMI_STREAM_UNCAPPED_MIB", stream_defaults.uncapped_bytes)?,
+        capped_bytes_per_second: stream_mib(
+            "LMI_STREAM_CAPPED_MIB_PER_SECOND",
+            stream_defaults.capped_bytes_per_second,
+        )?,
+    };
     let invoke_token = token(lmi_crds::invoke_token::INVOKE_TOKEN_ENV)?;
     let drain_token = token(lmi_crds::invoke_token::DRAIN_TOKEN_ENV)?;
     let name = get(ee_env::FUNCTION_NAME).unwrap_or_else(|| "function".to_string());
@@ -148,6 +162,7 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, Error
         max_connections,
         invoke_token,
         drain_token,
+        stream_limits,
     })
 }
 

@@ -95,7 +95,7 @@ pub fn utilization(state: &State) -> serde_json::Value {
     json
 }
 
-async fn invoke(state: &State, req: Request<Incoming>) -> Response<Body> {
+async fn invoke(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let (parts, body) = req.into_parts();
     // Only the router has the function's token. Without it nothing else happens: the body is
     // neither read nor kept (the answer closes the connection), and no slot or id is taken.
@@ -145,7 +145,7 @@ async fn invoke(state: &State, req: Request<Incoming>) -> Response<Body> {
     };
     let queued_event = parts.headers.contains_key(wire::QUEUED_EVENT);
     let slot = match state.admit(queued_event) {
-        Ok(slot) => slot,
+        Ok(slot) => Some(slot),
         Err(refusal) => {
             discard(body);
             return refused(refusal);
@@ -199,8 +199,19 @@ async fn invoke(state: &State, req: Request<Incoming>) -> Response<Body> {
         );
     }
     state.invocations.fetch_add(1, Ordering::Relaxed);
-    let (outcome, resp) = match tokio::time::timeout(timeout, answer).await {
+    let mut slot = slot;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let (outcome, resp) = match tokio::time::timeout_at(deadline, answer).await {
         Ok(Ok(Outcome::Response(p))) => ("success", result(p.into_body(), false)),
+        Ok(Ok(Outcome::Stream(mut relay))) => {
+            // The answer goes on after this returns: the slot goes with it, and the function
+            // timeout still ends it.
+            relay.set_deadline(deadline, timeout);
+            if let Some(slot) = slot.take() {
+                relay.hold(slot.into_owned(state.clone()));
+            }
+            ("stream", streamed(relay))
+        }
         Ok(Ok(Outcome::Error { error_type, body })) => {
             let doc = lambda_error::function_error_payload(error_type.as_deref(), &body.bytes);
             // The runtime's own JSON is passed on as it is, without a copy.
@@ -256,6 +267,26 @@ fn forbidden(state: &State, reason: &'static str, what: &str) -> Response<Body> 
     );
     r.headers_mut()
         .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// A streamed answer: chunked, with Lambda's error trailers declared (hyper sends trailers only
+/// when they are, and the router asked for them with `TE: trailers`).
+fn streamed(relay: super::stream::Relay) -> Response<Body> {
+    let content_type = relay
+        .content_type
+        .clone()
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let mut r = Response::new(crate::http_server::boxed(relay));
+    let h = r.headers_mut();
+    h.insert("content-type", content_type);
+    h.insert(wire::STREAMED, HeaderValue::from_static("1"));
+    h.insert(
+        http::header::TRAILER,
+        HeaderValue::from_static(
+            "lambda-runtime-function-error-type, lambda-runtime-function-error-body",
+        ),
+    );
     r
 }
 

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod payload;
 pub mod runtime_api;
 pub mod state;
+pub mod stream;
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::payload::{self, Payload, ReadError};
 use super::state::{Lifecycle, Outcome, State};
+use super::stream::{End, Relay};
 use crate::http_server::{Body, full};
 use crate::wire;
 
@@ -101,9 +102,44 @@ async fn next(state: &State) -> Response<Body> {
 }
 
 async fn response(state: &State, id: &str, req: Request<Incoming>) -> Response<Body> {
+    if header(&req, wire::RESPONSE_MODE).is_some_and(|m| m.eq_ignore_ascii_case("streaming")) {
+        return streamed_response(state, id, req).await;
+    }
     match read_answer(state, req).await {
         Ok(body) => finish(state, id, Outcome::Response(body)),
         Err(e) => refuse_answer(state, id, e),
+    }
+}
+
+/// A streamed answer: handed to the invocation's caller as it arrives; the runtime's request is
+/// answered once the whole body went out (or the stream was cut off).
+async fn streamed_response(state: &State, id: &str, req: Request<Incoming>) -> Response<Body> {
+    let content_type = req.headers().get(http::header::CONTENT_TYPE).cloned();
+    let (relay, ended) = Relay::new(req.into_body(), state.config.stream_limits);
+    if !state.complete(id, Outcome::Stream(relay.with_content_type(content_type))) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestID",
+            "Invalid request ID",
+        );
+    }
+    match ended.await {
+        Ok(End::Complete) | Ok(End::CallerGone) | Err(_) => accepted(),
+        Ok(End::TooLarge) => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Function.ResponseSizeTooLarge",
+            "Response payload size exceeded maximum allowed payload size",
+        ),
+        Ok(End::TimedOut) => error(
+            StatusCode::GONE,
+            "Sandbox.Timedout",
+            "The invocation timed out while streaming",
+        ),
+        Ok(End::Broken) => error(
+            StatusCode::BAD_REQUEST,
+            "Runtime.StreamError",
+            "The response stream broke",
+        ),
     }
 }
 

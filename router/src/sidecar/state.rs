@@ -29,6 +29,8 @@ pub enum Outcome {
     /// Never given to a runtime (it went away while the invocation was queued): the caller is told
     /// the EE was not ready, so the router may try another EE, as nothing ran.
     NotRun,
+    /// A streamed answer, on its way as the runtime sends it.
+    Stream(super::stream::Relay),
 }
 
 /// An admitted invocation on its way to the runtime.
@@ -109,11 +111,25 @@ pub struct Slot<'a> {
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        let left = self.state.in_flight.fetch_sub(1, Ordering::AcqRel) - 1;
-        self.state.metrics.in_flight.set(left as i64);
-        if left == 0 {
-            self.state.idle.notify_waiters();
-        }
+        self.state.release_slot();
+    }
+}
+
+impl Slot<'_> {
+    /// The same slot, owning its state: for an answer that streams on after the invocation's
+    /// handler has returned.
+    pub fn into_owned(self, state: Arc<State>) -> OwnedSlot {
+        std::mem::forget(self);
+        OwnedSlot(state)
+    }
+}
+
+/// A [`Slot`] that owns its state.
+pub struct OwnedSlot(Arc<State>);
+
+impl Drop for OwnedSlot {
+    fn drop(&mut self) {
+        self.0.release_slot();
     }
 }
 
@@ -362,6 +378,14 @@ impl State {
                 self.count_refusal(&r);
                 Err(r)
             }
+        }
+    }
+
+    fn release_slot(&self) {
+        let left = self.in_flight.fetch_sub(1, Ordering::AcqRel) - 1;
+        self.metrics.in_flight.set(left as i64);
+        if left == 0 {
+            self.idle.notify_waiters();
         }
     }
 

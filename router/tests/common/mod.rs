@@ -390,3 +390,54 @@ pub fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The Python clients (awslambdaric, boto3, the AWS CLI) in their own virtualenv (under
+/// `$HOME/.cache/lmi/venv`), made from PyPI on first use.
+///
+/// One list for the tests and the main job (`scripts/run.sh`).
+const REQUIREMENTS: &str = include_str!("../../../scripts/python-clients.txt");
+
+fn python_packages() -> Vec<&'static str> {
+    REQUIREMENTS
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+pub fn python_venv() -> PathBuf {
+    let home = std::env::var("HOME").expect("HOME");
+    let dir = PathBuf::from(home).join(".cache/lmi/venv");
+    let py = dir.join("bin/python");
+    let ready = || {
+        Command::new(&py)
+            .args(["-c", "import awslambdaric, boto3, awscli"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !ready() {
+        let ok = Command::new("python3")
+            .args(["-m", "venv", &dir.display().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "python3 -m venv failed");
+        let ok = Command::new(&py)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(python_packages())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok && ready(), "pip install {:?} failed", python_packages());
+    }
+    dir
+}
+
+pub fn python_dir() -> PathBuf {
+    manifest_dir().join("tests/python")
+}
