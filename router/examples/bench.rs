@@ -17,6 +17,9 @@
 //! `bench SECONDS events` compares `Event` invocations (stored in NATS JetStream, then
 //! dispatched) with synchronous ones (see `bench/events.rs`; it needs a nats-server).
 //!
+//! `bench SECONDS stream` compares InvokeWithResponseStream with Invoke: time to first byte of a
+//! streamed answer, and CPU per 1k/s (see `bench/stream.rs`).
+//!
 //! `bench SECONDS auth` compares the router with SigV4 authentication and RBAC on against off
 //! (see `bench/auth.rs`; it needs a cluster in KUBECONFIG).
 
@@ -40,6 +43,8 @@ mod auth;
 mod events;
 #[path = "support/nats.rs"]
 mod nats;
+#[path = "bench/stream.rs"]
+mod stream;
 #[path = "support/mod.rs"]
 mod support;
 use support::{Proc, free_port};
@@ -147,6 +152,19 @@ async fn open_loop_of(
     signer: Option<Arc<auth::Signer>>,
     event: bool,
 ) -> Run {
+    open_loop_with(rate, secs, |_| {
+        let (c, u, s) = (client.clone(), uri.clone(), signer.clone());
+        async move { one_of(&c, &u, s.as_deref(), event).await }
+    })
+    .await
+}
+
+/// Open loop at `rate` per second for `secs` of the requests `call(i)` makes.
+async fn open_loop_with<F, Fut>(rate: u64, secs: f64, call: F) -> Run
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<Duration, String>> + Send + 'static,
+{
     let results = Arc::new(Mutex::new(Run::default()));
     let total = (rate as f64 * secs) as usize;
     let start = Instant::now();
@@ -156,9 +174,9 @@ async fn open_loop_of(
         // rates requests go out in small bursts each millisecond; the average rate is exact).
         let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
         tokio::time::sleep_until(due.into()).await;
-        let (c, u, r, s) = (client.clone(), uri.clone(), results.clone(), signer.clone());
+        let (request, r) = (call(i), results.clone());
         handles.push(tokio::spawn(async move {
-            let res = one_of(&c, &u, s.as_deref(), event).await;
+            let res = request.await;
             let mut r = r.lock().await;
             r.sent += 1;
             match res {
@@ -292,6 +310,10 @@ async fn main() {
     }
     if std::env::args().nth(2).as_deref() == Some("events") {
         events::compare(secs, &bins, &examples).await;
+        return;
+    }
+    if std::env::args().nth(2).as_deref() == Some("stream") {
+        stream::compare(secs, &bins, &examples).await;
         return;
     }
 
