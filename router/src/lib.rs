@@ -24,6 +24,7 @@ pub mod lambda_error;
 pub mod pick;
 pub mod router;
 pub mod sidecar;
+pub mod url;
 pub mod usage;
 pub mod wire;
 
