@@ -276,6 +276,33 @@ fn start_sidecar(bins: &Path, examples: &Path, port: u16, runtime_api_port: u16)
     )
 }
 
+/// A static catalog (in the temp dir) of function `bench` in `namespace`, version 1 on the sidecar
+/// at `sidecar_port`.
+fn write_catalog(what: &str, namespace: &str, sidecar_port: u16) -> PathBuf {
+    let catalog = std::env::temp_dir().join(format!("lmi-bench-{what}-{sidecar_port}.yaml"));
+    let _ = std::fs::write(
+        &catalog,
+        format!(
+            "functions:\n  - name: bench\n    namespace: {namespace}\n    versions:\n      - {{version: 1, timeoutSeconds: 10, endpoints: [\"127.0.0.1:{sidecar_port}\"]}}\n"
+        ),
+    );
+    catalog
+}
+
+/// `lmi-router` on `catalog` at 127.0.0.1:`port`, authentication `auth` ("on" or "off"), with
+/// `extra` flags.
+fn start_router(bins: &Path, catalog: &Path, port: u16, auth: &str, extra: &[&str]) -> Proc {
+    let catalog = catalog.display().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec!["--static", &catalog, "--auth", auth, "--listen", &listen];
+    args.extend_from_slice(extra);
+    spawn(
+        &bins.join("lmi-router"),
+        &args,
+        &[("RUST_LOG", "warn".to_string())],
+    )
+}
+
 /// The load generator's HTTP client: enough pooled connections for the open loops.
 fn http_client() -> HttpClient {
     Client::builder(TokioExecutor::new())
@@ -342,25 +369,8 @@ async fn main() {
         &[],
     );
     let sidecar = start_sidecar(&bins, &examples, sidecar_port, rapi_port);
-    let catalog = std::env::temp_dir().join(format!("lmi-bench-{router_port}.yaml"));
-    let _ = std::fs::write(
-        &catalog,
-        format!(
-            "functions:\n  - name: bench\n    versions:\n      - {{version: 1, timeoutSeconds: 10, endpoints: [\"127.0.0.1:{sidecar_port}\"]}}\n"
-        ),
-    );
-    let router = spawn(
-        &bins.join("lmi-router"),
-        &[
-            "--static",
-            &catalog.display().to_string(),
-            "--auth",
-            "off",
-            "--listen",
-            &format!("127.0.0.1:{router_port}"),
-        ],
-        &[("RUST_LOG", "warn".to_string())],
-    );
+    let catalog = write_catalog("main", "default", sidecar_port);
+    let router = start_router(&bins, &catalog, router_port, "off", &[]);
 
     let client = http_client();
     let echo_uri: hyper::Uri = format!("http://127.0.0.1:{echo_port}/")

@@ -151,6 +151,14 @@ impl Records {
     }
 }
 
+/// Once the router's dispatcher has set up the stream, one event stored and run to its record.
+fn warm_up(router: u16, records: &mut Records) {
+    wait_until(Duration::from_secs(20), "the first event stored", || {
+        event(router, r#"{"warm": true}"#).status == 202
+    });
+    records.next("records.success", Duration::from_secs(30));
+}
+
 fn event(router: u16, payload: &str) -> Resp {
     http(
         "POST",
@@ -283,10 +291,7 @@ fn with_nats_down_events_are_refused_and_those_stored_run_once_it_is_back() {
     );
     let mut records = Records::open(&nats);
     // Wait until the dispatcher has set up the stream: the first event is stored.
-    wait_until(Duration::from_secs(20), "the first event stored", || {
-        event(r.port, r#"{"warm": true}"#).status == 202
-    });
-    records.next("records.success", Duration::from_secs(30));
+    warm_up(r.port, &mut records);
 
     // Ten events that take a while each, then NATS goes down with them stored or running.
     let mut ids = Vec::new();
@@ -343,10 +348,7 @@ fn a_killed_dispatcher_loses_no_event() {
     ];
     let mut first = start_router_on("event-router-killed", &catalog(ee.port, 600), &flags);
     let mut records = Records::open(&nats);
-    wait_until(Duration::from_secs(20), "the first event stored", || {
-        event(first.port, r#"{"warm": true}"#).status == 202
-    });
-    records.next("records.success", Duration::from_secs(30));
+    warm_up(first.port, &mut records);
     let mut ids = std::collections::BTreeSet::new();
     for i in 0..EVENTS {
         let resp = event(
@@ -407,10 +409,7 @@ fn an_event_whose_ee_is_lost_mid_invocation_runs_again_uncounted() {
         &catalog(lost.port, 600),
         &["--nats-url", &url, "--event-retry-delays-seconds", "0.5,1"],
     );
-    wait_until(Duration::from_secs(20), "the first event stored", || {
-        event(r.port, r#"{"warm": true}"#).status == 202
-    });
-    records.next("records.success", Duration::from_secs(30));
+    warm_up(r.port, &mut records);
 
     let accepted = event(r.port, r#"{"sleepMs": 3000, "name": "lost"}"#);
     assert_eq!(accepted.status, 202);
@@ -464,10 +463,7 @@ fn a_burst_of_events_waits_for_room_and_throttles_no_synchronous_caller() {
         &catalog(ee.port, 600),
         &["--nats-url", &url, "--event-retry-delays-seconds", "0.5,1"],
     );
-    wait_until(Duration::from_secs(20), "the first event stored", || {
-        event(r.port, r#"{"warm": true}"#).status == 202
-    });
-    records.next("records.success", Duration::from_secs(30));
+    warm_up(r.port, &mut records);
 
     let mut ids = std::collections::BTreeSet::new();
     for i in 0..EVENTS {

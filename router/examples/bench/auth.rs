@@ -151,13 +151,7 @@ pub async fn compare(secs: f64, bins: &Path, examples: &Path) {
     }
     let (sidecar_port, rapi_port) = (free_port(), free_port());
     let _sidecar = start_sidecar(bins, examples, sidecar_port, rapi_port);
-    let catalog = std::env::temp_dir().join(format!("lmi-bench-auth-{sidecar_port}.yaml"));
-    let _ = std::fs::write(
-        &catalog,
-        format!(
-            "functions:\n  - name: bench\n    namespace: {NAMESPACE}\n    versions:\n      - {{version: 1, timeoutSeconds: 10, endpoints: [\"127.0.0.1:{sidecar_port}\"]}}\n"
-        ),
-    );
+    let catalog = write_catalog("auth", NAMESPACE, sidecar_port);
     let client = http_client();
     println!(
         "| router | achieved/s | errors | p50 µs | p99 µs | router vCPU | router vCPU per 1k/s | apiserver reviews |"
@@ -166,21 +160,17 @@ pub async fn compare(secs: f64, bins: &Path, examples: &Path) {
     let mut rows = Vec::new();
     for auth in ["off", "on"] {
         let port = free_port();
-        let router = spawn(
-            &bins.join("lmi-router"),
+        let router = start_router(
+            bins,
+            &catalog,
+            port,
+            auth,
             &[
-                "--static",
-                &catalog.display().to_string(),
-                "--auth",
-                auth,
                 "--system-namespace",
                 NAMESPACE,
                 "--default-namespace",
                 NAMESPACE,
-                "--listen",
-                &format!("127.0.0.1:{port}"),
             ],
-            &[("RUST_LOG", "warn".to_string())],
         );
         let signer = (auth == "on").then(|| {
             Arc::new(Signer {

@@ -68,28 +68,10 @@ pub async fn compare(secs: f64, bins: &Path, examples: &Path) {
     let nats = spawn(&nats_bin, &args, &[]);
     let (sidecar_port, rapi_port) = (free_port(), free_port());
     let _sidecar = start_sidecar(bins, examples, sidecar_port, rapi_port);
-    let catalog = std::env::temp_dir().join(format!("lmi-bench-events-{sidecar_port}.yaml"));
-    let _ = std::fs::write(
-        &catalog,
-        format!(
-            "functions:\n  - name: bench\n    versions:\n      - {{version: 1, timeoutSeconds: 10, endpoints: [\"127.0.0.1:{sidecar_port}\"]}}\n"
-        ),
-    );
+    let catalog = write_catalog("events", "default", sidecar_port);
     let port = free_port();
-    let router = spawn(
-        &bins.join("lmi-router"),
-        &[
-            "--static",
-            &catalog.display().to_string(),
-            "--auth",
-            "off",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--nats-url",
-            &format!("nats://127.0.0.1:{nats_port}"),
-        ],
-        &[("RUST_LOG", "warn".to_string())],
-    );
+    let nats_url = format!("nats://127.0.0.1:{nats_port}");
+    let router = start_router(bins, &catalog, port, "off", &["--nats-url", &nats_url]);
     let client = http_client();
     let uri: hyper::Uri = format!("http://127.0.0.1:{port}/2015-03-31/functions/bench/invocations")
         .parse()

@@ -48,26 +48,9 @@ fn millis(mut v: Vec<Duration>, p: f64) -> f64 {
 pub async fn compare(secs: f64, bins: &Path, examples: &Path) {
     let (sidecar_port, rapi_port) = (free_port(), free_port());
     let sidecar = start_sidecar(bins, examples, sidecar_port, rapi_port);
-    let catalog = std::env::temp_dir().join(format!("lmi-bench-stream-{sidecar_port}.yaml"));
-    let _ = std::fs::write(
-        &catalog,
-        format!(
-            "functions:\n  - name: bench\n    versions:\n      - {{version: 1, timeoutSeconds: 10, endpoints: [\"127.0.0.1:{sidecar_port}\"]}}\n"
-        ),
-    );
+    let catalog = write_catalog("stream", "default", sidecar_port);
     let port = free_port();
-    let router = spawn(
-        &bins.join("lmi-router"),
-        &[
-            "--static",
-            &catalog.display().to_string(),
-            "--auth",
-            "off",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ],
-        &[("RUST_LOG", "warn".to_string())],
-    );
+    let router = start_router(bins, &catalog, port, "off", &[]);
     let client = http_client();
     let invoke: hyper::Uri =
         format!("http://127.0.0.1:{port}/2015-03-31/functions/bench/invocations")
