@@ -151,6 +151,34 @@ impl Records {
     }
 }
 
+/// What most event tests run: a nats-server, the reader of its records, an EE with `slots`
+/// running the fixture function, and a router on it with short retry delays.
+struct Setup {
+    nats: Nats,
+    records: Records,
+    ee: Ee,
+    router: RouterProc,
+}
+
+fn setup(name: &str, slots: usize) -> Setup {
+    let nats = Nats::start();
+    let records = Records::open(&nats);
+    let f = example("fixture_fn").display().to_string();
+    let ee = start_ee(&format!("{name}-ee"), slots, 10.0, &[&f], None, &[]);
+    let url = nats.url();
+    let router = start_router_on(
+        &format!("{name}-router"),
+        &catalog(ee.port, 600),
+        &["--nats-url", &url, "--event-retry-delays-seconds", "0.5,1"],
+    );
+    Setup {
+        nats,
+        records,
+        ee,
+        router,
+    }
+}
+
 /// Once the router's dispatcher has set up the stream, one event stored and run to its record.
 fn warm_up(router: u16, records: &mut Records) {
     wait_until(Duration::from_secs(20), "the first event stored", || {
@@ -172,16 +200,12 @@ fn event(router: u16, payload: &str) -> Resp {
 
 #[test]
 fn events_run_retry_with_one_request_id_and_reach_their_destinations() {
-    let nats = Nats::start();
-    let mut records = Records::open(&nats);
-    let f = example("fixture_fn").display().to_string();
-    let ee = start_ee("event-ee", 8, 10.0, &[&f], None, &[]);
-    let url = nats.url();
-    let r = start_router_on(
-        "event-router",
-        &catalog(ee.port, 600),
-        &["--nats-url", &url, "--event-retry-delays-seconds", "0.5,1"],
-    );
+    let Setup {
+        nats: _nats,
+        mut records,
+        ee,
+        router: r,
+    } = setup("event", 8);
 
     // Success: 202 with the request id, then a Success record carrying the answer.
     let accepted = event(r.port, r#"{"order": 1}"#);
@@ -453,16 +477,12 @@ fn an_event_whose_ee_is_lost_mid_invocation_runs_again_uncounted() {
 #[test]
 fn a_burst_of_events_waits_for_room_and_throttles_no_synchronous_caller() {
     const EVENTS: usize = 30;
-    let nats = Nats::start();
-    let mut records = Records::open(&nats);
-    let f = example("fixture_fn").display().to_string();
-    let ee = start_ee("event-ee-burst", 4, 10.0, &[&f], None, &[]);
-    let url = nats.url();
-    let r = start_router_on(
-        "event-router-burst",
-        &catalog(ee.port, 600),
-        &["--nats-url", &url, "--event-retry-delays-seconds", "0.5,1"],
-    );
+    let Setup {
+        nats: _nats,
+        mut records,
+        ee,
+        router: r,
+    } = setup("event-burst", 4);
     warm_up(r.port, &mut records);
 
     let mut ids = std::collections::BTreeSet::new();
