@@ -15,7 +15,7 @@ pub struct Metrics {
     pub cpu_utilization: Gauge,
     pub memory_utilization: Gauge,
     pub memory_bytes: Gauge,
-    /// outcome = success | error | timeout
+    /// outcome = success | error | timeout | not_run | stream
     pub invocations: IntCounterVec,
     pub duration: Histogram,
     /// reason = Concurrency | CPU | Memory | Disk | Draining | NotReady | EventDeferred
