@@ -6,6 +6,7 @@
 //! large; with `{"withRequestId": true}` its message ends with the request id), `{"noEcho": true}` leaves the payload out of the answer; anything else is echoed.
 //! Streamed answers (`lambda_runtime`'s response streaming): `{"stream": ["a", "b"], "gapMs": N}`
 //! writes each piece, N ms apart; `{"streamBytes": N}` writes N bytes of `x` in 64 KiB pieces.
+//! Behind a function URL, the request's body is the steering JSON.
 //!
 //! Run it behind a sidecar: `lmi-sidecar -- target/debug/examples/fixture_fn`.
 
@@ -13,7 +14,14 @@ use lambda_runtime::streaming::{Body, channel};
 use lambda_runtime::{Error, FunctionResponse, LambdaEvent, StreamResponse, service_fn};
 use serde_json::{Value, json};
 
-async fn handler(event: LambdaEvent<Value>) -> Result<FunctionResponse<Value, Body>, Error> {
+async fn handler(mut event: LambdaEvent<Value>) -> Result<FunctionResponse<Value, Body>, Error> {
+    // Behind a function URL the steering JSON is the request's body (a version 2.0 event).
+    if event.payload.get("version").and_then(Value::as_str) == Some("2.0")
+        && let Some(body) = event.payload.get("body").and_then(Value::as_str)
+        && let Ok(inner) = serde_json::from_str::<Value>(body)
+    {
+        event.payload = inner;
+    }
     let payload = &event.payload;
     let pieces: Option<Vec<String>> = payload.get("stream").and_then(|s| {
         s.as_array().map(|a| {

@@ -115,6 +115,49 @@ pub(crate) struct EventAnswer {
     pub version: u32,
 }
 
+/// What a function URL call gives back: the EE's answer as it comes.
+pub(crate) struct UrlAnswer {
+    pub body: Body,
+    pub function_error: bool,
+    pub streamed: bool,
+    pub content_type: Option<HeaderValue>,
+}
+
+/// Runs a function URL call: `payload` (the request as Lambda's version 2.0 event) on the
+/// version `fref` resolves to, holding an in-flight slot until the answer has gone out.
+pub(crate) async fn run_url(
+    router: &Router,
+    fref: &FunctionRef,
+    request_id: &str,
+    payload: Bytes,
+) -> Result<UrlAnswer, LambdaError> {
+    let in_flight = router
+        .in_flight
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| throttle(router))?;
+    let version = router
+        .catalog()
+        .resolve(fref, &router.config.region, ids::random_unit())
+        .map(Resolved::from)?;
+    let hop = Hop {
+        request_id,
+        arn: fref.invoked_arn(&router.config.region),
+        trace_id: ids::trace_id(),
+        client_context: None,
+        payload,
+        queued_event: false,
+        stream: true,
+    };
+    let answer = forward(router, &version, &hop).await?;
+    Ok(UrlAnswer {
+        body: http_server::boxed(Held::new(answer.body, in_flight)),
+        function_error: answer.function_error.is_some(),
+        streamed: answer.streamed,
+        content_type: answer.content_type,
+    })
+}
+
 /// Runs one stored event: resolves its function as of now and sends it to an EE (the
 /// dispatcher's path; the caller got its 202 long ago).
 pub(crate) async fn run_event(

@@ -42,6 +42,9 @@ pub struct FunctionSpec {
     /// `spec.eventInvokeConfig`); unset: Lambda's defaults, no destinations.
     #[serde(default)]
     pub event_invoke_config: Option<lmi_crds::EventInvokeConfig>,
+    /// The function's URL (`crate::url`), if it has one.
+    #[serde(default)]
+    pub url: Option<crate::url::UrlConfig>,
 }
 
 /// An alias: a name for a version, and optionally a second version taking a share of the
@@ -157,6 +160,16 @@ struct FunctionEntry {
 #[derive(Debug, Default)]
 pub struct Catalog {
     functions: HashMap<(String, String), FunctionEntry>,
+    /// Function URLs by id.
+    urls: HashMap<String, UrlTarget>,
+}
+
+/// What a function URL calls.
+#[derive(Debug, Clone)]
+pub struct UrlTarget {
+    pub namespace: String,
+    pub name: String,
+    pub config: crate::url::UrlConfig,
 }
 
 impl Catalog {
@@ -190,7 +203,18 @@ impl Catalog {
             }
         }
         let mut functions: HashMap<(String, String), FunctionEntry> = HashMap::new();
+        let mut urls: HashMap<String, UrlTarget> = HashMap::new();
         for f in &spec.functions {
+            if let Some(config) = &f.url {
+                urls.insert(
+                    crate::url::url_id(&f.namespace, &f.name),
+                    UrlTarget {
+                        namespace: f.namespace.clone(),
+                        name: f.name.clone(),
+                        config: config.clone(),
+                    },
+                );
+            }
             let token = f
                 .invoke_token
                 .clone()
@@ -256,7 +280,12 @@ impl Catalog {
                 );
             }
         }
-        Ok(Catalog { functions })
+        Ok(Catalog { functions, urls })
+    }
+
+    /// The function a URL id calls.
+    pub fn url(&self, id: &str) -> Option<&UrlTarget> {
+        self.urls.get(id)
     }
 
     /// Find the version an invocation runs on, or the Lambda error saying why there is none.

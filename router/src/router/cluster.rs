@@ -91,6 +91,8 @@ pub fn spec_from(
                 invoke_token: None,
                 aliases: Vec::new(),
                 event_invoke_config: None,
+                // Function URLs come from the Function's `url` section, not built yet.
+                url: None,
             })
             .versions
             .push(VersionSpec {

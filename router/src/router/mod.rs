@@ -62,6 +62,10 @@ pub struct Config {
     pub invoke_key_file: Option<PathBuf>,
     /// The event queue (`--nats-url`, `--event-*`); without it `Event` invocations answer 400.
     pub events: Option<events::EventSettings>,
+    /// Where function URLs are served (`--url-listen`); none: no URL listener.
+    pub url_listen: Option<SocketAddr>,
+    /// The URLs' domain (`--url-domain`): `<url-id>.<domain>` names a URL.
+    pub url_domain: String,
 }
 
 /// The namespace of the LMI Secrets when neither `--system-namespace` nor `POD_NAMESPACE` says.
@@ -87,9 +91,14 @@ impl Default for Config {
             allowed_regions: Vec::new(),
             invoke_key_file: None,
             events: None,
+            url_listen: None,
+            url_domain: DEFAULT_URL_DOMAIN.to_string(),
         }
     }
 }
+
+/// The URLs' domain when `--url-domain` names none.
+pub const DEFAULT_URL_DOMAIN: &str = "lambda-url.localhost";
 
 impl Config {
     /// Parse `--flag value` arguments, then the environment read through `env`: with
@@ -149,6 +158,14 @@ impl Config {
                         .parse()
                         .map_err(|_| Error::Config(format!("--listen {v}: not host:port")))?;
                 }
+                "--url-listen" => {
+                    let v = value()?;
+                    c.url_listen =
+                        Some(v.parse().map_err(|_| {
+                            Error::Config(format!("--url-listen {v}: not host:port"))
+                        })?);
+                }
+                "--url-domain" => c.url_domain = value()?.trim_matches('.').to_ascii_lowercase(),
                 "--default-namespace" => c.default_namespace = value()?,
                 "--region" => c.region = value()?,
                 "--max-attempts" => {
@@ -460,6 +477,17 @@ pub async fn start(config: Config, client: Option<kube::Client>) -> Result<Start
         http_server::capped_gate(r.config.max_connections, TOO_MANY_CONNECTIONS),
         move |req| api::handle(r.clone(), req),
     ));
+    if let Some(url_addr) = router.config.url_listen {
+        let listener = http_server::bind(url_addr).await?;
+        tracing::info!(listen = %listener.local_addr()?, domain = %router.config.url_domain, "function URLs served");
+        let r = router.clone();
+        tokio::spawn(http_server::serve(
+            listener,
+            Some(Duration::from_secs(30)),
+            http_server::capped_gate(r.config.max_connections, TOO_MANY_CONNECTIONS),
+            move |req| crate::url::serve::handle(r.clone(), req),
+        ));
+    }
     Ok(Started {
         addr,
         router,
