@@ -123,23 +123,51 @@ pub(crate) struct UrlAnswer {
     pub content_type: Option<HeaderValue>,
 }
 
+/// A function URL request's body, read under the bounds of an Invoke payload: an in-flight slot
+/// and its bytes out of the payload budget, both taken before anything is read (a throttle when
+/// either is used up; 413 past 6 MB). The permits go with the call.
+pub(crate) async fn read_url_body(
+    router: &Router,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Result<(Bytes, (OwnedSemaphorePermit, OwnedSemaphorePermit)), LambdaError> {
+    let announced = crate::body::content_length(headers);
+    if announced.is_some_and(|n| n > wire::MAX_SYNC_PAYLOAD as u64) {
+        discard(body, announced);
+        return Err(LambdaError::RequestTooLarge);
+    }
+    let Ok(in_flight) = router.in_flight.clone().try_acquire_owned() else {
+        discard(body, announced);
+        return Err(throttle(router));
+    };
+    let reserved = match announced {
+        Some(n) => match router
+            .payload_budget
+            .clone()
+            .try_acquire_many_owned(crate::body::permits(n))
+        {
+            Ok(p) => Some(p),
+            Err(_) => {
+                discard(body, announced);
+                return Err(throttle(router));
+            }
+        },
+        None => None,
+    };
+    let (payload, budget) = read_payload(&router.payload_budget, body, reserved).await?;
+    Ok((payload, (in_flight, budget)))
+}
+
 /// Runs a function URL call: `payload` (the request as Lambda's version 2.0 event) on the
-/// version `fref` resolves to, holding an in-flight slot until the answer has gone out.
+/// version `fref` resolves to, holding `held` (the request's slot and budget) until the answer
+/// has gone out.
 pub(crate) async fn run_url(
     router: &Router,
     fref: &FunctionRef,
     request_id: &str,
     payload: Bytes,
+    held: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 ) -> Result<UrlAnswer, LambdaError> {
-    let in_flight = router
-        .in_flight
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| throttle(router))?;
-    let version = router
-        .catalog()
-        .resolve(fref, &router.config.region, ids::random_unit())
-        .map(Resolved::from)?;
     let hop = Hop {
         request_id,
         arn: fref.invoked_arn(&router.config.region),
@@ -149,13 +177,27 @@ pub(crate) async fn run_url(
         queued_event: false,
         stream: true,
     };
-    let answer = forward(router, &version, &hop).await?;
+    let answer = run_resolved(router, fref, &hop).await?;
     Ok(UrlAnswer {
-        body: http_server::boxed(Held::new(answer.body, in_flight)),
+        body: http_server::boxed(Held::new(answer.body, held)),
         function_error: answer.function_error.is_some(),
         streamed: answer.streamed,
         content_type: answer.content_type,
     })
+}
+
+/// Resolves `fref` as of now and sends `hop` to that version's EEs (the paths that come without
+/// a caller's admission: URL calls and stored events).
+async fn run_resolved(
+    router: &Router,
+    fref: &FunctionRef,
+    hop: &Hop<'_>,
+) -> Result<Answer, LambdaError> {
+    let version = router
+        .catalog()
+        .resolve(fref, &router.config.region, ids::random_unit())
+        .map(Resolved::from)?;
+    forward(router, &version, hop).await
 }
 
 /// Runs one stored event: resolves its function as of now and sends it to an EE (the
@@ -167,10 +209,6 @@ pub(crate) async fn run_event(
     trace_id: &str,
     payload: Bytes,
 ) -> Result<EventAnswer, LambdaError> {
-    let version = router
-        .catalog()
-        .resolve(fref, &router.config.region, ids::random_unit())
-        .map(Resolved::from)?;
     let hop = Hop {
         request_id,
         arn: fref.invoked_arn(&router.config.region),
@@ -180,7 +218,7 @@ pub(crate) async fn run_event(
         queued_event: true,
         stream: false,
     };
-    let answer = forward(router, &version, &hop).await?;
+    let answer = run_resolved(router, fref, &hop).await?;
     Ok(EventAnswer {
         body: answer.body,
         function_error: answer

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Frame, Incoming};
 
 use super::{AuthType, InvokeMode, event, response};
@@ -123,17 +123,10 @@ async fn call(
             ));
         }
     };
-    let body = Limited::new(body, wire::MAX_SYNC_PAYLOAD)
-        .collect()
+    // The same bounds as an Invoke payload: a slot and budget first, at most 6 MB.
+    let (body, held) = crate::router::api::read_url_body(router, &parts.headers, body)
         .await
-        .map_err(|_| {
-            plain(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                r#"{"Message":"Request must be smaller than 6291456 bytes for the InvokeFunction operation"}"#,
-                request_id,
-            )
-        })?
-        .to_bytes();
+        .map_err(|e| error(&e, request_id))?;
     if let (Some(caller), Some(access)) = (caller, &router.access) {
         let identity = caller
             .identity(&parts, &body)
@@ -175,7 +168,7 @@ async fn call(
         iam: None,
     });
     let answer =
-        crate::router::api::run_url(router, &fref, request_id, Bytes::from(ev.to_string()))
+        crate::router::api::run_url(router, &fref, request_id, Bytes::from(ev.to_string()), held)
             .await
             .map_err(|e| error(&e, request_id))?;
     if answer.function_error {
