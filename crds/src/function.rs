@@ -60,6 +60,11 @@ pub struct FunctionSpec {
     /// and applies to events from then on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_invoke_config: Option<EventInvokeConfig>,
+    /// The function's URL (Lambda's function URL config): plain HTTP(S) to the function,
+    /// served by the routers' URL listener. Not part of a version: changing it publishes
+    /// nothing. Its address shows in `status.url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<crate::function_url::FunctionUrlConfig>,
 }
 
 /// Lambda's event invoke config.
@@ -361,6 +366,9 @@ pub struct FunctionStatus {
     /// the operator last counted them in NATS JetStream; unset without an event queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queued_events: Option<i64>,
+    /// The function URL's address, when the function has a `url` section.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// SHA-256 of the configuration, to publish a version only when it changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_sha256: Option<String>,

@@ -18,6 +18,7 @@ pub mod ee_contract;
 pub mod event_queue;
 pub mod function;
 pub mod function_alias;
+pub mod function_url;
 pub mod function_version;
 pub mod invoke_token;
 pub mod namespace_selector;
@@ -30,4 +31,5 @@ pub use function::{
     FunctionSpec, FunctionStatus, State,
 };
 pub use function_alias::{AliasRoutingConfig, FunctionAlias, FunctionAliasSpec};
+pub use function_url::{FunctionUrlConfig, UrlAuthType, UrlInvokeMode};
 pub use function_version::{FunctionVersion, FunctionVersionSpec, FunctionVersionStatus};

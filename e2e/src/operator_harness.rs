@@ -79,6 +79,7 @@ pub fn test_settings() -> Settings {
         system_namespace: lmi_operator::settings::DEFAULT_SYSTEM_NAMESPACE.to_string(),
         nats_url: None,
         nats_files: Default::default(),
+        url_template: lmi_operator::settings::DEFAULT_URL_TEMPLATE.to_string(),
     }
 }
 

@@ -37,7 +37,14 @@ pub struct Settings {
     pub nats_url: Option<String>,
     /// Credentials and TLS files for NATS (`LMI_NATS_*_FILE`).
     pub nats_files: lmi_crds::event_queue::NatsFiles,
+    /// The address of a function URL, with `{id}` where the URL id goes; shown in each
+    /// Function's `status.url`. It says where the routers' URL listener is reached (host form
+    /// with a wildcard domain, or path form).
+    pub url_template: String,
 }
+
+/// The URL template when none is set: the routers' default domain, host form.
+pub const DEFAULT_URL_TEMPLATE: &str = "http://{id}.lambda-url.localhost/";
 
 const HELP: &str = "lmi-operator: reconciles lmi.dev CapacityProviders, Functions and FunctionVersions
 
@@ -60,6 +67,7 @@ flags (or environment variables):
   --instance NAME                         LMI_INSTANCE                    reconcile only objects labelled lmi.dev/instance=NAME [none: only unlabelled objects]
   --system-namespace NS                   LMI_SYSTEM_NAMESPACE            holds the invoke key Secret lmi-invoke-key [POD_NAMESPACE or lmi-system]
   --nats-url URL                          LMI_NATS_URL                    the routers' event queue: count each function's queued events [none]
+  --url-template URL                      LMI_URL_TEMPLATE                function URLs' address, {id} for the URL id [http://{id}.lambda-url.localhost/]
 
 NATS credentials and TLS, as files (mounted Secrets) named by the environment only:
   LMI_NATS_CREDENTIALS_FILE (a .creds file), LMI_NATS_CA_FILE (requires TLS),
@@ -155,7 +163,23 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Se
             .unwrap_or_else(|| DEFAULT_SYSTEM_NAMESPACE.to_string()),
         nats_url: get("nats-url", "LMI_NATS_URL"),
         nats_files: lmi_crds::event_queue::NatsFiles::from_env(&env).map_err(Error::Config)?,
+        url_template: url_template(get("url-template", "LMI_URL_TEMPLATE"))?,
     })
+}
+
+/// The URL template, which must place the URL id once.
+fn url_template(given: Option<String>) -> Result<String> {
+    let template = given.unwrap_or_else(|| DEFAULT_URL_TEMPLATE.to_string());
+    let placeholder = lmi_crds::function_url::URL_ID_PLACEHOLDER;
+    if template.matches(placeholder).count() == 1
+        && (template.starts_with("http://") || template.starts_with("https://"))
+    {
+        Ok(template)
+    } else {
+        Err(Error::Config(format!(
+            "--url-template {template:?} must be an http(s) URL with {placeholder} once, e.g. https://{placeholder}.lambda-url.example.com/ or https://lmi.example.com/{placeholder}/"
+        )))
+    }
 }
 
 /// The namespace of the LMI Secrets when neither a flag nor `POD_NAMESPACE` names one.
@@ -256,6 +280,34 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.system_namespace, "ops");
+    }
+
+    #[test]
+    fn the_url_template_places_the_id_once_in_an_http_url() {
+        let none = |_: &str| None;
+        let s = parse(&args(&["--sidecar-image", "i"]), none).unwrap();
+        assert_eq!(s.url_template, DEFAULT_URL_TEMPLATE);
+        let path_form = "https://lmi.example.com/{id}/";
+        let s = parse(
+            &args(&["--sidecar-image", "i", "--url-template", path_form]),
+            none,
+        )
+        .unwrap();
+        assert_eq!(s.url_template, path_form);
+        for bad in [
+            "https://lmi.example.com/",
+            "ftp://{id}.x/",
+            "http://{id}.{id}/",
+        ] {
+            assert!(
+                parse(
+                    &args(&["--sidecar-image", "i", "--url-template", bad]),
+                    none
+                )
+                .is_err(),
+                "{bad} accepted"
+            );
+        }
     }
 
     #[test]

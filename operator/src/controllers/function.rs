@@ -255,6 +255,9 @@ async fn reconcile_inner(function: &Function, ctx: &Context) -> Result<Action> {
         latest_published_version: latest.map(|v| v.to_string()),
         current_version: current_version.map(|v| v.to_string()),
         queued_events: None,
+        url: function.spec.url.as_ref().map(|_| {
+            lmi_crds::function_url::function_url(&ctx.settings.url_template, &namespace, &name)
+        }),
         config_sha256: Some(sha),
         conditions,
     };

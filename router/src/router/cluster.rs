@@ -91,7 +91,7 @@ pub fn spec_from(
                 invoke_token: None,
                 aliases: Vec::new(),
                 event_invoke_config: None,
-                // Function URLs come from the Function's `url` section, not built yet.
+                // From the Function, below.
                 url: None,
             })
             .versions
@@ -133,6 +133,7 @@ pub fn spec_from(
         );
         if let Some(f) = functions.get_mut(&key) {
             f.event_invoke_config = function.spec.event_invoke_config.clone();
+            f.url = function.spec.url.clone();
         }
     }
     // The object name is <function>-<alias>, so an alias name is unique per function; sorted so
@@ -463,6 +464,47 @@ mod tests {
         let empty = secret(INVOKE_KEY_SECRET, serde_json::json!({"key": ""}));
         assert_eq!(key_from(&[empty]), None);
         assert_eq!(key_from(&[]), None);
+    }
+
+    #[test]
+    fn a_functions_url_and_event_config_come_from_the_function() {
+        let function = |ns: &str, spec_extra: serde_json::Value| -> Arc<Function> {
+            let mut spec = serde_json::json!({
+                "capacityProviderConfig": {
+                    "capacityProviderName": "cp",
+                    "executionEnvironmentMemoryGiBPerVCpu": 2
+                },
+                "code": {"imageUri": "img"}
+            });
+            if let (Some(s), Some(extra)) = (spec.as_object_mut(), spec_extra.as_object()) {
+                s.extend(extra.clone());
+            }
+            Arc::new(
+                serde_json::from_value(serde_json::json!({
+                    "apiVersion": "lmi.dev/v1alpha1",
+                    "kind": "Function",
+                    "metadata": {"name": "hello", "namespace": ns},
+                    "spec": spec
+                }))
+                .expect("Function"),
+            )
+        };
+        let functions = [
+            function(
+                "a",
+                serde_json::json!({"url": {"authType": "AWS_IAM", "invokeMode": "RESPONSE_STREAM"}}),
+            ),
+            function("b", serde_json::json!({})),
+        ];
+        let versions = [
+            fv("a", "hello", 1, Some("Active")),
+            fv("b", "hello", 1, Some("Active")),
+        ];
+        let spec = spec_from(&functions, &versions, &[], &[], 9000);
+        let url = spec.functions[0].url.as_ref().expect("a's URL");
+        assert_eq!(url.auth_type, lmi_crds::UrlAuthType::AwsIam);
+        assert_eq!(url.invoke_mode, lmi_crds::UrlInvokeMode::ResponseStream);
+        assert_eq!(spec.functions[1].url, None, "b has no url section");
     }
 
     #[test]

@@ -2,47 +2,37 @@
 //! requests itself, and adds the `Access-Control-*` headers to the function's responses to
 //! requests from an allowed origin.
 
-use serde::{Deserialize, Serialize};
+pub use lmi_crds::function_url::Cors;
 
-/// A URL's CORS settings (the shape of CreateFunctionUrlConfig's `Cors`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Cors {
-    #[serde(default)]
-    pub allow_credentials: bool,
-    #[serde(default)]
-    pub allow_headers: Vec<String>,
-    #[serde(default)]
-    pub allow_methods: Vec<String>,
-    #[serde(default)]
-    pub allow_origins: Vec<String>,
-    #[serde(default)]
-    pub expose_headers: Vec<String>,
-    #[serde(default)]
-    pub max_age: Option<u32>,
+/// The origin to allow in the answer to a request from `origin`, if any.
+fn origin_allowed(cors: &Cors, origin: &str) -> Option<String> {
+    if cors.allow_origins.iter().any(|o| o == "*") {
+        // With credentials the origin itself must be named, as browsers require.
+        return Some(if cors.allow_credentials {
+            origin.to_string()
+        } else {
+            "*".to_string()
+        });
+    }
+    cors.allow_origins
+        .iter()
+        .any(|o| o.eq_ignore_ascii_case(origin))
+        .then(|| origin.to_string())
 }
 
-impl Cors {
-    fn origin_allowed(&self, origin: &str) -> Option<String> {
-        if self.allow_origins.iter().any(|o| o == "*") {
-            // With credentials the origin itself must be named, as browsers require.
-            return Some(if self.allow_credentials {
-                origin.to_string()
-            } else {
-                "*".to_string()
-            });
-        }
-        self.allow_origins
-            .iter()
-            .any(|o| o.eq_ignore_ascii_case(origin))
-            .then(|| origin.to_string())
-    }
+/// Lambda's CORS behaviour over a URL's settings (the settings are the API type's, in
+/// `lmi-crds`; what they mean on the wire is the router's).
+pub trait CorsPolicy {
+    fn preflight(&self, origin: &str, method: &str) -> Option<Vec<(String, String)>>;
+    fn response_headers(&self, origin: &str) -> Vec<(String, String)>;
+}
 
+impl CorsPolicy for Cors {
     /// The answer to a preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`):
     /// its headers when the origin and method are allowed, else `None` (answered without them,
     /// and the browser refuses).
-    pub fn preflight(&self, origin: &str, method: &str) -> Option<Vec<(String, String)>> {
-        let allow_origin = self.origin_allowed(origin)?;
+    fn preflight(&self, origin: &str, method: &str) -> Option<Vec<(String, String)>> {
+        let allow_origin = origin_allowed(self, origin)?;
         let method_ok = self
             .allow_methods
             .iter()
@@ -77,8 +67,8 @@ impl Cors {
     }
 
     /// The headers added to an ordinary response to a request from `origin`.
-    pub fn response_headers(&self, origin: &str) -> Vec<(String, String)> {
-        let Some(allow_origin) = self.origin_allowed(origin) else {
+    fn response_headers(&self, origin: &str) -> Vec<(String, String)> {
+        let Some(allow_origin) = origin_allowed(self, origin) else {
             return Vec::new();
         };
         let mut h = vec![("access-control-allow-origin".to_string(), allow_origin)];

@@ -12,6 +12,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Frame, Incoming};
 
+use super::cors::CorsPolicy;
 use super::{AuthType, InvokeMode, event, response};
 use crate::http_server::{self, Body, full};
 use crate::router::Router;
