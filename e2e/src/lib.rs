@@ -11,6 +11,7 @@ pub mod certs;
 pub mod cluster;
 pub mod crds;
 pub mod error;
+pub mod gateway_crds;
 pub mod gobuild;
 pub mod gomod;
 pub mod harness;

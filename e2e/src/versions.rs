@@ -31,6 +31,10 @@ pub const HELM: &str = "3.22.0";
 /// monitoring`), from which the chart tests generate the ServiceMonitor and PodMonitor CRDs.
 pub const PROMETHEUS_OPERATOR: &str = "0.95.2";
 
+/// The Gateway API (`sigs.k8s.io/gateway-api`): its standard CRDs, for the chart's HTTPRoute.
+/// (v1.7.0 needs a newer Go than this machine's.)
+pub const GATEWAY_API: &str = "1.4.1";
+
 /// controller-gen (`sigs.k8s.io/controller-tools`), the generator of those CRDs.
 pub const CONTROLLER_TOOLS: &str = "0.23.0";
 

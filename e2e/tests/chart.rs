@@ -270,7 +270,13 @@ async fn helm_template_renders_the_whole_install() -> Result<()> {
     // The optional parts appear only when asked for.
     let defaults = template("lmi-system", &[], false).await?;
     let full = template("lmi-system", &value_sets()[1].1, false).await?;
-    for optional in ["HorizontalPodAutoscaler", "ServiceMonitor", "PodMonitor"] {
+    for optional in [
+        "HorizontalPodAutoscaler",
+        "ServiceMonitor",
+        "PodMonitor",
+        "Ingress",
+        "HTTPRoute",
+    ] {
         assert!(!defaults.iter().any(|d| kind(d) == optional), "{optional}");
         assert!(full.iter().any(|d| kind(d) == optional), "{optional}");
     }
@@ -280,7 +286,50 @@ async fn helm_template_renders_the_whole_install() -> Result<()> {
     };
     assert!(!dashboard(&defaults) && dashboard(&full), "the dashboard");
     nats_is_the_charts_own_unless_one_is_named(&defaults, &full);
+    function_urls_reach_the_url_listener(&defaults, &full);
     Ok(())
+}
+
+/// The router's URL listener is on the Service's `url` port; the operator shows URLs on the same
+/// domain; the Ingress and HTTPRoute send *.<domain> and the extra hosts to that port.
+fn function_urls_reach_the_url_listener(defaults: &[Value], full: &[Value]) {
+    let template =
+        |docs: &[Value]| container_env(docs, "-operator")["LMI_URL_TEMPLATE"]["value"].clone();
+    assert_eq!(template(defaults), "http://{id}.lambda-url.localhost/");
+    assert_eq!(template(full), "https://{id}.lambda-url.example.com/");
+    let service = full
+        .iter()
+        .find(|d| kind(d) == "Service" && name(d) == "lmi-full-router")
+        .expect("the router Service");
+    assert!(
+        service["spec"]["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["name"] == "url" && p["port"] == 9443 && p["targetPort"] == "url"),
+        "{service}"
+    );
+    let ingress = full.iter().find(|d| kind(d) == "Ingress").expect("Ingress");
+    let hosts: Vec<&str> = ingress["spec"]["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["host"].as_str())
+        .collect();
+    assert_eq!(hosts, ["*.lambda-url.example.com", "lmi.example.com"]);
+    assert_eq!(
+        ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]["name"],
+        "url"
+    );
+    let route = full
+        .iter()
+        .find(|d| kind(d) == "HTTPRoute")
+        .expect("HTTPRoute");
+    assert_eq!(
+        route["spec"]["hostnames"],
+        json!(["*.lambda-url.example.com", "lmi.example.com"])
+    );
+    assert_eq!(route["spec"]["rules"][0]["backendRefs"][0]["port"], 9443);
 }
 
 /// The env entries of the named Deployment's first container, by name.
@@ -501,17 +550,25 @@ async fn rendered_manifests_pass_a_server_side_dry_run() -> Result<()> {
         // The ServiceMonitor and PodMonitor kinds, as a cluster with prometheus-operator has them.
         let monitoring = lmi_e2e::monitoring_crds::install(&env.client, &Paths::from_env()).await?;
         assert_eq!(monitoring.len(), 2, "{monitoring:?}");
-        harness::eventually(
-            "monitoring.coreos.com to be served",
-            std::time::Duration::from_secs(30),
-            || async {
-                Ok(kube::discovery::group(&env.client, "monitoring.coreos.com")
-                    .await
-                    .ok()
-                    .map(|_| ()))
-            },
-        )
-        .await?;
+        // The HTTPRoute kind, as a cluster with the Gateway API has it.
+        let gateway = lmi_e2e::gateway_crds::install(&env.client).await?;
+        assert!(
+            gateway.iter().any(|c| c.starts_with("httproutes.")),
+            "{gateway:?}"
+        );
+        for group in ["monitoring.coreos.com", "gateway.networking.k8s.io"] {
+            harness::eventually(
+                &format!("{group} to be served"),
+                std::time::Duration::from_secs(30),
+                || async {
+                    Ok(kube::discovery::group(&env.client, group)
+                        .await
+                        .ok()
+                        .map(|_| ()))
+                },
+            )
+            .await?;
+        }
         let dry_run = ApplyOptions { dry_run: true };
         let mut failures = Vec::new();
         for (what, extra) in value_sets() {
@@ -666,7 +723,8 @@ async fn install_serves_a_function(env: &TestEnv) -> Result<()> {
             "architecture": "x86_64",
             "memorySize": 2048,
             "publish": true,
-            "scalingConfig": {"minExecutionEnvironments": 1, "maxExecutionEnvironments": 1}
+            "scalingConfig": {"minExecutionEnvironments": 1, "maxExecutionEnvironments": 1},
+            "url": {"authType": "NONE"}
         }
     });
     operator_harness::create(
@@ -725,6 +783,44 @@ async fn install_serves_a_function(env: &TestEnv) -> Result<()> {
     )
     .await?;
     assert_eq!(answer.1["message"], "Hello, chart!", "{}", answer.1);
+
+    // Its function URL: shown in status.url (the chart's domain, host form), and served on the
+    // Service's url port; the host form by Host header, the path form on any host.
+    let id = lmi_crds::function_url::url_id(&env.namespace, "hello");
+    let shown = harness::eventually("status.url", Duration::from_secs(30), || async {
+        Ok(
+            Api::<Function>::namespaced(env.client.clone(), &env.namespace)
+                .get("hello")
+                .await?
+                .status
+                .and_then(|s| s.url),
+        )
+    })
+    .await?;
+    assert_eq!(shown, format!("http://{id}.lambda-url.localhost/"));
+    for (what, request) in [
+        (
+            "host form",
+            http::Request::get(format!("http://{ip}:8081/plain?name=url"))
+                .header("host", format!("{id}.lambda-url.localhost")),
+        ),
+        (
+            "path form",
+            http::Request::get(format!("http://{ip}:8081/{id}/plain?name=url")),
+        ),
+    ] {
+        let request = request
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| Error::Other(format!("request: {e}")))?;
+        let (status, body) = send(request).await?;
+        let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        assert_eq!(
+            (status, &answer["message"]),
+            (200, &json!("Hello, url!")),
+            "{what}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
 
     // An Event through the chart's own NATS: stored (202), then run by a router's dispatcher.
     let stateful_sets: Api<StatefulSet> = Api::namespaced(env.client.clone(), &env.namespace);

@@ -1,5 +1,7 @@
 //! Function URLs end to end: the router's URL listener (`--url-listen`, path form) in front of
-//! the real Python runtime client running `tests/python/url_handler.py`, called with curl; and a
+//! the real Python runtime client running the example function
+//! (`examples/functions/hello-python`), called with curl and with Python's urllib
+//! (`tests/python/url_client.py`); and a
 //! RESPONSE_STREAM URL in front of the Rust fixture's streamed answer. `LMI_SKIP_PYTHON_TESTS=1`
 //! skips them.
 
@@ -43,8 +45,8 @@ fn a_url_turns_http_into_lambda_events_and_answers_back() {
         "url-ee",
         4,
         10.0,
-        &[&py, "-m", "awslambdaric", "url_handler.handler"],
-        Some(&python_dir()),
+        &[&py, "-m", "awslambdaric", "app.handler"],
+        Some(&example_function_dir()),
         &[("PYTHONDONTWRITEBYTECODE", "1")],
     );
     let url_port = free_port();
@@ -68,7 +70,7 @@ fn a_url_turns_http_into_lambda_events_and_answers_back() {
         &format!("{base}/hello/world?x=1&x=2&y=a%20b"),
     ]);
     assert_eq!(status, 201, "{head}{body}");
-    assert!(head.contains("x-seen-by: url_handler"), "{head}");
+    assert!(head.contains("x-seen-by: hello-python"), "{head}");
     assert!(head.contains("set-cookie: visited=yes; path=/"), "{head}");
     assert!(head.contains("set-cookie: theme=dark"), "{head}");
     let seen: Value = serde_json::from_str(&body).expect("json");
@@ -102,8 +104,10 @@ fn a_url_turns_http_into_lambda_events_and_answers_back() {
         head.contains("content-type: application/octet-stream"),
         "{head}"
     );
-    let (status, head, body) = curl(&[&format!("{base}/plain")]);
-    assert_eq!((status, body.as_str()), (200, r#"{"just": "json"}"#));
+    let (status, head, body) = curl(&[&format!("{base}/plain?name=curl")]);
+    assert_eq!(status, 200, "{body}");
+    let plain: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(plain["message"], "Hello, curl!");
     assert!(head.contains("content-type: application/json"), "{head}");
 
     // CORS: a preflight from the allowed origin, and none for another.
@@ -139,6 +143,46 @@ fn a_url_turns_http_into_lambda_events_and_answers_back() {
     )]);
     assert_eq!(status, 404);
     let _ = std::fs::remove_file(&file);
+
+    // The same calls from Python's urllib.
+    let missing = format!("http://{listen}/0123456789abcdef0123456789abcdef");
+    let out = Command::new(&py)
+        .arg(python_dir().join("url_client.py"))
+        .args([&base, &missing, "https://app.example.com"])
+        .output()
+        .expect("url_client.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("url_client.py prints JSON");
+    let get = &report["get"];
+    assert_eq!(get["status"], 201, "{get}");
+    assert_eq!(get["headers"]["x-seen-by"], "hello-python");
+    assert_eq!(
+        get["cookies"],
+        serde_json::json!(["visited=yes; Path=/", "theme=dark"])
+    );
+    let seen: Value = serde_json::from_str(get["body"].as_str().unwrap_or("")).expect("json");
+    assert_eq!(seen["query"]["x"], "1,2");
+    assert_eq!(seen["cookies"], serde_json::json!(["a=1", "b=2"]));
+    let post = &report["post"];
+    let seen: Value = serde_json::from_str(post["body"].as_str().unwrap_or("")).expect("json");
+    assert_eq!(
+        (seen["method"].as_str(), seen["body"].as_str()),
+        (Some("POST"), Some("000102ff"))
+    );
+    let plain: Value =
+        serde_json::from_str(report["plain"]["body"].as_str().unwrap_or("")).expect("json");
+    assert_eq!(plain["message"], "Hello, urllib!");
+    assert_eq!(report["missing"]["status"], 404, "{report}");
+    let preflight = &report["preflight"];
+    assert_eq!(preflight["status"], 200);
+    assert_eq!(
+        preflight["headers"]["access-control-allow-origin"],
+        "https://app.example.com"
+    );
 }
 
 #[test]

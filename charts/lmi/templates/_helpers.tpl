@@ -206,3 +206,24 @@ namespace (Helm creates Services before workloads): no dependence on cluster DNS
 {{- end }}
 {{- end }}
 {{- end -}}
+
+{{/*
+The address of a function URL, {id} for the URL id: the urlTemplate value, else the host form on
+the URL domain.
+*/}}
+{{- define "lmi.urlTemplate" -}}
+{{- with .Values.router.urls.urlTemplate -}}
+{{ . }}
+{{- else -}}
+{{ .Values.router.urls.scheme }}://{id}.{{ .Values.router.urls.domain }}/
+{{- end -}}
+{{- end }}
+
+{{/*
+The host names of the URL listener: *.<domain> and the extra ones.
+*/}}
+{{- define "lmi.urlHosts" -}}
+{{- $hosts := list (printf "*.%s" .Values.router.urls.domain) -}}
+{{- range .extra }}{{ $hosts = append $hosts . }}{{ end -}}
+{{ toJson $hosts }}
+{{- end }}

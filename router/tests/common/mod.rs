@@ -441,3 +441,8 @@ pub fn python_venv() -> PathBuf {
 pub fn python_dir() -> PathBuf {
     manifest_dir().join("tests/python")
 }
+
+/// The example Python function (`examples/functions/hello-python`, handler `app.handler`).
+pub fn example_function_dir() -> PathBuf {
+    manifest_dir().join("../examples/functions/hello-python")
+}
