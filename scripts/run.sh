@@ -93,6 +93,9 @@ if [ "${1:-}" = "down" ]; then
 fi
 
 ROUTER_ADDR=127.0.0.1:18080
+# Function URLs: the router's URL listener; <url-id>.lambda-url.localhost resolves to loopback.
+URL_ADDR=127.0.0.1:18082
+URL_TEMPLATE="http://{id}.lambda-url.localhost:${URL_ADDR##*:}/"
 FUNCTION=hello-python
 # Where the router reads access keys, and the key the main job makes for its caller.
 SYSTEM_NAMESPACE=lmi-system
@@ -124,7 +127,9 @@ healthy() {
     command -v curl >/dev/null || return 0
     case $1 in
     lmi-operator) curl -fsS -m 2 "http://127.0.0.1:18081/healthz" >/dev/null 2>&1 ;;
-    lmi-router) curl -fsS -m 2 "http://$ROUTER_ADDR/healthz" >/dev/null 2>&1 ;;
+    # (A router from before function URLs has no URL listener: restarted.)
+    lmi-router) curl -fsS -m 2 "http://$ROUTER_ADDR/healthz" >/dev/null 2>&1 &&
+        curl -sS -m 2 -o /dev/null "http://$URL_ADDR/" 2>/dev/null ;;
     *) true ;;
     esac
 }
@@ -152,11 +157,12 @@ fi
 kubectl create namespace lmi-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 if ! running lmi-operator; then
     start lmi-operator --sidecar-image localhost/lmi/lmi-sidecar:dev --no-leader-election \
-        --metrics-addr 127.0.0.1:18081
+        --metrics-addr 127.0.0.1:18081 --url-template "$URL_TEMPLATE"
     echo "$CLUSTER_ID" >"$RUN_DIR/lmi-operator.cluster"
 fi
 if ! running lmi-router; then
-    start lmi-router --listen "$ROUTER_ADDR" --system-namespace "$SYSTEM_NAMESPACE"
+    start lmi-router --listen "$ROUTER_ADDR" --system-namespace "$SYSTEM_NAMESPACE" \
+        --url-listen "$URL_ADDR"
     echo "$CLUSTER_ID" >"$RUN_DIR/lmi-router.cluster"
 fi
 # A process that exits at start (a port taken, no cluster) is said here, not 3 minutes later.
@@ -238,6 +244,16 @@ if [ -n "${LMI_NATS_URL:-}" ]; then
     echo "== an Event invocation: ${INVOKE[*]} --invocation-type Event"
     "${INVOKE[@]}" --invocation-type Event "$RUN_DIR/event-out.json"
 fi
+# Its function URL (the url section of examples/function-local.yaml), plain HTTP without an SDK.
+FUNCTION_URL=$(kubectl get function "$FUNCTION" -n default -o jsonpath='{.status.url}')
+if [ -n "$FUNCTION_URL" ]; then
+    echo "== its function URL: curl ${FUNCTION_URL}plain?name=url"
+    curl -fsS -m 10 "${FUNCTION_URL}plain?name=url" || {
+        echo "the function URL did not answer: see $RUN_DIR/lmi-router.log" >&2
+        exit 1
+    }
+    echo
+fi
 ENV_LINE=""
 [ "$LOCAL" = 1 ] && ENV_LINE="eval \"\$($BIN/lmi-dev env)\""
 cat <<MSG
@@ -246,6 +262,7 @@ The operator and the router run (logs in $RUN_DIR). Invoke again with:
   $ENV_LINE
   export AWS_SHARED_CREDENTIALS_FILE=$CREDENTIALS AWS_PROFILE=lmi AWS_DEFAULT_REGION=us-east-1
   $VENV/bin/aws lambda invoke --endpoint-url http://$ROUTER_ADDR --function-name $FUNCTION --payload '{"name": "you"}' out.json && cat out.json
+or through its function URL (public: authType NONE): curl '${FUNCTION_URL}plain?name=you'
 The router checks every call: the key in $CREDENTIALS (Secret $SYSTEM_NAMESPACE/$KEY_SECRET) acts
 as user $LOCAL_USER, whom RoleBinding default/$LOCAL_USER-invoker lets invoke (docs/security.md).
 See what runs with: kubectl get lmi; kubectl get pods -o wide

@@ -17,8 +17,8 @@
 //! `bench SECONDS events` compares `Event` invocations (stored in NATS JetStream, then
 //! dispatched) with synchronous ones (see `bench/events.rs`; it needs a nats-server).
 //!
-//! `bench SECONDS stream` compares InvokeWithResponseStream with Invoke: time to first byte of a
-//! streamed answer, and CPU per 1k/s (see `bench/stream.rs`).
+//! `bench SECONDS stream` compares InvokeWithResponseStream and function URLs with Invoke: time
+//! to first byte of a streamed answer, and CPU per 1k/s (see `bench/stream.rs`).
 //!
 //! `bench SECONDS auth` compares the router with SigV4 authentication and RBAC on against off
 //! (see `bench/auth.rs`; it needs a cluster in KUBECONFIG).

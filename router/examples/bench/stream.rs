@@ -1,11 +1,15 @@
-//! `bench SECONDS stream`: InvokeWithResponseStream against Invoke, one router in front of one
-//! sidecar running `fixture_fn` (its streaming goes through `lambda_runtime`'s support).
+//! `bench SECONDS stream`: InvokeWithResponseStream and function URLs against Invoke, one router
+//! in front of one sidecar running `fixture_fn` (its streaming goes through `lambda_runtime`'s
+//! support). Two functions share the sidecar: `bench` with a BUFFERED URL, `bench-stream` with a
+//! RESPONSE_STREAM one (path form, on the router's `--url-listen`).
 //!
 //! - Time to first byte: 50 calls one after another of a function that writes a piece, works
-//!   200 ms, and writes another, streamed; against the same 200 ms answered whole (Invoke). The
-//!   caller's clock: until the first body bytes, and until the end.
-//! - CPU: 1000/s for SECONDS of small answers, Invoke then InvokeWithResponseStream; the router's
-//!   and the sidecar's (with the function) vCPU per 1k/s.
+//!   200 ms, and writes another, streamed (InvokeWithResponseStream, and the streaming URL);
+//!   against the same 200 ms answered whole (Invoke). The caller's clock: until the first body
+//!   bytes, and until the end.
+//! - CPU: 1000/s for SECONDS of small answers, Invoke, InvokeWithResponseStream, then the BUFFERED
+//!   and the RESPONSE_STREAM URL; the router's and the sidecar's (with the function) vCPU per
+//!   1k/s.
 
 use super::*;
 
@@ -49,8 +53,29 @@ pub async fn compare(secs: f64, bins: &Path, examples: &Path) {
     let (sidecar_port, rapi_port) = (free_port(), free_port());
     let sidecar = start_sidecar(bins, examples, sidecar_port, rapi_port);
     let catalog = write_catalog("stream", "default", sidecar_port);
-    let port = free_port();
-    let router = start_router(bins, &catalog, port, "off", &[]);
+    // The function's URL, and a second function on the same EE with a streaming one.
+    let urls = format!(
+        "    url: {{authType: NONE}}\n  - name: bench-stream\n    namespace: default\n    versions:\n      - {{version: 1, timeoutSeconds: 10, endpoints: [\"127.0.0.1:{sidecar_port}\"]}}\n    url: {{authType: NONE, invokeMode: RESPONSE_STREAM}}\n"
+    );
+    let appended = std::fs::read_to_string(&catalog)
+        .map(|c| c + &urls)
+        .and_then(|c| std::fs::write(&catalog, c));
+    if let Err(e) = appended {
+        eprintln!("writing the catalog: {e}");
+        return;
+    }
+    let (port, url_port) = (free_port(), free_port());
+    let url_listen = format!("127.0.0.1:{url_port}");
+    let router = start_router(bins, &catalog, port, "off", &["--url-listen", &url_listen]);
+    let url_of = |name: &str| -> hyper::Uri {
+        format!(
+            "http://{url_listen}/{}/",
+            lmi_router::url::url_id("default", name)
+        )
+        .parse()
+        .unwrap_or_default()
+    };
+    let (url, stream_url) = (url_of("bench"), url_of("bench-stream"));
     let client = http_client();
     let invoke: hyper::Uri =
         format!("http://127.0.0.1:{port}/2015-03-31/functions/bench/invocations")
@@ -75,6 +100,11 @@ pub async fn compare(secs: f64, bins: &Path, examples: &Path) {
         (
             "InvokeWithResponseStream (streamed)",
             &stream,
+            r#"{"stream": ["first", "second"], "gapMs": 200}"#,
+        ),
+        (
+            "function URL, RESPONSE_STREAM (streamed)",
+            &stream_url,
             r#"{"stream": ["first", "second"], "gapMs": 200}"#,
         ),
     ] {
@@ -106,6 +136,12 @@ pub async fn compare(secs: f64, bins: &Path, examples: &Path) {
         (
             "InvokeWithResponseStream",
             &stream,
+            r#"{"stream": ["hello"]}"#,
+        ),
+        ("function URL, BUFFERED", &url, r#"{"noEcho": true}"#),
+        (
+            "function URL, RESPONSE_STREAM",
+            &stream_url,
             r#"{"stream": ["hello"]}"#,
         ),
     ] {

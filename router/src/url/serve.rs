@@ -182,24 +182,44 @@ async fn call(
     if target.config.invoke_mode == InvokeMode::ResponseStream && answer.streamed && integration {
         return streamed(answer.body, request_id).await;
     }
-    let bytes = read_answer(answer.body)
+    let (bytes, _budget) = read_answer(&router.payload_budget, answer.body)
         .await
         .ok_or_else(|| mapped(response::function_error(), request_id))?;
     Ok(mapped(response::from_answer(&bytes), request_id))
 }
 
-/// The whole answer (at most 6 MB), or None if it breaks off or is larger.
-async fn read_answer(mut body: Body) -> Option<Bytes> {
+/// How long a buffered answer's piece may wait for payload budget before the answer is given up
+/// (a 502).
+const ANSWER_BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The whole answer (at most 6 MB), held under the payload budget as Invoke payloads are (an
+/// Invoke answer streams through; a URL's must be whole to be mapped to HTTP), or None if it
+/// breaks off, is larger, or cannot get budget in time. The request's in-flight slot bounds
+/// how many answers wait for budget at once.
+async fn read_answer(
+    budget: &Arc<tokio::sync::Semaphore>,
+    mut body: Body,
+) -> Option<(Bytes, tokio::sync::OwnedSemaphorePermit)> {
     let mut buf = BytesMut::new();
+    let mut held = budget.clone().try_acquire_many_owned(0).ok()?;
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame.ok()?.into_data() {
             if buf.len() + data.len() > wire::MAX_SYNC_PAYLOAD {
                 return None;
             }
+            let more = budget
+                .clone()
+                .acquire_many_owned(crate::body::permits(data.len() as u64));
+            held.merge(
+                tokio::time::timeout(ANSWER_BUDGET_WAIT, more)
+                    .await
+                    .ok()?
+                    .ok()?,
+            );
             buf.extend_from_slice(&data);
         }
     }
-    Some(buf.freeze())
+    Some((buf.freeze(), held))
 }
 
 /// A streamed answer behind its prelude (status, headers and cookies as JSON, then 8 NUL bytes):
