@@ -59,6 +59,57 @@ pub fn invoker_cluster_role() -> ClusterRole {
     }
 }
 
+/// The ClusterRole aggregated into Kubernetes' `edit` and `admin` roles.
+pub const EDIT_CLUSTER_ROLE: &str = "lmi-edit";
+/// The ClusterRole aggregated into Kubernetes' `view` role.
+pub const VIEW_CLUSTER_ROLE: &str = "lmi-view";
+
+/// The namespaced kinds app teams work with.
+const APP_TEAM_RESOURCES: [&str; 3] = ["functions", "functionversions", "functionaliases"];
+const READ_VERBS: [&str; 3] = ["get", "list", "watch"];
+const WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
+
+/// The ClusterRoles that let Kubernetes' own `edit`/`admin` and `view` roles work with
+/// Functions, versions and aliases (RBAC aggregation), so a namespace's app team needs no
+/// lmi-specific binding. Invoking stays a separate grant ([`invoker_cluster_role`]), as in Lambda
+/// where managing a function and calling it are different permissions; capacity providers stay
+/// the platform team's (cluster-scoped, not aggregated).
+pub fn app_team_cluster_roles() -> [ClusterRole; 2] {
+    let role = |name: &str, aggregate_to: &[&str], verbs: Vec<&str>| ClusterRole {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some(
+                std::iter::once(("app.kubernetes.io/part-of".to_string(), "lmi".to_string()))
+                    .chain(aggregate_to.iter().map(|to| {
+                        (
+                            format!("rbac.authorization.k8s.io/aggregate-to-{to}"),
+                            "true".to_string(),
+                        )
+                    }))
+                    .collect(),
+            ),
+            ..Default::default()
+        },
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![GROUP.to_string()]),
+            resources: Some(APP_TEAM_RESOURCES.iter().map(|r| r.to_string()).collect()),
+            verbs: verbs.into_iter().map(str::to_string).collect(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    // Aggregation does not chain through custom roles: `edit` gets only roles labelled
+    // aggregate-to-edit, so the edit role carries the read verbs too.
+    [
+        role(
+            EDIT_CLUSTER_ROLE,
+            &["edit", "admin"],
+            READ_VERBS.into_iter().chain(WRITE_VERBS).collect(),
+        ),
+        role(VIEW_CLUSTER_ROLE, &["view"], READ_VERBS.to_vec()),
+    ]
+}
+
 /// The groups the apiserver gives a service account's user name, so that a key acting as one
 /// matches RBAC bindings to its groups as its token would. Empty for other user names.
 pub fn service_account_groups(user: &str) -> Vec<String> {

@@ -492,8 +492,9 @@ fn apiserver_args(pki: &Pki, node_ip: &str) -> Vec<String> {
 /// `node.kubernetes.io/not-ready` taint a new node is created with once kwok reports it Ready, and
 /// taints nodes whose heartbeats stop); pod GC (deletes pods whose node is gone, which nothing else
 /// would finish deleting once kwok no longer manages that node); plus the workload controllers a
-/// chart's Deployments and its NATS StatefulSet need.
-const CONTROLLERS: &str = "garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,node-lifecycle-controller,pod-garbage-collector-controller,deployment-controller,replicaset-controller,statefulset-controller,endpointslice-controller";
+/// chart's Deployments and its NATS StatefulSet need; and ClusterRole aggregation (the chart's
+/// lmi-edit and lmi-view join Kubernetes' edit, admin and view roles).
+const CONTROLLERS: &str = "clusterrole-aggregation-controller,garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,node-lifecycle-controller,pod-garbage-collector-controller,deployment-controller,replicaset-controller,statefulset-controller,endpointslice-controller";
 
 fn controller_manager_args(kubeconfig: &Path, pki: &Pki) -> Vec<String> {
     let k = kubeconfig.display();

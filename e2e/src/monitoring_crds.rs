@@ -1,4 +1,5 @@
-//! The prometheus-operator CRDs the chart's optional objects use (ServiceMonitor, PodMonitor),
+//! The prometheus-operator CRDs the chart's optional objects use (ServiceMonitor, PodMonitor,
+//! PrometheusRule),
 //! generated here with controller-gen from prometheus-operator's API types, both from the Go
 //! module proxy (the module that carries prometheus-operator's own manifests is not served there).
 //! Cached in `$CACHE/monitoring-crds-<version>/crds`, so the chart's dry run covers them.
@@ -15,10 +16,11 @@ use crate::{crds, logs};
 
 const TYPES: &str = "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring";
 const TOOLS_GO: &str = include_str!("../gomod/monitoring/tools.go");
-/// The kinds the chart renders; the other five (Prometheus, Alertmanager, ...) are not needed.
-const WANTED: [&str; 2] = [
+/// The kinds the chart renders; the others (Prometheus, Alertmanager, ...) are not needed.
+const WANTED: [&str; 3] = [
     "monitoring.coreos.com_servicemonitors.yaml",
     "monitoring.coreos.com_podmonitors.yaml",
+    "monitoring.coreos.com_prometheusrules.yaml",
 ];
 
 /// The folder holding the generated ServiceMonitor and PodMonitor CRDs, generating them once.
@@ -77,7 +79,7 @@ pub async fn crd_dir(paths: &Paths) -> Result<PathBuf> {
     Ok(crds)
 }
 
-/// Installs the ServiceMonitor and PodMonitor CRDs (idempotent: server-side apply).
+/// Installs the ServiceMonitor, PodMonitor and PrometheusRule CRDs (idempotent: server-side apply).
 pub async fn install(client: &Client, paths: &Paths) -> Result<Vec<String>> {
     crds::install_dir(client, &crd_dir(paths).await?).await
 }

@@ -64,6 +64,7 @@ pub fn test_settings() -> Settings {
             sidecar_image: crate::images::SIDECAR_IMAGE.to_string(),
             region: "us-east-1".to_string(),
             image_pull_policy: Some("Never".to_string()),
+            image_pull_secrets: Vec::new(),
         },
         metrics_addr: ([127, 0, 0, 1], 0).into(),
         lease: None,

@@ -7,6 +7,10 @@
 //! - PassServiceAccount: a user who may write Functions but lacks verb `use` on the service
 //!   account a Function names is refused; granted `use` on it, admitted.
 //!
+//! - The app-team ClusterRoles (`crds/yaml/lmi-app-team-clusterroles.yaml`), aggregated into
+//!   Kubernetes' own roles: a user bound to `edit` in a namespace may create a Function there, one
+//!   bound to `view` may read Functions but not create one.
+//!
 //! Each test applies the shipped policy and binding under names of its own, bound to its
 //! namespace only (and to the tests' capacity providers), so that nothing outside the test is
 //! affected; they are deleted afterwards. Creates are dry runs.
@@ -220,6 +224,52 @@ async fn naming_a_service_account_needs_verb_use_on_it() -> Result<()> {
         doc["spec"]["serviceAccountName"] = json!("admin-bot");
         let other = try_apply(&as_user, &env.namespace, &doc).await?;
         assert!(other.is_err(), "admin-bot should still be refused: {other:?}");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn kubernetes_edit_and_view_roles_cover_functions() -> Result<()> {
+    harness::with_namespace("app-team-roles", |env: TestEnv| async move {
+        // Cluster-wide and shared with the chart's copy: applied, never deleted.
+        let path = harness::repo_root().join("crds/yaml/lmi-app-team-clusterroles.yaml");
+        for doc in manifests::read_documents(&path)? {
+            manifests::apply(&env.client, "", &doc, ApplyOptions::default()).await?;
+        }
+        let (editor, viewer) = (
+            format!("e2e-editor-{}", env.namespace),
+            format!("e2e-viewer-{}", env.namespace),
+        );
+        for (user, role) in [(&editor, "edit"), (&viewer, "view")] {
+            let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": format!("{role}-binding")},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]});
+            manifests::apply(&env.client, &env.namespace, &binding, ApplyOptions::default())
+                .await?;
+        }
+        let doc = function("any-provider");
+        // The controller manager aggregates the rules into edit and view a moment later.
+        let as_editor = client_as(&editor).await?;
+        harness::eventually(
+            "a user bound to edit to create a Function",
+            Duration::from_secs(30),
+            || async { Ok(try_apply(&as_editor, &env.namespace, &doc).await?.ok()) },
+        )
+        .await?;
+        let as_viewer = client_as(&viewer).await?;
+        let functions: Api<lmi_crds::Function> = Api::namespaced(as_viewer.clone(), &env.namespace);
+        harness::eventually(
+            "a user bound to view to list Functions",
+            Duration::from_secs(30),
+            || async { Ok(functions.list(&Default::default()).await.ok().map(|_| ())) },
+        )
+        .await?;
+        let refusal = try_apply(&as_viewer, &env.namespace, &doc)
+            .await?
+            .expect_err("a view user must not create a Function");
+        assert_eq!(refusal.code, 403, "{refusal:?}");
         Ok(())
     })
     .await

@@ -104,10 +104,11 @@ fn chart_crds_are_the_generated_ones() {
             .collect()
     };
     let mut generated = listing(&root.join("crds/yaml"));
-    // The admission policies and the invoker ClusterRole go to the chart's templates, not its
-    // crds/ (lmi-crds' drift test checks both copies).
+    // The admission policies and the ClusterRoles go to the chart's templates, not its crds/
+    // (lmi-crds' drift test checks both copies).
     generated.remove(lmi_crds::crdgen::ADMISSION_FILE);
     generated.remove(lmi_crds::crdgen::INVOKER_ROLE_FILE);
+    generated.remove(lmi_crds::crdgen::APP_TEAM_ROLES_FILE);
     let chart = listing(&root.join("charts/lmi/crds"));
     assert!(!generated.is_empty(), "crds/yaml holds no CRDs");
     assert_eq!(
@@ -274,6 +275,7 @@ async fn helm_template_renders_the_whole_install() -> Result<()> {
         "HorizontalPodAutoscaler",
         "ServiceMonitor",
         "PodMonitor",
+        "PrometheusRule",
         "Ingress",
         "HTTPRoute",
     ] {
@@ -455,12 +457,28 @@ fn dashboard_queries_exported_metrics() {
             Value::Object(map) => {
                 if let Some(expr) = map.get("expr").and_then(Value::as_str) {
                     queried.extend(metric_names(expr));
+                    // Series name their function by function_namespace: a bare `namespace` is
+                    // the scrape target's (the operator's or the router's pod), not the
+                    // function's.
+                    let bare = expr.match_indices("namespace").any(|(i, _)| {
+                        !expr[..i].ends_with("function_") && !expr[..i].ends_with('$')
+                    });
+                    assert!(!bare, "{expr}: select functions by function_namespace");
                 }
                 stack.extend(map.values());
             }
             Value::Array(items) => stack.extend(items),
             _ => {}
         }
+    }
+    // The alerts' queries too (`up` is Prometheus' own).
+    let rules: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(chart_dir().join("rules/lmi-alerts.yaml")).unwrap(),
+    )
+    .unwrap();
+    for rule in rules["groups"][0]["rules"].as_array().unwrap() {
+        let expr = rule["expr"].as_str().unwrap();
+        queried.extend(metric_names(expr).into_iter().filter(|m| m != "up"));
     }
     assert!(queried.len() > 5, "{queried:?}");
     let missing: Vec<&String> = queried
@@ -549,7 +567,7 @@ async fn rendered_manifests_pass_a_server_side_dry_run() -> Result<()> {
         env.enforce_restricted_pod_security().await?;
         // The ServiceMonitor and PodMonitor kinds, as a cluster with prometheus-operator has them.
         let monitoring = lmi_e2e::monitoring_crds::install(&env.client, &Paths::from_env()).await?;
-        assert_eq!(monitoring.len(), 2, "{monitoring:?}");
+        assert_eq!(monitoring.len(), 3, "{monitoring:?}");
         // The HTTPRoute kind, as a cluster with the Gateway API has it.
         let gateway = lmi_e2e::gateway_crds::install(&env.client).await?;
         assert!(
@@ -666,6 +684,10 @@ async fn helm_install_runs_the_operator_and_the_router_on_the_real_node() -> Res
                 // it over); install_serves_a_function applies it either way.
                 "--set",
                 "router.auth.createInvokerClusterRole=false",
+                // Likewise lmi-edit and lmi-view: admission_policies.rs applies them from
+                // crds/yaml, and they are cluster-wide.
+                "--set",
+                "rbac.aggregateToDefaultRoles=false",
                 "--kubeconfig",
                 &kubeconfig,
                 "--wait",

@@ -7,6 +7,11 @@ use prometheus::{
 
 use crate::error::Result;
 
+/// The labels of per-version series. `function_namespace`, not `namespace`: Prometheus gives
+/// every scraped series its target's `namespace` (the operator's), and a series' own
+/// `namespace` label would be renamed `exported_namespace`.
+const VERSION_LABELS: &[&str] = &["function_namespace", "function", "version"];
+
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
@@ -50,14 +55,14 @@ impl Metrics {
                 "lmi_execution_environments",
                 "Execution environments of a function version",
             ),
-            &["namespace", "function", "version"],
+            VERSION_LABELS,
         )?;
         let execution_environments_ready = IntGaugeVec::new(
             Opts::new(
                 "lmi_execution_environments_ready",
                 "Ready execution environments of a function version",
             ),
-            &["namespace", "function", "version"],
+            VERSION_LABELS,
         )?;
         let vcpu_allocated = IntGaugeVec::new(
             Opts::new(
@@ -80,27 +85,26 @@ impl Metrics {
             ),
             &["capacity_provider"],
         )?;
-        let version_labels = &["namespace", "function", "version"];
         let cpu_utilization = GaugeVec::new(
             Opts::new(
                 "lmi_execution_environment_cpu_utilization",
                 "Mean CPU of a version's ready EEs, percent of their limit",
             ),
-            version_labels,
+            VERSION_LABELS,
         )?;
         let concurrency_saturation = GaugeVec::new(
             Opts::new(
                 "lmi_execution_environment_concurrency_saturation",
                 "Mean in-flight invocations over max concurrency of a version's ready EEs",
             ),
-            version_labels,
+            VERSION_LABELS,
         )?;
         let cpu_target = GaugeVec::new(
             Opts::new(
                 "lmi_autoscaler_cpu_target",
                 "The autoscaler's CPU target for a version, percent",
             ),
-            version_labels,
+            VERSION_LABELS,
         )?;
         registry.register(Box::new(cpu_utilization.clone()))?;
         registry.register(Box::new(concurrency_saturation.clone()))?;

@@ -52,6 +52,7 @@ flags (or environment variables):
   --sidecar-image IMAGE                   LMI_SIDECAR_IMAGE               sidecar image of every EE (required)
   --region REGION                         LMI_REGION                      AWS_REGION given to functions [us-east-1]
   --image-pull-policy POLICY              LMI_IMAGE_PULL_POLICY           for EE containers [image default]
+  --image-pull-secrets A,B                LMI_IMAGE_PULL_SECRETS          pull secrets of EE pods, in each function namespace [none]
   --metrics-addr ADDR                     LMI_METRICS_ADDR                /metrics, /healthz, /readyz [0.0.0.0:8080]
   --lease-name NAME                       LMI_LEASE_NAME                  leader election lease [lmi-operator]
   --lease-namespace NS                    LMI_LEASE_NAMESPACE             [POD_NAMESPACE or default]
@@ -140,6 +141,15 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Se
             sidecar_image,
             region: get("region", "LMI_REGION").unwrap_or_else(|| "us-east-1".to_string()),
             image_pull_policy: get("image-pull-policy", "LMI_IMAGE_PULL_POLICY"),
+            image_pull_secrets: get("image-pull-secrets", "LMI_IMAGE_PULL_SECRETS")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
         },
         metrics_addr,
         lease,

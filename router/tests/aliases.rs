@@ -54,7 +54,8 @@ fn an_alias_splits_invocations_by_weight_and_reports_the_version_that_ran() {
         invocations(
             r.port,
             &[
-                r#"function="default/hello""#,
+                r#"function_namespace="default""#,
+                r#"function="hello""#,
                 r#"alias="live""#,
                 &format!(r#"version="{version}""#),
                 r#"result="Success""#,

@@ -266,21 +266,21 @@ fn events_run_retry_with_one_request_id_and_reach_their_destinations() {
     assert_eq!(
         metric(
             r.port,
-            r#"lmi_router_event_retries_total{function="default/hello"}"#
+            r#"lmi_router_event_retries_total{function="hello",function_namespace="default"}"#
         ),
         2.0
     );
     assert_eq!(
         metric(
             r.port,
-            r#"lmi_router_events_dropped_total{function="default/hello",reason="RetriesExhausted"}"#
+            r#"lmi_router_events_dropped_total{function="hello",function_namespace="default",reason="RetriesExhausted"}"#
         ),
         1.0
     );
     assert_eq!(
         metric(
             r.port,
-            r#"lmi_router_events_received_total{function="default/hello"}"#
+            r#"lmi_router_events_received_total{function="hello",function_namespace="default"}"#
         ),
         2.0
     );

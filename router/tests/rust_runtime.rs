@@ -76,7 +76,7 @@ fn eight_in_one_second_then_spill_then_throttle() {
     assert!(
         metric(
             b.port,
-            r#"lmi_router_throttles_total{function="default/hello",reason="Concurrency"}"#
+            r#"lmi_router_throttles_total{function="hello",function_namespace="default",reason="Concurrency"}"#
         ) >= 1.0
     );
 

@@ -39,6 +39,9 @@ pub struct EeSettings {
     pub sidecar_image: String,
     pub region: String,
     pub image_pull_policy: Option<String>,
+    /// Secrets (in each function's namespace) for pulling the sidecar's and functions' images
+    /// from private registries. Empty: the namespace service account's pull secrets apply.
+    pub image_pull_secrets: Vec<String>,
 }
 
 /// Builds the pod `name` of `version`, bound to `node`. Its sidecar takes invocations only with
@@ -242,6 +245,15 @@ pub fn ee_pod(
         },
         spec: Some(PodSpec {
             node_name: Some(node.to_string()),
+            image_pull_secrets: (!settings.image_pull_secrets.is_empty()).then(|| {
+                settings
+                    .image_pull_secrets
+                    .iter()
+                    .map(|name| k8s_openapi::api::core::v1::LocalObjectReference {
+                        name: name.clone(),
+                    })
+                    .collect()
+            }),
             init_containers: Some(vec![sidecar]),
             containers: vec![function],
             // The sidecar measures the function's CPU and memory under /proc.
@@ -396,6 +408,7 @@ mod tests {
             sidecar_image: "sidecar:1".into(),
             region: "us-east-1".into(),
             image_pull_policy: None,
+            image_pull_secrets: Vec::new(),
         }
     }
 
@@ -538,6 +551,26 @@ mod tests {
             Some("payments-reader")
         );
         assert_eq!(spec.automount_service_account_token, Some(true));
+    }
+
+    #[test]
+    fn pull_secrets_are_named_only_when_set() {
+        let mut settings = settings();
+        let v = version();
+        let shape = lmi_crds::rules::ee_shape(&v.spec.configuration).unwrap();
+        let pod = ee_pod(&v, &shape, "cp", "p", "n", &settings, &key());
+        assert_eq!(pod.spec.unwrap().image_pull_secrets, None);
+        settings.image_pull_secrets = vec!["registry".into(), "mirror".into()];
+        let pod = ee_pod(&v, &shape, "cp", "p", "n", &settings, &key());
+        let names: Vec<String> = pod
+            .spec
+            .unwrap()
+            .image_pull_secrets
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, ["registry", "mirror"]);
     }
 
     #[test]

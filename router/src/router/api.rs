@@ -73,6 +73,9 @@ pub async fn handle(router: Arc<Router>, req: Request<Incoming>) -> Response<Bod
 /// The invocation metric's labels: `-` until the function resolved (and for `alias`, when the
 /// qualifier was not an alias). `version` is the version that runs (an alias's pick).
 struct Labels {
+    /// The function's namespace and name apart: a series' own `namespace` label would clash with
+    /// the one Prometheus gives every series (the router's pod's).
+    function_namespace: String,
     function: String,
     version: String,
     alias: String,
@@ -81,6 +84,7 @@ struct Labels {
 impl Default for Labels {
     fn default() -> Self {
         Self {
+            function_namespace: "-".to_string(),
             function: "-".to_string(),
             version: "-".to_string(),
             alias: "-".to_string(),
@@ -256,7 +260,7 @@ async fn invoke(
             router
                 .metrics
                 .events_received
-                .with_label_values(&[&labels.function])
+                .with_label_values(&[&labels.function_namespace, &labels.function])
                 .inc();
             ("Queued", empty_answer(StatusCode::ACCEPTED, &request_id))
         }
@@ -265,7 +269,11 @@ async fn invoke(
                 router
                     .metrics
                     .throttles
-                    .with_label_values(&[&labels.function, reason.as_str()])
+                    .with_label_values(&[
+                        &labels.function_namespace,
+                        &labels.function,
+                        reason.as_str(),
+                    ])
                     .inc();
             }
             (e.error_type(), lambda_error(&e, &request_id))
@@ -274,7 +282,13 @@ async fn invoke(
     router
         .metrics
         .invocations
-        .with_label_values(&[&labels.function, &labels.version, &labels.alias, label])
+        .with_label_values(&[
+            &labels.function_namespace,
+            &labels.function,
+            &labels.version,
+            &labels.alias,
+            label,
+        ])
         .inc();
     router
         .metrics
@@ -460,7 +474,8 @@ fn admit(
         // callers, and every label value costs memory for the life of the process. Versions and
         // aliases are objects someone created, so they are bounded too.
         *labels = Labels {
-            function: format!("{}/{}", fref.namespace, fref.name),
+            function_namespace: fref.namespace.clone(),
+            function: fref.name.clone(),
             version: v.number.to_string(),
             alias: match &fref.qualifier {
                 Qualifier::Alias(name) => name.clone(),

@@ -43,14 +43,20 @@ impl Metrics {
                 "lmi_router_invocations_total",
                 "Invoke API calls, by function, version, alias and result",
             ),
-            &["function", "version", "alias", "result"],
+            &[
+                "function_namespace",
+                "function",
+                "version",
+                "alias",
+                "result",
+            ],
         )?;
         let throttles = IntCounterVec::new(
             Opts::new(
                 "lmi_router_throttles_total",
                 "429 TooManyRequests answers, by reason",
             ),
-            &["function", "reason"],
+            &["function_namespace", "function", "reason"],
         )?;
         let retries = IntCounterVec::new(
             Opts::new(
@@ -82,7 +88,7 @@ impl Metrics {
                 "lmi_router_events_received_total",
                 "Event invocations stored in the queue",
             ),
-            &["function"],
+            &["function_namespace", "function"],
         )?;
         let event_age = Histogram::with_opts(
             HistogramOpts::new(
@@ -99,21 +105,21 @@ impl Metrics {
                 "lmi_router_events_dropped_total",
                 "Events that ended without success, by reason",
             ),
-            &["function", "reason"],
+            &["function_namespace", "function", "reason"],
         )?;
         let event_retries = IntCounterVec::new(
             Opts::new(
                 "lmi_router_event_retries_total",
                 "Function errors of events stored again for a retry",
             ),
-            &["function"],
+            &["function_namespace", "function"],
         )?;
         let event_destination_failures = IntCounterVec::new(
             Opts::new(
                 "lmi_router_event_destination_failures_total",
                 "Event outcome records a destination did not take",
             ),
-            &["function"],
+            &["function_namespace", "function"],
         )?;
         registry.register(Box::new(events_received.clone()))?;
         registry.register(Box::new(event_age.clone()))?;

@@ -89,19 +89,22 @@ async fn handle(
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(error = %e, subject = %message.subject, "an event without its bookkeeping is dropped");
-            count_dropped(&router, "-", "Malformed");
+            count_dropped(&router, ["-", "-"], "Malformed");
             ack(&message, AckKind::Term).await;
             return;
         }
     };
     let function = format!("{}/{}", meta.namespace, meta.function);
+    // Metric labels: the namespace and the name apart (function_namespace, function).
+    let function_labels = [meta.namespace.clone(), meta.function.clone()];
+    let function_labels = [function_labels[0].as_str(), function_labels[1].as_str()];
     let config = router
         .catalog()
         .event_config(&meta.namespace, &meta.function)
         .map(|c| c.cloned());
     let Some(config) = config else {
         // The function was deleted after the event was accepted: as in Lambda, its events go.
-        count_dropped(&router, &function, "FunctionNotFound");
+        count_dropped(&router, function_labels, "FunctionNotFound");
         ack(&message, AckKind::Ack).await;
         return;
     };
@@ -133,7 +136,7 @@ async fn handle(
             };
             let (outcome, response) = classify(result);
             if outcome.is_none() {
-                count_dropped(&router, &function, "FunctionNotFound");
+                count_dropped(&router, function_labels, "FunctionNotFound");
                 ack(&message, AckKind::Ack).await;
                 return;
             }
@@ -171,11 +174,11 @@ async fn handle(
                 router
                     .metrics
                     .event_destination_failures
-                    .with_label_values(&[&function])
+                    .with_label_values(&function_labels)
                     .inc();
             }
             if condition != Condition::Success {
-                count_dropped(&router, &function, condition.as_str());
+                count_dropped(&router, function_labels, condition.as_str());
             }
             router.metrics.event_age.observe(
                 Duration::from_millis(now_ms().saturating_sub(meta.received_ms)).as_secs_f64(),
@@ -195,7 +198,7 @@ async fn handle(
                     router
                         .metrics
                         .event_retries
-                        .with_label_values(&[&function])
+                        .with_label_values(&function_labels)
                         .inc();
                     ack(&message, AckKind::Ack).await;
                 }
@@ -335,11 +338,11 @@ async fn deliver(
     queue.enqueue(&event, record).await.map_err(|e| e.message())
 }
 
-fn count_dropped(router: &Router, function: &str, reason: &str) {
+fn count_dropped(router: &Router, [namespace, function]: [&str; 2], reason: &str) {
     router
         .metrics
         .events_dropped
-        .with_label_values(&[function, reason])
+        .with_label_values(&[namespace, function, reason])
         .inc();
 }
 
