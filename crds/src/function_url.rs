@@ -6,9 +6,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// A function URL's settings (Lambda's `CreateFunctionUrlConfig`).
+/// A function URL's settings (Lambda's `CreateFunctionUrlConfig`). Unknown fields are ignored,
+/// not refused: the routers read this from Functions, and a router older than a field must
+/// still read the rest (the apiserver's schema refuses typos in manifests).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, kube::KubeSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct FunctionUrlConfig {
     /// `NONE`: anyone who reaches the URL may call it. `AWS_IAM`: SigV4-signed callers whom
     /// RBAC allows verb `invoke` on the function.

@@ -367,8 +367,51 @@ pub(crate) struct ToolBuild<'a> {
     pub go_mod: String,
     pub ldflags: String,
     pub package: String,
+    /// Go build tags (`-tags`), empty for none.
+    pub tags: &'a str,
     /// Written beside the binary: a cache built with another recipe is rebuilt.
     pub recipe: String,
+}
+
+/// `tool`'s binary in `dir/bin`, built unless the cache already holds it with the same recipe.
+/// Concurrent callers (other test binaries, `lmi-dev up`) wait on a lock file instead of building
+/// twice.
+pub(crate) async fn ensure_tool(
+    paths: &Paths,
+    tool: &ToolBuild<'_>,
+    dir: &Path,
+) -> Result<PathBuf> {
+    let bin = dir.join("bin");
+    let binary = bin.join(tool.binary);
+    let current = || {
+        binary.is_file()
+            && std::fs::read_to_string(bin.join(RECIPE_FILE)).is_ok_and(|r| r == tool.recipe)
+    };
+    if current() {
+        return Ok(binary);
+    }
+    std::fs::create_dir_all(dir).map_err(Error::io("creating", dir))?;
+    let lock_path = dir.join("lock");
+    let lock = std::fs::File::create(&lock_path).map_err(Error::io("creating", &lock_path))?;
+    let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+        .await
+        .map_err(|e| Error::Other(format!("waiting for the {} build lock: {e}", tool.binary)))?
+        .map_err(Error::io("locking", &lock_path))?;
+    if !current() {
+        check_go().await?;
+        let log_dir = paths.log_dir();
+        std::fs::create_dir_all(&log_dir).map_err(Error::io("creating", &log_dir))?;
+        let log = log_dir.join(format!("build-{}.log", tool.binary));
+        let started = Instant::now();
+        info!(log = %log.display(), package = %tool.package, "building {} from its Go module (slow the first time)", tool.binary);
+        build_tool(tool, dir, &log).await?;
+        info!(
+            seconds = started.elapsed().as_secs(),
+            "built {}", tool.binary
+        );
+    }
+    drop(lock);
+    Ok(binary)
 }
 
 /// Builds `tool` into `dir/bin`: the wrapper module in `dir/src`, `go mod tidy`, `go build` into
@@ -407,6 +450,7 @@ pub(crate) async fn build_tool(tool: &ToolBuild<'_>, dir: &Path, log: &Path) -> 
     go(vec![
         "build".into(),
         format!("-ldflags={}", tool.ldflags),
+        format!("-tags={}", tool.tags),
         "-o".into(),
         format!("{}/", staging.display()),
         tool.package.clone(),

@@ -5,10 +5,8 @@
 //! (`e2e/tests/chart.rs`) run it.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use tokio::process::Command;
-use tracing::info;
 
 use crate::error::{Error, Result};
 use crate::gobuild;
@@ -75,32 +73,11 @@ impl Helm {
     /// wait on a lock file instead of building twice.
     pub async fn ensure_built(paths: &Paths) -> Result<Helm> {
         let dir = dir(paths);
-        let helm = Helm {
-            path: dir.join("bin").join("helm"),
+        let path = gobuild::ensure_tool(paths, &tool(), &dir).await?;
+        Ok(Helm {
+            path,
             home: dir.join("home"),
-        };
-        if is_current(&dir) {
-            return Ok(helm);
-        }
-        std::fs::create_dir_all(&dir).map_err(Error::io("creating", &dir))?;
-        let lock_path = dir.join("lock");
-        let lock = std::fs::File::create(&lock_path).map_err(Error::io("creating", &lock_path))?;
-        let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
-            .await
-            .map_err(|e| Error::Other(format!("waiting for the helm build lock: {e}")))?
-            .map_err(Error::io("locking", &lock_path))?;
-        if !is_current(&dir) {
-            gobuild::check_go().await?;
-            let log_dir = paths.log_dir();
-            std::fs::create_dir_all(&log_dir).map_err(Error::io("creating", &log_dir))?;
-            let log = log_dir.join("build-helm.log");
-            let started = Instant::now();
-            info!(log = %log.display(), version = versions::HELM, "building helm from its Go module (slow the first time)");
-            build(&dir, &log).await?;
-            info!(seconds = started.elapsed().as_secs(), "built helm");
-        }
-        drop(lock);
-        Ok(helm)
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -133,22 +110,16 @@ impl Helm {
     }
 }
 
-fn is_current(dir: &Path) -> bool {
-    let bin = dir.join("bin");
-    bin.join("helm").is_file()
-        && std::fs::read_to_string(bin.join(gobuild::RECIPE_FILE)).is_ok_and(|r| r == recipe())
-}
-
-async fn build(dir: &Path, log: &Path) -> Result<()> {
-    let tool = gobuild::ToolBuild {
+fn tool() -> gobuild::ToolBuild<'static> {
+    gobuild::ToolBuild {
         binary: "helm",
         tools_go: TOOLS_GO,
         go_mod: go_mod(),
         ldflags: ldflags(),
         package: format!("{MODULE}/cmd/helm"),
+        tags: "",
         recipe: recipe(),
-    };
-    gobuild::build_tool(&tool, dir, log).await
+    }
 }
 
 #[cfg(test)]

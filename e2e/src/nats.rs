@@ -215,6 +215,7 @@ async fn build(dir: &Path, log: &Path) -> Result<()> {
         go_mod: go_mod(),
         ldflags: LDFLAGS.to_string(),
         package: PACKAGE.to_string(),
+        tags: "",
         recipe: recipe(),
     };
     gobuild::build_tool(&tool, dir, log).await

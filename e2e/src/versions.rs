@@ -35,6 +35,10 @@ pub const PROMETHEUS_OPERATOR: &str = "0.95.2";
 /// (v1.7.0 needs a newer Go than this machine's.)
 pub const GATEWAY_API: &str = "1.4.1";
 
+/// Prometheus 3.16.0 (its Go module `github.com/prometheus/prometheus` tags it v0.316.0):
+/// promtool, for the chart's alerts. Its go.mod asks for Go 1.26.7.
+pub const PROMETHEUS: &str = "0.316.0";
+
 /// controller-gen (`sigs.k8s.io/controller-tools`), the generator of those CRDs.
 pub const CONTROLLER_TOOLS: &str = "0.23.0";
 

@@ -1,12 +1,13 @@
-//! The Helm chart (`charts/lmi`): its CRDs are the generated ones, `helm lint` and `helm template`
-//! pass with the default values and with `ci/full-values.yaml`, the rendered manifests pass a
+//! The Helm chart (`charts/lmi`): its CRDs are the generated ones, its alerts pass promtool's checks
+//! and unit tests, `helm lint` and `helm template` pass with the default values and with
+//! `ci/full-values.yaml`, the rendered manifests pass a
 //! server-side dry run on the test cluster (Pod Security "restricted" enforced on the pods the
 //! Deployments would create), the docs generated from the chart's inputs are current, and
 //! `helm install` on the local cluster's real node runs the operator and the router, through which
 //! a function answers.
 //!
-//! helm is built from its Go module on first use (`lmi_e2e::helm`, cached in
-//! `$HOME/.cache/lmi/helm-<version>`).
+//! helm and promtool are built from their Go modules on first use (`lmi_e2e::helm`,
+//! `lmi_e2e::promtool`, cached in `$HOME/.cache/lmi/helm-<version>` and `promtool-<version>`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -495,6 +496,27 @@ fn dashboard_queries_exported_metrics() {
         missing.is_empty(),
         "the dashboard queries metrics nothing exports: {missing:?}"
     );
+}
+
+/// The alerts (`rules/lmi-alerts.yaml`, the chart's PrometheusRule) pass promtool's checks and
+/// their unit tests (`rules/lmi-alerts.test.yaml`: each fires on what should fire it, with its
+/// labels and summary, and not before its `for`).
+#[tokio::test]
+async fn alerts_pass_promtool_checks_and_unit_tests() -> Result<()> {
+    let promtool = lmi_e2e::promtool::ensure_built(&Paths::from_env()).await?;
+    let rules = chart_dir().join("rules");
+    for args in [
+        ["check", "rules", "lmi-alerts.yaml"],
+        ["test", "rules", "lmi-alerts.test.yaml"],
+    ] {
+        let out = lmi_e2e::promtool::run(&promtool, &rules, &args).await?;
+        assert!(
+            out.contains("SUCCESS"),
+            "promtool {}: {out}",
+            args.join(" ")
+        );
+    }
+    Ok(())
 }
 
 fn metric_names(text: &str) -> Vec<String> {
