@@ -30,7 +30,7 @@ pub mod operator_harness;
 pub mod paths;
 pub mod process;
 pub mod progress;
-pub mod promtool;
+pub mod prometheus;
 pub mod simcloud;
 pub mod versions;
 

@@ -7,7 +7,7 @@
 //! a function answers.
 //!
 //! helm and promtool are built from their Go modules on first use (`lmi_e2e::helm`,
-//! `lmi_e2e::promtool`, cached in `$HOME/.cache/lmi/helm-<version>` and `promtool-<version>`).
+//! `lmi_e2e::prometheus`, cached in `$HOME/.cache/lmi/helm-<version>` and `promtool-<version>`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -503,13 +503,13 @@ fn dashboard_queries_exported_metrics() {
 /// labels and summary, and not before its `for`).
 #[tokio::test]
 async fn alerts_pass_promtool_checks_and_unit_tests() -> Result<()> {
-    let promtool = lmi_e2e::promtool::ensure_built(&Paths::from_env()).await?;
+    let promtool = lmi_e2e::prometheus::ensure_promtool(&Paths::from_env()).await?;
     let rules = chart_dir().join("rules");
     for args in [
         ["check", "rules", "lmi-alerts.yaml"],
         ["test", "rules", "lmi-alerts.test.yaml"],
     ] {
-        let out = lmi_e2e::promtool::run(&promtool, &rules, &args).await?;
+        let out = lmi_e2e::prometheus::run(&promtool, &rules, &args).await?;
         assert!(
             out.contains("SUCCESS"),
             "promtool {}: {out}",
@@ -891,7 +891,281 @@ async fn install_serves_a_function(env: &TestEnv) -> Result<()> {
         },
     )
     .await?;
+    monitoring_works_as_shipped(env).await?;
     Ok(())
+}
+
+/// What the chart's ServiceMonitor and PodMonitor ask prometheus-operator to scrape, as the
+/// scrape jobs it generates (Kubernetes service discovery, the keep rules for its selectors, the
+/// `namespace`/`pod`/`service` target labels it adds, then the monitor's own relabelings), run
+/// by a real Prometheus against the installed operator and router and the function's EE. Every
+/// dashboard query must evaluate, the ones about this function must find it, and no series may
+/// carry `exported_namespace` (a series' own `namespace` clashing with the target's).
+async fn monitoring_works_as_shipped(env: &TestEnv) -> Result<()> {
+    let paths = Paths::from_env();
+    let prometheus = lmi_e2e::prometheus::ensure_server(&paths).await?;
+    let monitors = template(
+        &env.namespace,
+        &[
+            "--values".into(),
+            local_values().display().to_string(),
+            "--set".into(),
+            "metrics.serviceMonitor.enabled=true".into(),
+            "--set".into(),
+            "metrics.podMonitor.enabled=true".into(),
+        ],
+        false,
+    )
+    .await?;
+    let monitor = |k: &str| {
+        monitors
+            .iter()
+            .find(|d| kind(d) == k)
+            .cloned()
+            .ok_or_else(|| Error::Other(format!("no {k} rendered")))
+    };
+    let kubeconfig = harness::kubeconfig().await?.display().to_string();
+    let config = scrape_config(
+        &kubeconfig,
+        &env.namespace,
+        &monitor("ServiceMonitor")?,
+        &monitor("PodMonitor")?,
+    );
+    let dir = std::env::temp_dir().join(format!("lmi-prometheus-{}", env.namespace));
+    std::fs::create_dir_all(&dir).map_err(Error::io("creating", &dir))?;
+    let config_file = dir.join("prometheus.yml");
+    // JSON is YAML: Prometheus reads it as its config.
+    std::fs::write(&config_file, serde_json::to_string_pretty(&config)?)
+        .map_err(Error::io("writing", &config_file))?;
+    let port = lmi_e2e::nats::free_port()?;
+    let log = std::fs::File::create(dir.join("prometheus.log"))
+        .map_err(Error::io("creating", &dir.join("prometheus.log")))?;
+    let _server = tokio::process::Command::new(&prometheus)
+        .arg(format!("--config.file={}", config_file.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().map_err(Error::io("opening", &dir))?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(Error::io("starting", &prometheus))?;
+    let api = format!("http://127.0.0.1:{port}/api/v1");
+    let query = |q: String| {
+        let url = format!("{api}/query?query={}", query_escape(&q));
+        async move {
+            let text = get_text(&url).await?;
+            let answer: Value = serde_json::from_str(&text)?;
+            if answer["status"] != "success" {
+                return Err(Error::Other(format!("{q}: {text}")));
+            }
+            Ok(answer["data"]["result"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default())
+        }
+    };
+    // Every kind of target scraped: the operator, the router and the EE.
+    for metric in [
+        "lmi_execution_environments",
+        "lmi_router_invocations_total",
+        "lmi_ee_concurrency_limit",
+    ] {
+        let selector = format!(
+            r#"{metric}{{function_namespace="{}", function="hello"}}"#,
+            env.namespace
+        );
+        harness::eventually(
+            &format!("Prometheus to hold {selector}"),
+            Duration::from_secs(90),
+            || async { Ok(query(selector.clone()).await.ok().filter(|r| !r.is_empty())) },
+        )
+        .await?;
+    }
+    // Errors, not panics, from here on: a panic would skip the test's helm uninstall.
+    let exported = query(r#"count({exported_namespace!=""})"#.to_string()).await?;
+    if !exported.is_empty() {
+        return Err(Error::Other(format!(
+            "series with exported_namespace: {exported:?}"
+        )));
+    }
+    // The dashboard, with this function picked in its variables.
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(chart_dir().join("dashboards/lmi.json"))
+            .map_err(Error::io("reading", &chart_dir()))?,
+    )?;
+    let mut exprs = Vec::new();
+    let mut stack = vec![&dashboard];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::Object(map) => {
+                if let Some(expr) = map.get("expr").and_then(Value::as_str) {
+                    exprs.push(
+                        expr.replace("$namespace", &env.namespace)
+                            .replace("$function", "hello")
+                            .replace("$capacity_provider", ".*"),
+                    );
+                }
+                stack.extend(map.values());
+            }
+            Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    // The panels about the function's EEs and invocations show it once rates have two samples.
+    let required = [
+        "lmi_ee_concurrency_limit",
+        "lmi_execution_environments_ready",
+        "lmi_router_invocations_total",
+    ];
+    let empty = harness::eventually(
+        "the dashboard's panels about the function to show it",
+        Duration::from_secs(60),
+        || async {
+            let mut empty = Vec::new();
+            for expr in &exprs {
+                // Every query must evaluate: an error ends the test.
+                if query(expr.clone()).await?.is_empty() {
+                    empty.push(expr.clone());
+                }
+            }
+            let shown = !required
+                .iter()
+                .any(|m| empty.iter().any(|e: &String| e.contains(m)));
+            Ok(shown.then_some(empty))
+        },
+    )
+    .await?;
+    println!(
+        "{} dashboard queries evaluated; without data here (no events, throttles or errors): {empty:#?}",
+        exprs.len()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The scrape jobs prometheus-operator generates for `service_monitor` (in `namespace`) and
+/// `pod_monitor` (any namespace), with Kubernetes service discovery through `kubeconfig`.
+fn scrape_config(
+    kubeconfig: &str,
+    namespace: &str,
+    service_monitor: &Value,
+    pod_monitor: &Value,
+) -> Value {
+    let keep = |label: &str, regex: &str| json!({"source_labels": [label], "regex": regex, "action": "keep"});
+    let copy =
+        |label: &str, target: &str| json!({"source_labels": [label], "target_label": target});
+    let relabelings = |endpoint: &Value| -> Vec<Value> {
+        endpoint["relabelings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                json!({
+                    "source_labels": r["sourceLabels"],
+                    "target_label": r["targetLabel"],
+                })
+            })
+            .collect()
+    };
+    let mut jobs = Vec::new();
+    let labels = service_monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    for (i, endpoint) in service_monitor["spec"]["endpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let mut relabel: Vec<Value> = labels
+            .iter()
+            .map(|(k, v)| {
+                keep(
+                    &format!("__meta_kubernetes_service_label_{}", sanitize(k)),
+                    v.as_str().unwrap_or_default(),
+                )
+            })
+            .collect();
+        relabel.push(keep(
+            "__meta_kubernetes_endpointslice_port_name",
+            endpoint["port"].as_str().unwrap_or_default(),
+        ));
+        relabel.push(copy("__meta_kubernetes_namespace", "namespace"));
+        relabel.push(copy("__meta_kubernetes_service_name", "service"));
+        relabel.push(copy("__meta_kubernetes_pod_name", "pod"));
+        relabel.extend(relabelings(endpoint));
+        jobs.push(json!({
+            "job_name": format!("serviceMonitor/{namespace}/{}/{i}", name(service_monitor)),
+            "metrics_path": endpoint["path"],
+            "scrape_interval": "2s",
+            // EndpointSlices (prometheus-operator's serviceDiscoveryRole EndpointSlice): the
+            // local cluster runs no Endpoints controller, as Kubernetes deprecates them.
+            "kubernetes_sd_configs": [{"role": "endpointslice", "kubeconfig_file": kubeconfig,
+                                       "namespaces": {"names": [namespace]}}],
+            "relabel_configs": relabel,
+        }));
+    }
+    let pod_labels = pod_monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    for (i, endpoint) in pod_monitor["spec"]["podMetricsEndpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let mut relabel: Vec<Value> = pod_labels
+            .iter()
+            .map(|(k, v)| {
+                keep(
+                    &format!("__meta_kubernetes_pod_label_{}", sanitize(k)),
+                    v.as_str().unwrap_or_default(),
+                )
+            })
+            .collect();
+        relabel.push(keep(
+            "__meta_kubernetes_pod_container_port_name",
+            endpoint["port"].as_str().unwrap_or_default(),
+        ));
+        relabel.push(copy("__meta_kubernetes_namespace", "namespace"));
+        relabel.push(copy("__meta_kubernetes_pod_name", "pod"));
+        relabel.extend(relabelings(endpoint));
+        jobs.push(json!({
+            "job_name": format!("podMonitor/{namespace}/{}/{i}", name(pod_monitor)),
+            "metrics_path": endpoint["path"],
+            "scrape_interval": "2s",
+            "kubernetes_sd_configs": [{"role": "pod", "kubeconfig_file": kubeconfig}],
+            "relabel_configs": relabel,
+        }));
+    }
+    json!({"global": {"scrape_interval": "2s", "evaluation_interval": "2s"}, "scrape_configs": jobs})
+}
+
+/// A Kubernetes label name as Prometheus' service discovery spells it in meta labels.
+fn sanitize(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// `q` escaped for a URL's query string.
+fn query_escape(q: &str) -> String {
+    q.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// One Invoke API request (what the SDKs send), over a fresh connection, with a bearer token if
