@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -719,8 +720,20 @@ async fn helm_install_runs_the_operator_and_the_router_on_the_real_node() -> Res
             .await;
         // A failed install is uninstalled too: it leaves cluster-wide objects (ClusterRoles,
         // admission policies) and the NetworkPolicy in `default` that the next install trips on.
+        // So is one whose checks panicked (an assert): the panic is caught here and becomes the
+        // test's error after the clean-up.
         let outcome = match installed {
-            Ok(_) => install_serves_a_function(&env).await,
+            Ok(_) => std::panic::AssertUnwindSafe(install_serves_a_function(&env))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    let message = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    Err(Error::Other(format!("a check panicked: {message}")))
+                }),
             Err(e) => Err(e),
         };
         // The provider's finalizer needs the installed operator: delete before uninstalling.
