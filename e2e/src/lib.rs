@@ -31,6 +31,7 @@ pub mod paths;
 pub mod process;
 pub mod progress;
 pub mod prometheus;
+pub mod queue_proxy;
 pub mod simcloud;
 pub mod versions;
 

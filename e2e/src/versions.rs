@@ -39,6 +39,10 @@ pub const GATEWAY_API: &str = "1.4.1";
 /// promtool, for the chart's alerts. Its go.mod asks for Go 1.26.7.
 pub const PROMETHEUS: &str = "0.316.0";
 
+/// Knative Serving (`knative.dev/serving`): its queue-proxy, a comparison row of the data-plane
+/// benchmark only.
+pub const KNATIVE_SERVING: &str = "0.47.0";
+
 /// controller-gen (`sigs.k8s.io/controller-tools`), the generator of those CRDs.
 pub const CONTROLLER_TOOLS: &str = "0.23.0";
 

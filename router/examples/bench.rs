@@ -20,6 +20,9 @@
 //! `bench SECONDS stream` compares InvokeWithResponseStream and function URLs with Invoke: time
 //! to first byte of a streamed answer, and CPU per 1k/s (see `bench/stream.rs`).
 //!
+//! `bench SECONDS queue-proxy` compares Knative's queue-proxy with the bare hop, when
+//! `lmi-dev queue-proxy` has built it (see `bench/queue_proxy.rs`).
+//!
 //! `bench SECONDS auth` compares the router with SigV4 authentication and RBAC on against off
 //! (see `bench/auth.rs`; it needs a cluster in KUBECONFIG).
 
@@ -43,6 +46,8 @@ mod auth;
 mod events;
 #[path = "support/nats.rs"]
 mod nats;
+#[path = "bench/queue_proxy.rs"]
+mod queue_proxy;
 #[path = "bench/stream.rs"]
 mod stream;
 #[path = "support/mod.rs"]
@@ -341,6 +346,10 @@ async fn main() {
     }
     if std::env::args().nth(2).as_deref() == Some("stream") {
         stream::compare(secs, &bins, &examples).await;
+        return;
+    }
+    if std::env::args().nth(2).as_deref() == Some("queue-proxy") {
+        queue_proxy::compare(secs, &examples).await;
         return;
     }
 

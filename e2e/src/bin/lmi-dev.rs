@@ -34,6 +34,8 @@ enum Command {
     Env,
     /// Only build the binaries for the pinned versions.
     Build,
+    /// Build Knative's queue-proxy (the data-plane benchmark's comparison row) and print its path.
+    QueueProxy,
     /// Build the images and import them into the local node's containerd.
     Images {
         /// containerd's socket (default: each real node's).
@@ -130,6 +132,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Env => {
             print_env(&paths.kubeconfig());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::QueueProxy => {
+            let queue = lmi_e2e::queue_proxy::ensure_built(&paths).await?;
+            println!("{}", queue.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Build => {
