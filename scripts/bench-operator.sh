@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Operator benchmark on the local cluster (kwok nodes, simulated cloud with no launch delay):
+# Operator benchmark on the local cluster (kwok nodes launched by real Karpenter, kwok provider):
 # publish-to-Active with capacity present and with new NodeClaims, then memory and reconcile rate
 # with many functions. Prints numbers (see docs/benchmarks.md); asserts nothing.
 #   bash scripts/bench-operator.sh [--runs 5] [--functions 200] [--ees 5]

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The README's main command. With no KUBECONFIG it brings up the local cluster (lmi-dev): the
 # control plane, four real nodes (containerd and a kubelet each; two for the main job, two for the
-# tests) with the images built here, and the simulated cloud standing in for EC2
-# and Karpenter. Then it runs the operator and the router, applies the example capacity provider
+# tests) with the images built here, and real Karpenter with its kwok provider standing in for
+# EC2. Then it runs the operator and the router, applies the example capacity provider
 # and function, waits until the published version is Active, and invokes it once with the AWS CLI.
 # The tests (scripts/test.sh) may run meanwhile: they use their own provider, nodes and operator
 # instance, and leave these objects alone.
 #
 #   bash scripts/run.sh          # start (idempotent; restarts what is stale), invoke, show what runs
-#   bash scripts/run.sh down     # stop the router, the operator, the simulated cloud (and the local cluster)
+#   bash scripts/run.sh down     # stop the router and the operator (and the local cluster)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lmi/target}"
@@ -83,7 +83,7 @@ wait_for() {
 if [ "${1:-}" = "down" ]; then
     stop lmi-router
     stop lmi-operator
-    stop lmi-simcloud
+    stop lmi-simcloud # (the stand-in for Karpenter that older checkouts started)
     if local_cluster; then
         cargo build --quiet -p lmi-e2e --bin lmi-dev
         "$BIN/lmi-dev" down
@@ -133,7 +133,9 @@ healthy() {
     *) true ;;
     esac
 }
-for name in lmi-simcloud lmi-operator lmi-router; do
+# Older checkouts started a stand-in for Karpenter; the local cluster runs the real one now.
+stop lmi-simcloud
+for name in lmi-operator lmi-router; do
     if running "$name"; then
         if [ "$(cat "$RUN_DIR/$name.cluster" 2>/dev/null)" != "$CLUSTER_ID" ]; then
             echo "== $name was started for another cluster (or before this one restarted): restarting it"
@@ -148,16 +150,18 @@ for name in lmi-simcloud lmi-operator lmi-router; do
     fi
 done
 
-if [ "$LOCAL" = 1 ] && ! running lmi-simcloud; then
-    start lmi-simcloud
-    echo "$CLUSTER_ID" >"$RUN_DIR/lmi-simcloud.cluster"
+# On the local cluster, Karpenter's kwok provider launches the instances: every NodeClaim names
+# its one node class, in the zones its offerings cover (e2e/src/karpenter.rs).
+NODE_CLASS_FLAGS=()
+if [ "$LOCAL" = 1 ]; then
+    NODE_CLASS_FLAGS=(--node-class karpenter.kwok.sh/KWOKNodeClass/default --zones us-east-1a,us-east-1b,us-east-1c)
 fi
 # The system namespace: the operator keeps the cluster's invoke key there (Secret lmi-invoke-key)
 # and the router reads it, to call the EEs (whose sidecars refuse callers without the token).
 kubectl create namespace lmi-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 if ! running lmi-operator; then
     start lmi-operator --sidecar-image localhost/lmi/lmi-sidecar:dev --no-leader-election \
-        --metrics-addr 127.0.0.1:18081 --url-template "$URL_TEMPLATE"
+        --metrics-addr 127.0.0.1:18081 --url-template "$URL_TEMPLATE" "${NODE_CLASS_FLAGS[@]}"
     echo "$CLUSTER_ID" >"$RUN_DIR/lmi-operator.cluster"
 fi
 if ! running lmi-router; then

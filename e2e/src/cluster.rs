@@ -41,13 +41,14 @@ pub mod ports {
 pub const KWOK_NODE_ANNOTATION: (&str, &str) = ("kwok.x-k8s.io/node", "fake");
 
 /// Components in start order; `down` stops them in reverse.
-pub const COMPONENTS: [&str; 15] = [
+pub const COMPONENTS: [&str; 16] = [
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
     "kwok",
     crate::nats::COMPONENT,
+    crate::karpenter::COMPONENT,
     "containerd",
     "kubelet",
     "containerd-2",
@@ -154,7 +155,7 @@ pub async fn up(paths: &Paths, options: &UpOptions) -> Result<Running> {
 
 /// What the main job (`scripts/run.sh`) starts beside the cluster; `down` stops them too, or
 /// they would keep calling a cluster that is gone (and a later run would find them "running").
-pub const MAIN_JOB_COMPONENTS: [&str; 3] = ["lmi-router", "lmi-operator", "lmi-simcloud"];
+pub const MAIN_JOB_COMPONENTS: [&str; 2] = ["lmi-router", "lmi-operator"];
 
 /// Stops every process `up` started, and the main job's, and removes the cluster state (the logs
 /// stay).
@@ -238,6 +239,8 @@ fn check_ports_free(paths: &Paths) -> Result<()> {
         ("kwok", ports::KWOK),
         (crate::nats::COMPONENT, ports::NATS_CLIENT),
         (crate::nats::COMPONENT, ports::NATS_MONITOR),
+        (crate::karpenter::COMPONENT, crate::karpenter::METRICS_PORT),
+        (crate::karpenter::COMPONENT, crate::karpenter::HEALTH_PORT),
     ];
     for (component, port) in wanted {
         // Bound and dropped at once; the component binds it a moment later.
@@ -333,7 +336,27 @@ async fn start_all(paths: &Paths, binaries: &Binaries) -> Result<()> {
         ),
     )?;
     wait(&nats, paths, || crate::nats::healthy(ports::NATS_MONITOR)).await?;
+    start_karpenter(paths, binaries, &client).await?;
     start_node(paths, binaries, &pki, &client).await
+}
+
+/// Karpenter's CRDs and the shared node class, then the controller, until it is ready (its
+/// leader election won, its caches filled).
+async fn start_karpenter(paths: &Paths, binaries: &Binaries, client: &kube::Client) -> Result<()> {
+    crate::karpenter_crds::install(client).await?;
+    crate::karpenter::ensure_node_class(client).await?;
+    let instance_types = crate::karpenter::write_instance_types(&paths.state_dir())?;
+    let log = log_path(paths, crate::karpenter::COMPONENT);
+    info!(component = crate::karpenter::COMPONENT, log = %log.display(), "starting");
+    let karpenter = process::spawn_with_env(
+        crate::karpenter::COMPONENT,
+        &binaries.karpenter,
+        &crate::karpenter::args(&instance_types),
+        &crate::karpenter::env(&paths.kubeconfig()),
+        &log,
+        &paths.pid_dir(),
+    )?;
+    wait(&karpenter, paths, crate::karpenter::healthy).await
 }
 
 /// Each node's containerd and then its kubelet, until the node is Ready; then kube-proxy. (`up`

@@ -1,6 +1,6 @@
 //! Installing the project's CustomResourceDefinitions and waiting until they serve.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -14,8 +14,17 @@ use crate::manifests::{self, FIELD_MANAGER};
 /// Applies every CRD in `dir/*.yaml` (none is fine: the folder may not be generated yet) and
 /// waits until each is Established. Returns their names.
 pub async fn install_dir(client: &Client, dir: &Path) -> Result<Vec<String>> {
+    let names = install_files(client, &manifests::yaml_files(dir)?).await?;
+    if names.is_empty() {
+        info!(dir = %dir.display(), "no CRDs to install");
+    }
+    Ok(names)
+}
+
+/// Applies every CRD in `files` and waits until each is Established. Returns their names.
+pub async fn install_files(client: &Client, files: &[PathBuf]) -> Result<Vec<String>> {
     let mut crds = Vec::new();
-    for file in manifests::yaml_files(dir)? {
+    for file in files {
         for document in manifests::read_documents(&file)? {
             if document.get("kind").and_then(|k| k.as_str()) != Some("CustomResourceDefinition") {
                 continue;
@@ -25,7 +34,6 @@ pub async fn install_dir(client: &Client, dir: &Path) -> Result<Vec<String>> {
         }
     }
     if crds.is_empty() {
-        info!(dir = %dir.display(), "no CRDs to install");
         return Ok(Vec::new());
     }
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());

@@ -33,6 +33,8 @@ pub struct Binaries {
     pub kwok: PathBuf,
     /// The NATS server with JetStream started beside the control plane ([`crate::nats`]).
     pub nats_server: PathBuf,
+    /// Karpenter with its kwok cloud provider ([`crate::karpenter`]).
+    pub karpenter: PathBuf,
 }
 
 impl Binaries {
@@ -48,6 +50,7 @@ impl Binaries {
             kube_proxy: k8s.join("kube-proxy"),
             kwok: paths.kwok_dir().join("bin").join("kwok"),
             nats_server: crate::nats::server_binary(paths),
+            karpenter: crate::karpenter::binary(paths),
         }
     }
 
@@ -98,6 +101,13 @@ pub async fn ensure_built(paths: &Paths) -> Result<Binaries> {
     let builds = builds(paths);
     let stale: Vec<&GoBuild> = builds.iter().filter(|b| !b.is_current()).collect();
     let nats_stale = !crate::nats::is_built(paths);
+    // Karpenter builds through its own recipe check (quick when cached), like helm.
+    crate::progress::heartbeat(
+        "building karpenter (its kwok provider)",
+        Some(crate::karpenter::TYPICAL_BUILD),
+        crate::karpenter::ensure_built(paths),
+    )
+    .await?;
     if stale.is_empty() && binaries.all_present() && !nats_stale {
         return Ok(binaries);
     }

@@ -30,7 +30,7 @@ use crate::paths::Paths;
 pub const NAMESPACE_LABEL: &str = "lmi.dev/e2e";
 
 /// The operator instance of the tests (`lmi.dev/instance`): every lmi.dev object a test creates
-/// carries it, and the operators and simulated clouds the tests run serve only it. Another
+/// carries it, and the operators the tests run serve only it. Another
 /// operator on the same cluster (the main job's, a chart-installed one) ignores the tests'
 /// objects, and the tests' operators ignore its objects.
 pub const E2E_INSTANCE: &str = "e2e";

@@ -18,6 +18,7 @@ pub mod harness;
 pub mod health;
 pub mod helm;
 pub mod images;
+pub mod karpenter;
 pub mod karpenter_crds;
 pub mod kubeconfig;
 pub mod logs;
@@ -32,7 +33,6 @@ pub mod process;
 pub mod progress;
 pub mod prometheus;
 pub mod queue_proxy;
-pub mod simcloud;
 pub mod versions;
 
 pub use error::{Error, Result};

@@ -1,4 +1,5 @@
-//! Runs the operator and the simulated cloud inside a test process, against the test cluster.
+//! Runs the operator inside a test process, against the test cluster, whose real Karpenter (with
+//! its kwok provider, [`crate::karpenter`]) launches the operator's NodeClaims.
 //!
 //! The operator runs cluster-wide for the tests' instance (`lmi.dev/instance=e2e`, see
 //! [`crate::harness::E2E_INSTANCE`]), so tests that run it take [`exclusive`] first: one operator
@@ -22,7 +23,6 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
-use crate::simcloud::{self, SimCloud};
 
 /// Async-aware: every `#[tokio::test]` has its own runtime, and the guard is held across awaits.
 static EXCLUSIVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -72,6 +72,7 @@ pub fn test_settings() -> Settings {
         resync: Duration::from_secs(2),
         cluster_name: "e2e".to_string(),
         ami_alias: "al2023@latest".to_string(),
+        node_class: local_node_class(&crate::karpenter::ZONES),
         autoscale_interval: Duration::from_secs(1),
         // The product's times: no test but the consolidation one sees EEs move.
         consolidation: ConsolidationTimes::default(),
@@ -145,17 +146,12 @@ impl UtilizationSource for TestUtilization {
     }
 }
 
-/// Starts the simulated cloud on this runtime, serving the tests' operator instance.
-pub fn start_cloud(client: Client, cloud: SimCloud) -> JoinHandle<()> {
-    let cloud = SimCloud {
-        instance: Some(crate::harness::E2E_INSTANCE.to_string()),
-        ..cloud
-    };
-    tokio::spawn(async move {
-        if let Err(e) = simcloud::run(client, cloud).await {
-            tracing::warn!(error = %e, "simulated cloud stopped");
-        }
-    })
+/// The local cluster's Karpenter node class, launching in `zones` (a subset of its offerings'
+/// zones, [`crate::karpenter::ZONES`]).
+pub fn local_node_class(zones: &[&str]) -> lmi_operator::karpenter::NodeClassChoice {
+    let zones: Vec<String> = zones.iter().map(|z| z.to_string()).collect();
+    lmi_operator::karpenter::NodeClassChoice::parse(crate::karpenter::NODE_CLASS, &zones)
+        .unwrap_or_default()
 }
 
 /// Creates an object from a JSON manifest (an lmi.dev one labelled with the tests' instance).

@@ -51,7 +51,7 @@ impl Paths {
             .join(format!("nats-server-{}", versions::NATS_SERVER))
     }
 
-    /// The main job's processes (`scripts/run.sh`: operator, router, simulated cloud): their pid
+    /// The main job's processes (`scripts/run.sh`: operator, router): their pid
     /// files (in [`crate::process`]'s format) and logs. `down` stops them with the cluster.
     pub fn main_job_dir(&self) -> PathBuf {
         self.root.join("run")

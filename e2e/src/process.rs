@@ -34,11 +34,24 @@ pub fn spawn(
     log: &Path,
     pid_dir: &Path,
 ) -> Result<Tracked> {
+    spawn_with_env(component, binary, args, &[], log, pid_dir)
+}
+
+/// [`spawn`], with `env` added to the inherited environment.
+pub fn spawn_with_env(
+    component: &str,
+    binary: &Path,
+    args: &[String],
+    env: &[(String, String)],
+    log: &Path,
+    pid_dir: &Path,
+) -> Result<Tracked> {
     std::fs::create_dir_all(pid_dir).map_err(Error::io("creating", pid_dir))?;
     logs::truncate(log)?;
     logs::append_line(log, &format!("$ {} {}", binary.display(), args.join(" ")))?;
     let child = Command::new(binary)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(logs::append(log)?)
         .stderr(logs::append(log)?)

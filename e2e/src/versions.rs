@@ -13,9 +13,14 @@ pub const ETCD: &str = "3.6.8";
 /// kwok (`sigs.k8s.io/kwok`): fakes nodes and the pods bound to them.
 pub const KWOK: &str = "0.7.0";
 
+/// Karpenter's core controller with its kwok cloud provider (`sigs.k8s.io/karpenter`, package
+/// `kwok`), run by the local cluster to turn the operator's NodeClaims into kwok nodes; also the
+/// source of the `karpenter.sh` CRDs. (Newer releases need a newer Go than this machine's.)
+pub const KARPENTER: &str = "1.8.0";
+
 /// Karpenter's AWS provider (`github.com/aws/karpenter-provider-aws`): its module carries the real
-/// NodeClaim and EC2NodeClass CRDs, installed for the simulated cloud. (Newer releases need a
-/// newer Go than this machine's to even download.)
+/// EC2NodeClass CRD, the operator's node class on AWS. (Newer releases need a newer Go than this
+/// machine's to even download.)
 pub const KARPENTER_AWS: &str = "1.13.0";
 
 /// NATS server with JetStream (`github.com/nats-io/nats-server/v2`), run beside the control plane

@@ -1,6 +1,6 @@
-//! End-to-end tests of the operator on the local cluster: kwok nodes, and a simulated cloud that
-//! turns NodeClaims into nodes. Each test runs its own operator (one at a time) and its own
-//! capacity provider.
+//! End-to-end tests of the operator on the local cluster: kwok nodes, and real Karpenter (its kwok
+//! provider) turning the operator's NodeClaims into them. Each test runs its own operator (one at
+//! a time) and its own capacity provider.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -17,10 +17,9 @@ use lmi_e2e::error::Result;
 use lmi_e2e::harness::{TestEnv, eventually, with_namespace};
 use lmi_e2e::operator_harness::{
     TestUtilization, claims_of, create, ees_of, exclusive, force_remove, patch_spec, pod_ready,
-    prepare, start_cloud, start_operator, start_operator_with, tear_down, test_settings,
+    local_node_class, prepare, start_operator, start_operator_with, tear_down, test_settings,
     version_state,
 };
-use lmi_e2e::simcloud::SimCloud;
 use lmi_operator::karpenter::NodeClaim;
 use lmi_operator::observe::CONSOLIDATING_SINCE_ANNOTATION;
 use lmi_operator::plan::consolidation_times::ConsolidationTimes;
@@ -113,7 +112,7 @@ async fn zones_of(
     Ok(zones)
 }
 
-/// Runs `body` with an operator and a simulated cloud, then deletes what it made.
+/// Runs `body` with an operator, then deletes what it made.
 async fn scenario<F, Fut>(test: &'static str, body: F) -> Result<()>
 where
     F: FnOnce(TestEnv, String) -> Fut,
@@ -147,25 +146,22 @@ where
         prepare(&env.client).await?;
         let cp = cp_name(&env, test);
         let operator = start_operator_with(env.client.clone(), settings, Arc::new(load))?;
-        let cloud = start_cloud(env.client.clone(), SimCloud::default());
         let outcome = body(env.clone(), cp.clone()).await;
-        finish(&env, &cp, outcome, [operator, cloud]).await
+        finish(&env, &cp, outcome, operator).await
     })
     .await
 }
 
 /// Deletes the test's functions and capacity provider while the operator still runs, then stops
-/// the operator and the cloud; a provider that could not be deleted loses its finalizer.
+/// the operator; a provider that could not be deleted loses its finalizer.
 async fn finish(
     env: &TestEnv,
     cp: &str,
     outcome: Result<()>,
-    tasks: [tokio::task::JoinHandle<()>; 2],
+    operator: tokio::task::JoinHandle<()>,
 ) -> Result<()> {
     let cleaned = tear_down(&env.client, &env.namespace, cp).await;
-    for task in tasks {
-        task.abort();
-    }
+    operator.abort();
     if cleaned.is_err() {
         force_remove(&env.client, cp).await;
     }
@@ -372,13 +368,6 @@ async fn killing_the_operator_mid_reconcile_leaves_no_duplicates() -> Result<()>
         prepare(&env.client).await?;
         let (client, ns) = (env.client.clone(), env.namespace.clone());
         let cp = cp_name(&env, "restart");
-        let cloud = start_cloud(
-            client.clone(),
-            SimCloud {
-                launch_delay: Duration::from_millis(300),
-                ..Default::default()
-            },
-        );
         create(
             &Api::<CapacityProvider>::all(client.clone()),
             provider(&cp, 400, &[]),
@@ -419,7 +408,7 @@ async fn killing_the_operator_mid_reconcile_leaves_no_duplicates() -> Result<()>
             Ok(())
         }
         .await;
-        finish(&env, &cp, outcome, [operator, cloud]).await
+        finish(&env, &cp, outcome, operator).await
     })
     .await
 }
@@ -520,12 +509,19 @@ const SHORT: ConsolidationTimes = ConsolidationTimes {
     move_timeout_seconds: 30,
 };
 
-/// A provider with one subnet (so one zone: consolidation moves EEs only within a zone) that
-/// launches only c7g.xlarge instances: two EEs of 1 vCPU and 2 GiB each (memory bounds it).
+/// A provider that launches only c7g.xlarge instances: two EEs of 1 vCPU and 2 GiB each (memory
+/// bounds it). Its operator launches in one zone ([`one_zone`]): consolidation moves EEs only
+/// within a zone.
 fn one_zone_provider(name: &str) -> Value {
-    let mut manifest = provider(name, 400, &["c7g.xlarge"]);
-    manifest["spec"]["vpcConfig"]["subnetIds"] = json!(["subnet-a"]);
-    manifest
+    provider(name, 400, &["c7g.xlarge"])
+}
+
+/// Test settings launching in one zone only.
+fn one_zone(settings: Settings) -> Settings {
+    Settings {
+        node_class: local_node_class(&["us-east-1a"]),
+        ..settings
+    }
 }
 
 fn marked(claim: &NodeClaim) -> bool {
@@ -710,10 +706,10 @@ async fn consolidated(
 
 #[tokio::test]
 async fn an_underused_instance_is_consolidated_without_dropping_below_desired() -> Result<()> {
-    let settings = Settings {
+    let settings = one_zone(Settings {
         consolidation: SHORT,
         ..test_settings()
-    };
+    });
     scenario_in(
         "consolidate",
         settings,

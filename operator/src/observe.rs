@@ -11,7 +11,7 @@ use lmi_crds::rules::{EeShape, RuleError, init_timeout_seconds};
 use lmi_crds::{CapacityProvider, FunctionVersion};
 
 use crate::autoscale::version_scaling::VersionScaling;
-use crate::karpenter::{INSTANCE_TYPE_LABEL, ZONE_LABEL};
+use crate::karpenter::{INSTANCE_TYPE_LABEL, NodeClassChoice, ZONE_LABEL};
 use crate::object_key::{key, key_of};
 use crate::plan::consolidation_times::ConsolidationTimes;
 use crate::plan::snapshot::InitFailure;
@@ -100,9 +100,11 @@ fn namespace_rule(
     }
 }
 
+/// What the planner needs of one provider. `node_class` says where its zones come from.
 pub fn observe(
     cp: &CapacityProvider,
     stores: &Stores,
+    node_class: &NodeClassChoice,
     scaling: &BTreeMap<String, VersionScaling>,
     now: i64,
     cooldown_seconds: i64,
@@ -162,15 +164,21 @@ pub fn observe(
     };
 
     let (zones, zones_known) = if karpenter {
-        let class = stores
-            .node_classes
-            .state()
-            .into_iter()
-            .find(|c| c.name_any() == cp_name);
-        let mut zones: Vec<String> = class
-            .and_then(|c| c.status.clone())
-            .map(|s| s.subnets.into_iter().map(|s| s.zone).collect())
-            .unwrap_or_default();
+        let mut zones: Vec<String> = match node_class {
+            NodeClassChoice::Ec2PerProvider => stores
+                .node_classes
+                .as_ref()
+                .and_then(|classes| {
+                    classes
+                        .state()
+                        .into_iter()
+                        .find(|c| c.name_any() == cp_name)
+                })
+                .and_then(|c| c.status.clone())
+                .map(|s| s.subnets.into_iter().map(|s| s.zone).collect())
+                .unwrap_or_default(),
+            NodeClassChoice::Shared { zones, .. } => zones.clone(),
+        };
         zones.sort();
         zones.dedup();
         let known = !zones.is_empty();

@@ -23,6 +23,8 @@ pub struct Settings {
     pub cluster_name: String,
     /// Karpenter AMI alias of the instances.
     pub ami_alias: String,
+    /// The Karpenter node class that NodeClaims name (AWS: one EC2NodeClass per provider).
+    pub node_class: crate::karpenter::NodeClassChoice,
     /// How often the autoscaler samples the EEs and decides.
     pub autoscale_interval: Duration,
     /// When consolidation may move EEs off an instance (Karpenter mode).
@@ -61,6 +63,8 @@ flags (or environment variables):
   --resync-seconds N                      LMI_RESYNC_SECONDS              plan every provider at least this often [30]
   --cluster-name NAME                     LMI_CLUSTER_NAME                for instance security groups [lmi]
   --ami-alias ALIAS                       LMI_AMI_ALIAS                   Karpenter AMI alias [al2023@latest]
+  --node-class GROUP/KIND/NAME            LMI_NODE_CLASS                  Karpenter node class of every NodeClaim [karpenter.k8s.aws/EC2NodeClass: one per provider]
+  --zones A,B,C                           LMI_ZONES                       zones to launch in, with a GROUP/KIND/NAME node class
   --autoscale-interval-seconds N          LMI_AUTOSCALE_INTERVAL          sample EEs and decide this often [10]
   --consolidation-min-age-seconds N       LMI_CONSOLIDATION_MIN_AGE       consolidate instances at least this old [600]
   --consolidation-settle-seconds N        LMI_CONSOLIDATION_SETTLE        keep a version's EEs put this long after it starts one [120]
@@ -161,6 +165,10 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Se
         resync: Duration::from_secs(number("resync-seconds", "LMI_RESYNC_SECONDS", 30)?.max(1)),
         cluster_name: get("cluster-name", "LMI_CLUSTER_NAME").unwrap_or_else(|| "lmi".to_string()),
         ami_alias: get("ami-alias", "LMI_AMI_ALIAS").unwrap_or_else(|| "al2023@latest".to_string()),
+        node_class: node_class(
+            get("node-class", "LMI_NODE_CLASS"),
+            get("zones", "LMI_ZONES"),
+        )?,
         autoscale_interval: Duration::from_secs(
             number("autoscale-interval-seconds", "LMI_AUTOSCALE_INTERVAL", 10)?.max(1),
         ),
@@ -175,6 +183,25 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Se
         nats_files: lmi_crds::event_queue::NatsFiles::from_env(&env).map_err(Error::Config)?,
         url_template: url_template(get("url-template", "LMI_URL_TEMPLATE"))?,
     })
+}
+
+/// The node class choice; the zones are a comma-separated list.
+fn node_class(
+    given: Option<String>,
+    zones: Option<String>,
+) -> Result<crate::karpenter::NodeClassChoice> {
+    let zones: Vec<String> = zones
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|z| !z.is_empty())
+        .map(str::to_string)
+        .collect();
+    match given {
+        None => Ok(crate::karpenter::NodeClassChoice::Ec2PerProvider),
+        Some(value) => crate::karpenter::NodeClassChoice::parse(&value, &zones)
+            .map_err(|e| Error::Config(format!("{e}\n\n{HELP}"))),
+    }
 }
 
 /// The URL template, which must place the URL id once.

@@ -22,7 +22,9 @@ pub struct Stores {
     /// Their labels decide which capacity providers a namespace's functions may use.
     pub namespaces: Store<Namespace>,
     pub claims: Store<NodeClaim>,
-    pub node_classes: Store<EC2NodeClass>,
+    /// The operator's EC2NodeClasses; None when NodeClaims name another provider's node class
+    /// (`--node-class`), whose kind the operator neither makes nor watches.
+    pub node_classes: Option<Store<EC2NodeClass>>,
 }
 
 impl Stores {
@@ -38,12 +40,16 @@ impl Stores {
         self.nodes.wait_until_ready().await
     }
 
-    /// Karpenter's NodeClaims and EC2NodeClasses are listed (their CRDs are installed).
+    /// Karpenter's NodeClaims (and EC2NodeClasses, when watched) are listed (their CRDs are
+    /// installed).
     pub async fn karpenter_ready(
         &self,
     ) -> Result<(), kube::runtime::reflector::store::WriterDropped> {
         self.claims.wait_until_ready().await?;
-        self.node_classes.wait_until_ready().await
+        match &self.node_classes {
+            Some(classes) => classes.wait_until_ready().await,
+            None => Ok(()),
+        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! Benchmark of the operator on the local cluster (kwok nodes, simulated cloud with no launch
-//! delay): publish-to-Active time with capacity present and with new NodeClaims, and the
+//! Benchmark of the operator on the local cluster (kwok nodes launched by the cluster's real
+//! Karpenter, its kwok provider, with no registration delay): publish-to-Active time with capacity present and with new NodeClaims, and the
 //! operator's memory and reconcile rate with many functions. Prints numbers; asserts nothing.
 //!
 //! Run with `bash scripts/bench-operator.sh` (builds the release operator, brings the cluster up).
@@ -14,8 +14,7 @@ use kube::{Client, ResourceExt};
 use lmi_crds::{CapacityProvider, Function, FunctionVersion, State};
 use lmi_e2e::error::{Error, Result};
 use lmi_e2e::harness;
-use lmi_e2e::operator_harness::{create, force_remove, start_cloud};
-use lmi_e2e::simcloud::SimCloud;
+use lmi_e2e::operator_harness::{create, force_remove};
 use serde_json::json;
 
 const NAMESPACE: &str = "lmi-bench";
@@ -58,6 +57,12 @@ impl Operator {
                 "127.0.0.1:18080",
                 "--empty-claim-cooldown-seconds",
                 "30",
+            ])
+            .args([
+                "--node-class",
+                lmi_e2e::karpenter::NODE_CLASS,
+                "--zones",
+                &lmi_e2e::karpenter::ZONES.join(","),
             ])
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "warn")
@@ -201,7 +206,6 @@ async fn bench() -> Result<()> {
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}),
     )
     .await;
-    let cloud = start_cloud(client.clone(), SimCloud::default());
     let log = std::env::temp_dir().join("lmi-bench-operator.log");
     let operator = Operator::start(&binary, &kubeconfig, &log)?;
     let cps: Api<CapacityProvider> = Api::all(client.clone());
@@ -213,7 +217,7 @@ async fn bench() -> Result<()> {
         create(&cps, provider(&cp, &["c7g.large"])).await?;
         fresh.push(publish_to_active(&client, &format!("fresh-{i}"), &cp, 3).await?);
     }
-    summary("publish-to-Active, new NodeClaims (cloud delay 0)", fresh);
+    summary("publish-to-Active, new NodeClaims (Karpenter, kwok)", fresh);
 
     // 2. Capacity present: large nodes launched by a first function, then one more each time.
     let cp = "bench-warm";
@@ -280,7 +284,6 @@ async fn bench() -> Result<()> {
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
     drop(operator);
-    cloud.abort();
     for cp in bench_providers(&cps).await? {
         force_remove(&client, &cp).await;
     }

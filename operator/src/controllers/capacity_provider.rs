@@ -23,7 +23,7 @@ use crate::autoscale::version_scaling::VersionScaling;
 use crate::conditions;
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::{Error, Result};
-use crate::karpenter::{EC2NodeClass, NodeClaim};
+use crate::karpenter::{EC2NodeClass, NodeClaim, NodeClassChoice};
 use crate::object_key::key_of;
 use crate::observe::{
     CONSOLIDATING_SINCE_ANNOTATION, EMPTY_SINCE_ANNOTATION, Observed, attached_versions, observe,
@@ -100,24 +100,27 @@ async fn apply(cp: &CapacityProvider, ctx: &Context) -> Result<Action> {
             Ok(Err(e)) => return Err(Error::WatchNotReady(format!("a watch ended: {e}"))),
             Err(_) => {
                 return Err(Error::Config(
-                    "Karpenter's NodeClaims and EC2NodeClasses cannot be listed after 30 s: is Karpenter installed? (Static mode needs no Karpenter)".to_string(),
+                    "Karpenter's NodeClaims (and EC2NodeClasses) cannot be listed after 30 s: is Karpenter installed? (Static mode needs no Karpenter)".to_string(),
                 ));
             }
         }
-        let class = node_class(cp, &ctx.settings.cluster_name, &ctx.settings.ami_alias);
-        let api: Api<EC2NodeClass> = Api::all(ctx.client.clone());
-        api.patch(
-            &cp.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&class),
-        )
-        .await?;
+        if ctx.settings.node_class == NodeClassChoice::Ec2PerProvider {
+            let class = node_class(cp, &ctx.settings.cluster_name, &ctx.settings.ami_alias);
+            let api: Api<EC2NodeClass> = Api::all(ctx.client.clone());
+            api.patch(
+                &cp.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&class),
+            )
+            .await?;
+        }
     }
     let cooldown = i64::try_from(ctx.settings.empty_claim_cooldown.as_secs()).unwrap_or(i64::MAX);
     let scaling = ctx.scaling.lock().map(|t| t.clone()).unwrap_or_default();
     let observed = observe(
         cp,
         &ctx.stores,
+        &ctx.settings.node_class,
         &scaling,
         now(),
         cooldown,
@@ -169,7 +172,10 @@ async fn apply_plan(
     for claim in &plan.create_claims {
         ignore_conflict(
             claims
-                .create(&PostParams::default(), &node_claim(cp, claim))
+                .create(
+                    &PostParams::default(),
+                    &node_claim(cp, claim, &ctx.settings.node_class),
+                )
                 .await,
         )?;
         tracing::info!(capacity_provider = %cp.name_any(), claim = %claim.name, instance_type = %claim.instance_type, zone = %claim.zone, "launching instance");
@@ -571,13 +577,15 @@ async fn cleanup(cp: &CapacityProvider, ctx: &Context) -> Result<Action> {
         claims
             .delete_collection(&DeleteParams::default(), &selector)
             .await?;
-        let classes: Api<EC2NodeClass> = Api::all(ctx.client.clone());
-        ignore_not_found(
-            classes
-                .delete(&name, &DeleteParams::default())
-                .await
-                .map(|_| ()),
-        )?;
+        if ctx.settings.node_class == NodeClassChoice::Ec2PerProvider {
+            let classes: Api<EC2NodeClass> = Api::all(ctx.client.clone());
+            ignore_not_found(
+                classes
+                    .delete(&name, &DeleteParams::default())
+                    .await
+                    .map(|_| ()),
+            )?;
+        }
     }
     ctx.event(
         cp,

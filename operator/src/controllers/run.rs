@@ -13,7 +13,7 @@ use lmi_crds::{CapacityProvider, Function, FunctionVersion};
 
 use crate::context::Context;
 use crate::controllers::{capacity_provider, function};
-use crate::karpenter::{EC2NodeClass, NodeClaim};
+use crate::karpenter::{EC2NodeClass, NodeClaim, NodeClassChoice};
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::stores::Stores;
@@ -104,7 +104,14 @@ pub async fn run(
         watcher::Config::default(),
     );
     let (claims, claim_stream) = reflect(Api::<NodeClaim>::all(client.clone()), scoped());
-    let (node_classes, class_stream) = reflect(Api::<EC2NodeClass>::all(client.clone()), scoped());
+    // The operator's own EC2NodeClasses; another provider's node class is not its to watch.
+    let (node_classes, class_stream) = match settings.node_class {
+        NodeClassChoice::Ec2PerProvider => {
+            let (store, stream) = reflect(Api::<EC2NodeClass>::all(client.clone()), scoped());
+            (Some(store), stream.boxed())
+        }
+        NodeClassChoice::Shared { .. } => (None, futures::stream::empty().boxed()),
+    };
     let stores = Stores {
         functions,
         versions,

@@ -11,8 +11,8 @@ use lmi_crds::common::{CAPACITY_PROVIDER_LABEL, instance_label};
 use super::capacity_plan::NewClaim;
 use crate::karpenter::{
     ARCH_LABEL, AmiSelectorTerm, BlockDeviceMapping, CAPACITY_TYPE_LABEL, EC2NodeClass,
-    EC2NodeClassSpec, Ebs, INSTANCE_TYPE_LABEL, NODE_CLASS_LABEL, NodeClaim, NodeClaimSpec,
-    NodeClassRef, NodeSelectorRequirement, SelectorTerm, ZONE_LABEL,
+    EC2NodeClassSpec, Ebs, INSTANCE_TYPE_LABEL, NodeClaim, NodeClaimSpec, NodeClassChoice,
+    NodeSelectorRequirement, SelectorTerm, ZONE_LABEL,
 };
 
 /// Tag Karpenter's getting-started guide puts on a cluster's node security group; used when a
@@ -96,8 +96,8 @@ pub fn node_class(cp: &CapacityProvider, cluster_name: &str, ami_alias: &str) ->
 }
 
 /// A standalone NodeClaim: one on-demand instance of one type in one zone that Karpenter never
-/// consolidates or expires (consolidation is the operator's).
-pub fn node_claim(cp: &CapacityProvider, claim: &NewClaim) -> NodeClaim {
+/// consolidates or expires (consolidation is the operator's), naming the chosen node class.
+pub fn node_claim(cp: &CapacityProvider, claim: &NewClaim, class: &NodeClassChoice) -> NodeClaim {
     let cp_name = cp.name_any();
     let requirement = |key: &str, value: &str| NodeSelectorRequirement {
         key: key.to_string(),
@@ -115,7 +115,7 @@ pub fn node_claim(cp: &CapacityProvider, claim: &NewClaim) -> NodeClaim {
             labels: Some(
                 BTreeMap::from([
                     (CAPACITY_PROVIDER_LABEL.to_string(), cp_name.clone()),
-                    (NODE_CLASS_LABEL.to_string(), cp_name.clone()),
+                    class.label(&cp_name),
                 ])
                 .into_iter()
                 .chain(instance_label(cp.metadata.labels.as_ref()))
@@ -125,11 +125,7 @@ pub fn node_claim(cp: &CapacityProvider, claim: &NewClaim) -> NodeClaim {
             ..Default::default()
         },
         spec: NodeClaimSpec {
-            node_class_ref: NodeClassRef {
-                group: "karpenter.k8s.aws".to_string(),
-                kind: "EC2NodeClass".to_string(),
-                name: cp_name.clone(),
-            },
+            node_class_ref: class.reference(&cp_name),
             requirements: vec![
                 requirement(INSTANCE_TYPE_LABEL, &claim.instance_type),
                 requirement(ZONE_LABEL, &claim.zone),
@@ -195,13 +191,23 @@ mod tests {
             zone: "us-east-1a".into(),
             vcpu: 2,
         };
-        let nc = node_claim(&cp(), &claim);
+        let nc = node_claim(&cp(), &claim, &NodeClassChoice::Ec2PerProvider);
         assert_eq!(nc.requirement(INSTANCE_TYPE_LABEL), Some("c7g.large"));
         assert_eq!(nc.requirement(ZONE_LABEL), Some("us-east-1a"));
         assert_eq!(nc.requirement(CAPACITY_TYPE_LABEL), Some("on-demand"));
         assert_eq!(nc.requirement(ARCH_LABEL), Some("arm64"));
         assert_eq!(nc.spec.expire_after.as_deref(), Some("Never"));
-        assert_eq!(nc.labels()[NODE_CLASS_LABEL], "prod");
+        assert_eq!(nc.labels()[crate::karpenter::NODE_CLASS_LABEL], "prod");
+        assert_eq!(nc.spec.node_class_ref.kind, "EC2NodeClass");
         assert_eq!(nc.spec.taints[0].key, CAPACITY_PROVIDER_LABEL);
+        let kwok = NodeClassChoice::Shared {
+            group: "karpenter.kwok.sh".into(),
+            kind: "KWOKNodeClass".into(),
+            name: "default".into(),
+            zones: vec!["us-east-1a".into()],
+        };
+        let nc = node_claim(&cp(), &claim, &kwok);
+        assert_eq!(nc.labels()["karpenter.kwok.sh/kwoknodeclass"], "default");
+        assert_eq!(nc.spec.node_class_ref.name, "default");
     }
 }
