@@ -143,10 +143,7 @@ pub fn args(instance_types: &Path) -> Vec<String> {
 /// Its environment: the kubeconfig (controller-runtime reads `KUBECONFIG`; Karpenter's own flag
 /// set has no `--kubeconfig`).
 pub fn env(kubeconfig: &Path) -> Vec<(String, String)> {
-    vec![(
-        "KUBECONFIG".to_string(),
-        kubeconfig.display().to_string(),
-    )]
+    vec![("KUBECONFIG".to_string(), kubeconfig.display().to_string())]
 }
 
 /// Karpenter answers its readiness probe.
@@ -202,7 +199,10 @@ mod tests {
             .map(|o| o["Requirements"][1]["values"][0].as_str().expect("zone"))
             .collect();
         assert_eq!(zones, ["us-east-1a", "us-east-1c"]);
-        let price = catalog.get("c7g.large").expect("in the catalog").price_per_hour;
+        let price = catalog
+            .get("c7g.large")
+            .expect("in the catalog")
+            .price_per_hour;
         assert_eq!(c7g["offerings"][0]["Price"], price);
     }
 

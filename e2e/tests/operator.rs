@@ -16,8 +16,8 @@ use lmi_e2e::cluster::KWOK_READY_DELAY_ENV;
 use lmi_e2e::error::Result;
 use lmi_e2e::harness::{TestEnv, eventually, with_namespace};
 use lmi_e2e::operator_harness::{
-    TestUtilization, claims_of, create, ees_of, exclusive, force_remove, patch_spec, pod_ready,
-    local_node_class, prepare, start_operator, start_operator_with, tear_down, test_settings,
+    TestUtilization, claims_of, create, ees_of, exclusive, force_remove, local_node_class,
+    patch_spec, pod_ready, prepare, start_operator, start_operator_with, tear_down, test_settings,
     version_state,
 };
 use lmi_operator::karpenter::NodeClaim;

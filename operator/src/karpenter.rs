@@ -50,9 +50,7 @@ impl NodeClassChoice {
             [group, kind] if (*group, *kind) == EC2_NODE_CLASS => {
                 Ok(NodeClassChoice::Ec2PerProvider)
             }
-            [group, kind, name]
-                if !group.is_empty() && !kind.is_empty() && !name.is_empty() =>
-            {
+            [group, kind, name] if !group.is_empty() && !kind.is_empty() && !name.is_empty() => {
                 if zones.is_empty() {
                     return Err(format!(
                         "--node-class {value} needs --zones: the zones its instance offerings cover (e.g. us-east-1a,us-east-1b)"
@@ -248,7 +246,10 @@ mod tests {
         assert_eq!(kwok.reference("prod").name, "default");
         assert_eq!(
             kwok.label("prod"),
-            ("karpenter.kwok.sh/kwoknodeclass".to_string(), "default".to_string())
+            (
+                "karpenter.kwok.sh/kwoknodeclass".to_string(),
+                "default".to_string()
+            )
         );
         assert_eq!(
             NodeClassChoice::Ec2PerProvider.label("prod"),

@@ -44,12 +44,44 @@ fn wants_more_room(plan: &CapacityPlan) -> bool {
     !plan.create_claims.is_empty() || plan.versions.values().any(|v| v.unplaced > 0)
 }
 
+/// CPU millicores and MiB of memory of the EEs that find no room, per zone.
+type Unmet = BTreeMap<String, (i64, i64)>;
+
 /// The plan with the nodes in `leaving` (being consolidated) taking no new EEs, and the room
 /// left on every node afterwards.
+///
+/// In Karpenter mode launches are planned jointly: a survey pass places every version's EEs
+/// without launching and sums, per zone, what finds no room; the real pass then sizes each
+/// zone's launches for all of that, not for one version's EEs. A GitOps sync creating many
+/// functions at once thus gets a few larger instances (cheaper per EE) rather than one small
+/// instance per version and zone, which consolidation would later have to undo.
 fn plan_with(
     snapshot: &Snapshot,
     catalog: &Catalog,
     leaving: &BTreeSet<String>,
+) -> (CapacityPlan, Vec<Slot>) {
+    let mut unmet = Unmet::new();
+    if matches!(snapshot.provisioner, Provisioner::Karpenter { .. }) {
+        plan_pass(snapshot, catalog, leaving, Pass::Survey, &mut unmet);
+    }
+    plan_pass(snapshot, catalog, leaving, Pass::Launch, &mut unmet)
+}
+
+/// What a planning pass does with an EE that finds no room in Karpenter mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Records it in the zone's unmet demand; launches nothing.
+    Survey,
+    /// Launches for it, sized for the zone's unmet demand still uncovered.
+    Launch,
+}
+
+fn plan_pass(
+    snapshot: &Snapshot,
+    catalog: &Catalog,
+    leaving: &BTreeSet<String>,
+    pass: Pass,
+    unmet: &mut Unmet,
 ) -> (CapacityPlan, Vec<Slot>) {
     let mut plan = CapacityPlan::default();
     let mut slots = build_slots(snapshot, catalog);
@@ -90,6 +122,7 @@ fn plan_with(
             &mut vcpu_allocated,
             &mut claim_names,
             &mut plan,
+            (pass, &mut *unmet),
         );
         plan.versions.insert(version.key.clone(), outcome);
     }
@@ -177,6 +210,7 @@ fn plan_version(
     vcpu_allocated: &mut u32,
     claim_names: &mut BTreeSet<String>,
     plan: &mut CapacityPlan,
+    (pass, unmet): (Pass, &mut Unmet),
 ) -> VersionPlan {
     let mut outcome = VersionPlan::default();
     let mine: Vec<_> = snapshot
@@ -274,12 +308,24 @@ fn plan_version(
                 ..
             } = &snapshot.provisioner
             {
-                let wanted = slots_wanted(
-                    outcome.desired,
-                    before,
-                    zone_counts.len(),
-                    zone_counts.get(&preferred).copied().unwrap_or(0),
-                );
+                if pass == Pass::Survey {
+                    let demand = unmet.entry(preferred.clone()).or_default();
+                    demand.0 += cpu;
+                    demand.1 += memory;
+                    outcome.unplaced += 1;
+                    *zone_counts.entry(preferred).or_default() += 1;
+                    continue;
+                }
+                let zones = zone_counts.len();
+                let in_zone = zone_counts.get(&preferred).copied().unwrap_or(0);
+                let waiting_in_zone = unmet
+                    .get(&preferred)
+                    .map_or(0, |&(c, m)| ees_worth(c, m, cpu, memory));
+                // The zone's EEs waiting for room (this version's among them), or this
+                // version's own share if larger, plus room for its next scale-up.
+                let wanted = zone_waiting(outcome.desired, zones, in_zone)
+                    .max(waiting_in_zone)
+                    .saturating_add(headroom(before, zones));
                 match launch(
                     snapshot,
                     catalog,
@@ -294,6 +340,12 @@ fn plan_version(
                     Ok(claim) => {
                         let t = catalog.get(&claim.instance_type);
                         let (free_cpu, free_memory) = t.map_or((0, 0), |t| t.allocatable());
+                        // What this instance will hold is no longer waiting in its zone.
+                        if let Some(demand) = unmet.get_mut(&claim.zone) {
+                            demand.0 = (demand.0 - i64::from(free_cpu)).max(0);
+                            demand.1 =
+                                (demand.1 - i64::try_from(free_memory).unwrap_or(i64::MAX)).max(0);
+                        }
                         slots.push(Slot {
                             name: claim.name.clone(),
                             zone: claim.zone.clone(),
@@ -444,16 +496,33 @@ fn remove_surplus<'a>(
 /// leave room idle when the load turns, which only consolidation gets back.
 const HEADROOM_SHARE: f64 = 0.5;
 
-/// The EE slots a launch in a zone is sized for: the EEs that will wait for it (the zone's share
-/// of the `desired` EEs, less the `in_zone` it has), plus room for the next scale-up (a share of
-/// the zone's part of the `before` EEs the version had).
-fn slots_wanted(desired: u32, before: u32, zones: usize, in_zone: u32) -> u32 {
+// The EE slots a launch in a zone is sized for: the EEs that will wait for it ([`zone_waiting`],
+// or all the versions' EEs waiting in the zone when more), plus room for the version's next
+// scale-up ([`headroom`]).
+
+/// The EEs of a version that will wait for a launch in a zone: the zone's share of its
+/// `desired` EEs, less the `in_zone` it has (at least the one being placed).
+fn zone_waiting(desired: u32, zones: usize, in_zone: u32) -> u32 {
     let zones = u32::try_from(zones.max(1)).unwrap_or(u32::MAX);
-    let waiting = desired.div_ceil(zones).saturating_sub(in_zone).max(1);
+    desired.div_ceil(zones).saturating_sub(in_zone).max(1)
+}
+
+/// Room for a version's next scale-up in a zone: a share of the zone's part of the `before` EEs
+/// the version had.
+fn headroom(before: u32, zones: usize) -> u32 {
+    let zones = u32::try_from(zones.max(1)).unwrap_or(u32::MAX);
     // A share of a count of EEs: small, non-negative, and rounded up to whole slots.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let headroom = (f64::from(before.div_ceil(zones)) * HEADROOM_SHARE).ceil() as u32;
-    waiting.saturating_add(headroom)
+    let share = (f64::from(before.div_ceil(zones)) * HEADROOM_SHARE).ceil() as u32;
+    share
+}
+
+/// How many EEs of `cpu` millicores and `memory` MiB a demand of `demand_cpu` and
+/// `demand_memory` is worth (EEs of other versions may have other sizes), rounded up.
+fn ees_worth(demand_cpu: i64, demand_memory: i64, cpu: i64, memory: i64) -> u32 {
+    // Non-negative, so unsigned division rounds up as wanted.
+    let ceil = |a: i64, b: i64| a.max(0).unsigned_abs().div_ceil(b.max(1).unsigned_abs());
+    u32::try_from(ceil(demand_cpu, cpu).max(ceil(demand_memory, memory))).unwrap_or(u32::MAX)
 }
 
 /// Price per hour of the slots of `candidate` that `wanted` EEs would use: an instance is

@@ -507,7 +507,10 @@ fn launches_choose_the_type_cheapest_per_slot_the_ees_will_use() {
 
 #[test]
 fn launch_sizing_counts_waiting_ees_and_room_for_the_next_scale_up() {
-    use super::{price_per_used_slot, slots_wanted};
+    use super::{headroom, price_per_used_slot, zone_waiting};
+    let slots_wanted = |desired, before, zones, in_zone| {
+        zone_waiting(desired, zones, in_zone) + headroom(before, zones)
+    };
     // Min 3 on a fresh provider: one EE per zone, no room beyond it.
     assert_eq!(slots_wanted(3, 0, 3, 0), 1);
     // 30 to 45 EEs: 15 per zone wanted, 10 there, and room for half of those 10.
@@ -814,4 +817,57 @@ fn scale_down_keeps_the_zones_even() {
         })
         .count();
     assert_eq!(from_a, 3, "the emptiest instances are alone in their zones");
+}
+
+/// A GitOps sync: eight functions of min 3 created at once on a fresh provider. Launches are
+/// sized for every EE waiting in a zone, not one version's: per zone one `c7g.2xlarge` (six EEs)
+/// and small ones for the rest, instead of eight `c7g.large`.
+#[test]
+fn many_functions_at_once_share_launches_sized_for_the_whole_zone() {
+    let versions: Vec<VersionView> = (0..8)
+        .map(|i| version(&format!("ns/f{i}-v1"), 3, None))
+        .collect();
+    let s = snapshot(karpenter(400, &["c7g.*"]), versions);
+    let plan = plan_capacity(&s, Catalog::builtin());
+    let catalog = Catalog::builtin();
+    let cost = |claims: &[crate::plan::NewClaim]| -> f64 {
+        claims
+            .iter()
+            .map(|c| catalog.get(&c.instance_type).unwrap().price_per_hour)
+            .sum()
+    };
+    for zone in ZONES {
+        let mut types: Vec<&str> = plan
+            .create_claims
+            .iter()
+            .filter(|c| c.zone == zone)
+            .map(|c| c.instance_type.as_str())
+            .collect();
+        types.sort();
+        assert_eq!(types[0], "c7g.2xlarge", "zone {zone}: {types:?}");
+        let slots: u32 = types
+            .iter()
+            .map(|t| catalog.get(t).unwrap().ees_per_instance(&shape_1vcpu()))
+            .sum();
+        assert!(slots >= 8, "zone {zone} holds its 8 EEs: {types:?}");
+    }
+    // Every EE waits for one of these launches; none is left without room.
+    for i in 0..8 {
+        let v = &plan.versions[&format!("ns/f{i}-v1")];
+        assert_eq!(v.unplaced, 3);
+        assert_eq!(v.waiting, Some(Waiting::Launching));
+    }
+    // One c7g.large per EE, as sizing for one version at a time gave, costs more.
+    let one_each = 24.0 * catalog.get("c7g.large").unwrap().price_per_hour;
+    let joint = cost(&plan.create_claims);
+    assert!(
+        joint < one_each * 0.8,
+        "joint {joint:.3}/h against {one_each:.3}/h"
+    );
+    // Once the instances are up, the next plan places every EE and launches nothing more.
+    let mut s = s;
+    launch_all(&mut s, &plan.create_claims);
+    let next = plan_capacity(&s, Catalog::builtin());
+    assert!(next.create_claims.is_empty());
+    assert_eq!(next.create_ees.len(), 24);
 }

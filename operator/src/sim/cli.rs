@@ -16,7 +16,7 @@ pub const HELP: &str = "lmi-sim: simulate the LMI autoscaler on a capacity provi
 
 usage: lmi-sim [flags]
 
-  --profile NAME|FILE.csv   steady, ramp, spike, diurnal, noisy-neighbour, all [all]; or a CSV of
+  --profile NAME|FILE.csv   steady, ramp, spike, diurnal, noisy-neighbour, many-at-once, all [all]; or a CSV of
                             seconds,rate[,rate...] lines (one rate column per function)
   --function FILE.yaml      a Function manifest (repeat for several functions) [python, 1 vCPU, min 3]
   --capacity-provider FILE  a CapacityProvider manifest (Karpenter mode) [arm64 c7g/c8g, 3 zones, 400 vCPU]

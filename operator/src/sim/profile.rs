@@ -61,7 +61,17 @@ fn interpolate(points: &[(f64, f64)], t: f64) -> f64 {
 }
 
 /// Names of the built-in profiles.
-pub const BUILTIN: [&str; 5] = ["steady", "ramp", "spike", "diurnal", "noisy-neighbour"];
+pub const BUILTIN: [&str; 6] = [
+    "steady",
+    "ramp",
+    "spike",
+    "diurnal",
+    "noisy-neighbour",
+    "many-at-once",
+];
+
+/// Functions of the `many-at-once` profile.
+const MANY: usize = 8;
 
 /// A built-in profile scaled to `base` invocations per second.
 ///
@@ -73,6 +83,9 @@ pub const BUILTIN: [&str; 5] = ["steady", "ramp", "spike", "diurnal", "noisy-nei
 /// - `diurnal`: two compressed days of 2 hours each between `base` and `10 x base`.
 /// - `noisy-neighbour`: function A steady at `4 x base`; function B on the same capacity provider
 ///   steady at `base`, then ten-fold within 10 s for 10 minutes, twice.
+/// - `many-at-once`: eight functions created together on one capacity provider (a GitOps sync),
+///   each steady at `base / 8` for 30 minutes: they stay at their minimum EEs, so the cost is
+///   how well the first launches pack them.
 pub fn builtin(name: &str, base: f64) -> Option<Profile> {
     let minutes = |m: f64| m * 60.0;
     let (duration, functions) = match name {
@@ -105,6 +118,10 @@ pub fn builtin(name: &str, base: f64) -> Option<Profile> {
                     .concat(),
                 ),
             ],
+        ),
+        "many-at-once" => (
+            minutes(30.0),
+            vec![Curve::Constant(base / MANY as f64); MANY],
         ),
         _ => return None,
     };
@@ -216,6 +233,7 @@ mod tests {
             builtin("noisy-neighbour", 1.0).expect("b").functions.len(),
             2
         );
+        assert_eq!(builtin("many-at-once", 1.0).expect("b").functions.len(), 8);
     }
 
     #[test]
