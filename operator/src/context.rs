@@ -6,8 +6,12 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Resource, ResourceExt};
 use lmi_crds::invoke_token::InvokeKey;
 
+use std::collections::BTreeMap;
+
 use crate::autoscale::version_scaling::ScalingTable;
 use crate::metrics::Metrics;
+use crate::plan::capacity_plan::FailedLaunch;
+use crate::plan::snapshot::UnavailableOfferings;
 use crate::settings::Settings;
 use crate::stores::Stores;
 
@@ -24,6 +28,9 @@ pub struct Context {
     pub settings: Settings,
     /// The cluster's invoke key: functions' tokens and EE pods' drain tokens derive from it.
     pub invoke_key: InvokeKey,
+    /// Offerings (instance type, zone) that failed to launch, shared by every provider (a cloud
+    /// short of a type in a zone is short of it for all): until when they are avoided, and why.
+    unavailable: std::sync::Mutex<BTreeMap<(String, String), (i64, String)>>,
 }
 
 impl Context {
@@ -47,7 +54,33 @@ impl Context {
             recorder,
             settings,
             invoke_key,
+            unavailable: Default::default(),
         }
+    }
+
+    /// Remembers that `failed` did not launch: its offering is avoided until `now` plus the
+    /// setting's time.
+    pub fn remember_failed_launch(&self, failed: &FailedLaunch, now: i64) {
+        let until =
+            now + i64::try_from(self.settings.unavailable_for.as_secs()).unwrap_or(i64::MAX / 2);
+        if let Ok(mut unavailable) = self.unavailable.lock() {
+            unavailable.insert(
+                (failed.instance_type.clone(), failed.zone.clone()),
+                (until, failed.message.clone()),
+            );
+        }
+    }
+
+    /// The offerings still avoided at `now` (the expired ones are forgotten).
+    pub fn unavailable_offerings(&self, now: i64) -> UnavailableOfferings {
+        let Ok(mut unavailable) = self.unavailable.lock() else {
+            return UnavailableOfferings::new();
+        };
+        unavailable.retain(|_, (until, _)| *until > now);
+        unavailable
+            .iter()
+            .map(|(offering, (_, why))| (offering.clone(), why.clone()))
+            .collect()
     }
 
     /// Publishes an Event on `object`; a failure to record is logged, never fatal.

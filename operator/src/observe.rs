@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 use lmi_crds::capacity_provider::ProvisioningMode;
 use lmi_crds::common::CAPACITY_PROVIDER_LABEL;
@@ -11,10 +12,10 @@ use lmi_crds::rules::{EeShape, RuleError, init_timeout_seconds};
 use lmi_crds::{CapacityProvider, FunctionVersion};
 
 use crate::autoscale::version_scaling::VersionScaling;
-use crate::karpenter::{INSTANCE_TYPE_LABEL, NodeClassChoice, ZONE_LABEL};
+use crate::karpenter::{INSTANCE_TYPE_LABEL, NodeClaim, NodeClassChoice, ZONE_LABEL};
 use crate::object_key::{key, key_of};
 use crate::plan::consolidation_times::ConsolidationTimes;
-use crate::plan::snapshot::InitFailure;
+use crate::plan::snapshot::{InitFailure, UnavailableOfferings};
 use crate::plan::{ClaimView, EeView, NodeView, Provisioner, Snapshot, VersionView};
 use crate::quantity;
 use crate::stores::Stores;
@@ -100,15 +101,27 @@ fn namespace_rule(
     }
 }
 
-/// What the planner needs of one provider. `node_class` says where its zones come from.
+/// The operator's settings and memory an observation carries into the snapshot.
+#[derive(Debug, Clone)]
+pub struct ObserveOptions<'a> {
+    /// Where the zones come from.
+    pub node_class: &'a NodeClassChoice,
+    /// How long an empty NodeClaim is kept.
+    pub cooldown_seconds: i64,
+    pub consolidation: ConsolidationTimes,
+    /// How long Karpenter may take to launch a NodeClaim.
+    pub launch_timeout_seconds: i64,
+    /// Offerings that failed to launch recently.
+    pub unavailable: UnavailableOfferings,
+}
+
+/// What the planner needs of one provider.
 pub fn observe(
     cp: &CapacityProvider,
     stores: &Stores,
-    node_class: &NodeClassChoice,
     scaling: &BTreeMap<String, VersionScaling>,
     now: i64,
-    cooldown_seconds: i64,
-    consolidation: ConsolidationTimes,
+    options: &ObserveOptions<'_>,
 ) -> Observed {
     let cp_name = cp.name_any();
     let karpenter = cp.spec.provisioning.mode == ProvisioningMode::Karpenter;
@@ -157,6 +170,8 @@ pub fn observe(
                     .and_then(|v| v.parse().ok()),
                 created_at: created_at(&c.metadata),
                 deleting: c.metadata.deletion_timestamp.is_some(),
+                launched: launched(c),
+                launch_message: launch_message(c),
             })
             .collect()
     } else {
@@ -164,7 +179,7 @@ pub fn observe(
     };
 
     let (zones, zones_known) = if karpenter {
-        let mut zones: Vec<String> = match node_class {
+        let mut zones: Vec<String> = match options.node_class {
             NodeClassChoice::Ec2PerProvider => stores
                 .node_classes
                 .as_ref()
@@ -245,13 +260,40 @@ pub fn observe(
             ees,
             versions: version_views,
             now,
-            empty_claim_cooldown_seconds: cooldown_seconds,
-            consolidation,
+            empty_claim_cooldown_seconds: options.cooldown_seconds,
+            consolidation: options.consolidation,
+            launch_timeout_seconds: options.launch_timeout_seconds,
+            unavailable: options.unavailable.clone(),
         },
         versions,
         invalid,
         zones_known,
     }
+}
+
+/// Karpenter's `Launched` condition of a NodeClaim.
+fn launched_condition(claim: &NodeClaim) -> Option<&Condition> {
+    claim
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Launched")
+}
+
+/// Whether Karpenter launched the claim's instance.
+fn launched(claim: &NodeClaim) -> bool {
+    launched_condition(claim).is_some_and(|c| c.status == "True")
+}
+
+/// What Karpenter said of a launch not done: `Reason: message`.
+fn launch_message(claim: &NodeClaim) -> Option<String> {
+    launched_condition(claim)
+        .filter(|c| c.status != "True")
+        .map(|c| match c.message.trim() {
+            "" => c.reason.clone(),
+            message => format!("{}: {message}", c.reason),
+        })
 }
 
 fn node_view(node: &Node) -> NodeView {

@@ -17,6 +17,11 @@ pub struct Settings {
     pub lease: Option<(String, String)>,
     /// How long a NodeClaim may hold no EE before it is deleted.
     pub empty_claim_cooldown: Duration,
+    /// How long Karpenter may take to launch a NodeClaim before the operator gives it up and
+    /// avoids its instance type in its zone for [`Settings::unavailable_for`].
+    pub launch_timeout: Duration,
+    /// How long an offering that failed to launch is avoided.
+    pub unavailable_for: Duration,
     /// How often every capacity provider is planned again without a change.
     pub resync: Duration,
     /// Cluster name, for the security group of instances when a provider names none.
@@ -60,6 +65,8 @@ flags (or environment variables):
   --lease-namespace NS                    LMI_LEASE_NAMESPACE             [POD_NAMESPACE or default]
   --no-leader-election                    LMI_NO_LEADER_ELECTION=1        run as the only replica
   --empty-claim-cooldown-seconds N        LMI_EMPTY_CLAIM_COOLDOWN        keep an empty NodeClaim this long [300]
+  --launch-timeout-seconds N              LMI_LAUNCH_TIMEOUT              give up a NodeClaim not launched after this [60]
+  --unavailable-seconds N                 LMI_UNAVAILABLE_SECONDS         avoid a type in a zone this long after a failed launch [180]
   --resync-seconds N                      LMI_RESYNC_SECONDS              plan every provider at least this often [30]
   --cluster-name NAME                     LMI_CLUSTER_NAME                for instance security groups [lmi]
   --ami-alias ALIAS                       LMI_AMI_ALIAS                   Karpenter AMI alias [al2023@latest]
@@ -161,6 +168,14 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Se
             "empty-claim-cooldown-seconds",
             "LMI_EMPTY_CLAIM_COOLDOWN",
             300,
+        )?),
+        launch_timeout: Duration::from_secs(
+            number("launch-timeout-seconds", "LMI_LAUNCH_TIMEOUT", 60)?.max(1),
+        ),
+        unavailable_for: Duration::from_secs(number(
+            "unavailable-seconds",
+            "LMI_UNAVAILABLE_SECONDS",
+            180,
         )?),
         resync: Duration::from_secs(number("resync-seconds", "LMI_RESYNC_SECONDS", 30)?.max(1)),
         cluster_name: get("cluster-name", "LMI_CLUSTER_NAME").unwrap_or_else(|| "lmi".to_string()),

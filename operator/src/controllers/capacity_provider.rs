@@ -26,7 +26,8 @@ use crate::error::{Error, Result};
 use crate::karpenter::{EC2NodeClass, NodeClaim, NodeClassChoice};
 use crate::object_key::key_of;
 use crate::observe::{
-    CONSOLIDATING_SINCE_ANNOTATION, EMPTY_SINCE_ANNOTATION, Observed, attached_versions, observe,
+    CONSOLIDATING_SINCE_ANNOTATION, EMPTY_SINCE_ANNOTATION, ObserveOptions, Observed,
+    attached_versions, observe,
 };
 use crate::plan::capacity_plan::VersionPlan;
 use crate::plan::ee_pod::ee_pod;
@@ -117,15 +118,16 @@ async fn apply(cp: &CapacityProvider, ctx: &Context) -> Result<Action> {
     }
     let cooldown = i64::try_from(ctx.settings.empty_claim_cooldown.as_secs()).unwrap_or(i64::MAX);
     let scaling = ctx.scaling.lock().map(|t| t.clone()).unwrap_or_default();
-    let observed = observe(
-        cp,
-        &ctx.stores,
-        &ctx.settings.node_class,
-        &scaling,
-        now(),
-        cooldown,
-        ctx.settings.consolidation,
-    );
+    let now = now();
+    let options = ObserveOptions {
+        node_class: &ctx.settings.node_class,
+        cooldown_seconds: cooldown,
+        consolidation: ctx.settings.consolidation,
+        launch_timeout_seconds: i64::try_from(ctx.settings.launch_timeout.as_secs())
+            .unwrap_or(i64::MAX),
+        unavailable: ctx.unavailable_offerings(now),
+    };
+    let observed = observe(cp, &ctx.stores, &scaling, now, &options);
     let plan = plan_capacity(&observed.snapshot, Catalog::builtin());
     apply_plan(cp, ctx, &observed, &plan).await?;
     write_version_statuses(ctx, &observed, &plan, &scaling).await?;
@@ -169,6 +171,28 @@ async fn apply_plan(
     plan: &CapacityPlan,
 ) -> Result<()> {
     let claims: Api<NodeClaim> = Api::all(ctx.client.clone());
+    // Remembered before anything else: should this apply fail half-way, the next plan still
+    // avoids the offering.
+    for failed in &plan.failed_launches {
+        ctx.remember_failed_launch(failed, observed.snapshot.now);
+        tracing::warn!(capacity_provider = %cp.name_any(), claim = %failed.claim, instance_type = %failed.instance_type, zone = %failed.zone, message = %failed.message, "instance failed to launch");
+        ctx.event(
+            cp,
+            true,
+            "InstanceLaunchFailed",
+            format!(
+                "NodeClaim {} ({} in {}) {}; it is removed and {} in {} avoided for {} s",
+                failed.claim,
+                failed.instance_type,
+                failed.zone,
+                failed.message,
+                failed.instance_type,
+                failed.zone,
+                ctx.settings.unavailable_for.as_secs()
+            ),
+        )
+        .await;
+    }
     for claim in &plan.create_claims {
         ignore_conflict(
             claims
@@ -472,6 +496,35 @@ async fn write_status(
         CapacityProviderState::Pending
     };
     conditions.retain(|c| c.type_ != "DeletionBlocked");
+    // Offerings that failed to launch and are avoided now (this plan's failures included).
+    let mut failed: Vec<String> = observed
+        .snapshot
+        .unavailable
+        .iter()
+        .map(|((t, z), why)| format!("{t} in {z}: {why}"))
+        .chain(
+            plan.failed_launches
+                .iter()
+                .map(|f| format!("{} in {}: {}", f.instance_type, f.zone, f.message)),
+        )
+        .collect();
+    failed.sort();
+    failed.dedup();
+    if failed.is_empty() {
+        conditions.retain(|c| c.type_ != "InstanceLaunchFailed");
+    } else {
+        conditions::set(
+            &mut conditions,
+            "InstanceLaunchFailed",
+            true,
+            "InstanceLaunchFailed",
+            format!(
+                "launching other instance types or zones instead of: {}",
+                failed.join("; ")
+            ),
+            generation,
+        );
+    }
     let mut attached: Vec<String> = observed
         .versions
         .values()

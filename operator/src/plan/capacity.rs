@@ -9,11 +9,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use lmi_crds::catalog::Catalog;
 
-use super::capacity_plan::{CapacityPlan, ClaimMark, EeRef, NewClaim, NewEe, VersionPlan, Waiting};
+use super::capacity_plan::{
+    CapacityPlan, ClaimMark, EeRef, FailedLaunch, NewClaim, NewEe, VersionPlan, Waiting,
+};
 use super::consolidation;
 use super::fresh_names::{fresh_claim_name, fresh_ee_names};
 use super::room::{Slot, best_slot, resources};
-use super::snapshot::{EeView, Provisioner, Snapshot, VersionView};
+use super::snapshot::{EeView, Provisioner, Snapshot, UnavailableOfferings, VersionView};
 
 /// Plans one capacity provider.
 ///
@@ -84,7 +86,15 @@ fn plan_pass(
     unmet: &mut Unmet,
 ) -> (CapacityPlan, Vec<Slot>) {
     let mut plan = CapacityPlan::default();
-    let mut slots = build_slots(snapshot, catalog);
+    // Claims that failed to launch hold no room and count for nothing: they go, and their
+    // offerings are avoided with the ones that failed before.
+    let failed = failed_launches(snapshot);
+    let failed_names: BTreeSet<&str> = failed.iter().map(|f| f.claim.as_str()).collect();
+    let mut unavailable = snapshot.unavailable.clone();
+    for f in &failed {
+        unavailable.insert((f.instance_type.clone(), f.zone.clone()), f.message.clone());
+    }
+    let mut slots = build_slots(snapshot, catalog, &failed_names);
     slots.retain(|s| !leaving.contains(&s.name));
     let mut ees_per_node: BTreeMap<&str, u32> = BTreeMap::new();
     for ee in snapshot.ees.iter().filter(|e| !e.finished) {
@@ -96,7 +106,7 @@ fn plan_pass(
         Provisioner::Karpenter { .. } => snapshot
             .claims
             .iter()
-            .filter(|c| !c.deleting)
+            .filter(|c| !c.deleting && !failed_names.contains(c.name.as_str()))
             .filter_map(|c| catalog.get(&c.instance_type))
             .map(|t| t.vcpu)
             .sum(),
@@ -123,11 +133,15 @@ fn plan_pass(
             &mut claim_names,
             &mut plan,
             (pass, &mut *unmet),
+            &unavailable,
         );
         plan.versions.insert(version.key.clone(), outcome);
     }
 
-    plan_claim_cleanup(snapshot, &slots, &ees_per_node, &mut plan);
+    plan_claim_cleanup(snapshot, &slots, &ees_per_node, &failed_names, &mut plan);
+    plan.delete_claims
+        .extend(failed.iter().map(|f| f.claim.clone()));
+    plan.failed_launches = failed;
     plan.vcpu_allocated = vcpu_allocated;
     plan.instance_count = match &snapshot.provisioner {
         Provisioner::Karpenter { .. } => {
@@ -142,8 +156,34 @@ fn plan_pass(
     (plan, slots)
 }
 
-/// Room on every schedulable node, and on every NodeClaim whose node is not up yet.
-fn build_slots(snapshot: &Snapshot, catalog: &Catalog) -> Vec<Slot> {
+/// The NodeClaims Karpenter has not launched within the launch timeout.
+fn failed_launches(snapshot: &Snapshot) -> Vec<FailedLaunch> {
+    snapshot
+        .claims
+        .iter()
+        .filter(|c| !c.deleting && !c.launched)
+        .filter(|c| {
+            c.created_at
+                .is_some_and(|t| snapshot.now - t >= snapshot.launch_timeout_seconds)
+        })
+        .map(|c| FailedLaunch {
+            claim: c.name.clone(),
+            instance_type: c.instance_type.clone(),
+            zone: c.zone.clone(),
+            message: format!(
+                "not launched {} s after its NodeClaim was created ({})",
+                snapshot.launch_timeout_seconds,
+                c.launch_message
+                    .as_deref()
+                    .unwrap_or("Karpenter reported nothing")
+            ),
+        })
+        .collect()
+}
+
+/// Room on every schedulable node, and on every NodeClaim whose node is not up yet (but those
+/// in `failed`).
+fn build_slots(snapshot: &Snapshot, catalog: &Catalog, failed: &BTreeSet<&str>) -> Vec<Slot> {
     let mut slots: Vec<Slot> = snapshot
         .nodes
         .iter()
@@ -175,7 +215,11 @@ fn build_slots(snapshot: &Snapshot, catalog: &Catalog) -> Vec<Slot> {
             .filter(|n| n.schedulable)
             .map(|n| n.name.as_str())
             .collect();
-        for claim in snapshot.claims.iter().filter(|c| !c.deleting) {
+        for claim in snapshot
+            .claims
+            .iter()
+            .filter(|c| !c.deleting && !failed.contains(c.name.as_str()))
+        {
             let up = claim
                 .node_name
                 .as_deref()
@@ -211,6 +255,7 @@ fn plan_version(
     claim_names: &mut BTreeSet<String>,
     plan: &mut CapacityPlan,
     (pass, unmet): (Pass, &mut Unmet),
+    unavailable: &UnavailableOfferings,
 ) -> VersionPlan {
     let mut outcome = VersionPlan::default();
     let mine: Vec<_> = snapshot
@@ -326,18 +371,26 @@ fn plan_version(
                 let wanted = zone_waiting(outcome.desired, zones, in_zone)
                     .max(waiting_in_zone)
                     .saturating_add(headroom(before, zones));
+                let zones_in_order: Vec<&str> = order.iter().map(|(_, z)| z.as_str()).collect();
+                let offer = Offer {
+                    requirements,
+                    max_vcpu: *max_vcpu,
+                    zones: &zones_in_order,
+                    unavailable,
+                };
                 match launch(
                     snapshot,
                     catalog,
                     version,
-                    requirements,
-                    *max_vcpu,
-                    &preferred,
+                    &offer,
                     wanted,
                     vcpu_allocated,
                     claim_names,
                 ) {
-                    Ok(claim) => {
+                    Ok((claim, avoided)) => {
+                        if let Some(why) = avoided {
+                            outcome.waiting = Some(Waiting::LaunchFailed(why));
+                        }
                         let t = catalog.get(&claim.instance_type);
                         let (free_cpu, free_memory) = t.map_or((0, 0), |t| t.allocatable());
                         // What this instance will hold is no longer waiting in its zone.
@@ -532,42 +585,93 @@ fn price_per_used_slot(candidate: &lmi_crds::catalog::Candidate<'_>, wanted: u32
     candidate.instance_type.price_per_hour / f64::from(used)
 }
 
-/// Chooses the instance type for `wanted` EE slots of `version` in `zone`: the cheapest per slot
-/// those EEs would use (smaller types win ties: less idle room), within the vCPU ceiling.
-#[allow(clippy::too_many_arguments)]
+/// What a launch may choose from.
+struct Offer<'a> {
+    requirements: &'a lmi_crds::capacity_provider::InstanceRequirements,
+    max_vcpu: u32,
+    /// The zones, preferred first.
+    zones: &'a [&'a str],
+    unavailable: &'a UnavailableOfferings,
+}
+
+/// Chooses the instance type for `wanted` EE slots of `version`: the cheapest per slot those EEs
+/// would use (smaller types win ties: less idle room), within the vCPU ceiling, in the first of
+/// the offer's zones where such a type has not failed to launch recently. Says, besides the
+/// claim, which better offering it avoided and why.
 fn launch(
     snapshot: &Snapshot,
     catalog: &Catalog,
     version: &VersionView,
-    requirements: &lmi_crds::capacity_provider::InstanceRequirements,
-    max_vcpu: u32,
-    zone: &str,
+    offer: &Offer<'_>,
     wanted: u32,
     vcpu_allocated: &mut u32,
     claim_names: &mut BTreeSet<String>,
-) -> Result<NewClaim, Waiting> {
+) -> Result<(NewClaim, Option<String>), Waiting> {
     let candidates = catalog
-        .select(requirements, &version.shape)
+        .select(offer.requirements, &version.shape)
         .map_err(|e| Waiting::InsufficientCapacity(e.to_string()))?;
-    let room = max_vcpu.saturating_sub(*vcpu_allocated);
-    let best = candidates
+    let room = offer.max_vcpu.saturating_sub(*vcpu_allocated);
+    let cheaper = |a: &&lmi_crds::catalog::Candidate<'_>, b: &&lmi_crds::catalog::Candidate<'_>| {
+        price_per_used_slot(a, wanted)
+            .total_cmp(&price_per_used_slot(b, wanted))
+            .then(a.instance_type.vcpu.cmp(&b.instance_type.vcpu))
+    };
+    let fitting: Vec<_> = candidates
         .iter()
         .filter(|c| c.instance_type.vcpu <= room)
-        .min_by(|a, b| {
-            price_per_used_slot(a, wanted)
-                .total_cmp(&price_per_used_slot(b, wanted))
-                .then(a.instance_type.vcpu.cmp(&b.instance_type.vcpu))
-        })
-        .ok_or(Waiting::VcpuLimitExceeded { limit: max_vcpu })?;
+        .collect();
+    let best = fitting
+        .iter()
+        .copied()
+        .min_by(cheaper)
+        .ok_or(Waiting::VcpuLimitExceeded {
+            limit: offer.max_vcpu,
+        })?;
+    let offered = |c: &lmi_crds::catalog::Candidate<'_>, zone: &str| {
+        !offer
+            .unavailable
+            .contains_key(&(c.instance_type.name.clone(), zone.to_string()))
+    };
+    let Some((zone, chosen)) = offer.zones.iter().find_map(|zone| {
+        fitting
+            .iter()
+            .copied()
+            .filter(|c| offered(c, zone))
+            .min_by(cheaper)
+            .map(|c| (*zone, c))
+    }) else {
+        let failed: Vec<String> = offer
+            .unavailable
+            .iter()
+            .map(|((t, z), why)| format!("{t} in {z}: {why}"))
+            .collect();
+        return Err(Waiting::InsufficientCapacity(format!(
+            "no instance type the capacity provider allows can be launched in any of its zones now; failed launches: {}",
+            failed.join("; ")
+        )));
+    };
+    let preferred = offer.zones.first().copied().unwrap_or(zone);
+    let avoided = (!offered(best, preferred)).then(|| {
+        let key = (best.instance_type.name.clone(), preferred.to_string());
+        format!(
+            "{} in {preferred} failed to launch ({}); launching {} in {zone} instead",
+            best.instance_type.name,
+            offer.unavailable.get(&key).map_or("", String::as_str),
+            chosen.instance_type.name
+        )
+    });
     let name = fresh_claim_name(snapshot, zone, claim_names);
     claim_names.insert(name.clone());
-    *vcpu_allocated += best.instance_type.vcpu;
-    Ok(NewClaim {
-        name,
-        instance_type: best.instance_type.name.clone(),
-        zone: zone.to_string(),
-        vcpu: best.instance_type.vcpu,
-    })
+    *vcpu_allocated += chosen.instance_type.vcpu;
+    Ok((
+        NewClaim {
+            name,
+            instance_type: chosen.instance_type.name.clone(),
+            zone: zone.to_string(),
+            vcpu: chosen.instance_type.vcpu,
+        },
+        avoided,
+    ))
 }
 
 /// Marks NodeClaims that hold no EE, and removes them once empty for the cool-down (at once for
@@ -576,9 +680,14 @@ fn plan_claim_cleanup(
     snapshot: &Snapshot,
     slots: &[Slot],
     ees_per_node: &BTreeMap<&str, u32>,
+    failed: &BTreeSet<&str>,
     plan: &mut CapacityPlan,
 ) {
-    for claim in snapshot.claims.iter().filter(|c| !c.deleting) {
+    for claim in snapshot
+        .claims
+        .iter()
+        .filter(|c| !c.deleting && !failed.contains(c.name.as_str()))
+    {
         let on_node = claim
             .node_name
             .as_deref()

@@ -49,6 +49,20 @@ pub enum Waiting {
     InsufficientCapacity(String),
     /// Karpenter has not resolved the subnets' zones yet, so nothing can be launched yet.
     ZonesUnknown,
+    /// Instances are launching for them, of another type or zone than the best one, which
+    /// failed to launch (the message says which and why).
+    LaunchFailed(String),
+}
+
+/// A NodeClaim that Karpenter did not launch within the launch timeout: it is deleted and its
+/// offering avoided for a while.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedLaunch {
+    pub claim: String,
+    pub instance_type: String,
+    pub zone: String,
+    /// Karpenter's reason and message, or that it said nothing.
+    pub message: String,
 }
 
 /// The outcome for one version.
@@ -71,6 +85,8 @@ pub struct CapacityPlan {
     pub delete_ees: Vec<EeRef>,
     pub create_claims: Vec<NewClaim>,
     pub delete_claims: Vec<String>,
+    /// NodeClaims that failed to launch (also in `delete_claims`).
+    pub failed_launches: Vec<FailedLaunch>,
     /// NodeClaims whose empty-since mark changes.
     pub mark_claims: Vec<ClaimMark>,
     /// NodeClaims whose consolidating-since mark changes: set (its EEs move away), or cleared

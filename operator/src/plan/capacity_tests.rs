@@ -59,6 +59,8 @@ fn snapshot(provisioner: Provisioner, versions: Vec<VersionView>) -> Snapshot {
         now: NOW,
         empty_claim_cooldown_seconds: 60,
         consolidation: Default::default(),
+        launch_timeout_seconds: 60,
+        unavailable: Default::default(),
     }
 }
 
@@ -76,6 +78,8 @@ fn launch_all(s: &mut Snapshot, claims: &[crate::plan::NewClaim]) {
             consolidating_since: None,
             created_at: Some(s.now),
             deleting: false,
+            launched: true,
+            launch_message: None,
         });
         s.nodes.push(NodeView {
             name: format!("node-{}", c.name),
@@ -147,6 +151,8 @@ fn replanning_while_instances_launch_launches_nothing_more() {
             consolidating_since: None,
             created_at: Some(s.now),
             deleting: false,
+            launched: true,
+            launch_message: None,
         });
     }
     let second = plan_capacity(&s, Catalog::builtin());
@@ -558,6 +564,8 @@ fn instance(s: &mut Snapshot, name: &str, instance_type: &str, zone: &str) {
         consolidating_since: None,
         created_at: Some(NOW),
         deleting: false,
+        launched: true,
+        launch_message: None,
     });
     s.nodes.push(NodeView {
         name: format!("node-{name}"),
@@ -870,4 +878,89 @@ fn many_functions_at_once_share_launches_sized_for_the_whole_zone() {
     let next = plan_capacity(&s, Catalog::builtin());
     assert!(next.create_claims.is_empty());
     assert_eq!(next.create_ees.len(), 24);
+}
+
+/// Karpenter did not launch a NodeClaim within the launch timeout (no offering, a cloud short of
+/// the type): the claim goes, its offering is avoided, and the EE waiting for it gets another
+/// instance type in its zone, with the reason on the version.
+#[test]
+fn a_claim_not_launched_in_time_is_replaced_by_another_type_or_zone() {
+    let mut s = snapshot(
+        karpenter(400, &["c7g.large", "c7g.xlarge"]),
+        vec![version("ns/hello-v1", 1, None)],
+    );
+    let first = plan_capacity(&s, Catalog::builtin());
+    assert_eq!(first.create_claims.len(), 1);
+    let claim = first.create_claims[0].clone();
+    assert_eq!(claim.instance_type, "c7g.large");
+    s.claims.push(ClaimView {
+        name: claim.name.clone(),
+        instance_type: claim.instance_type.clone(),
+        zone: claim.zone.clone(),
+        node_name: None,
+        empty_since: None,
+        consolidating_since: None,
+        created_at: Some(NOW),
+        deleting: false,
+        launched: false,
+        launch_message: Some("LaunchFailed: no offering".into()),
+    });
+    // Within the timeout the claim is waited for.
+    s.now = NOW + 59;
+    let waiting = plan_capacity(&s, Catalog::builtin());
+    assert!(waiting.create_claims.is_empty() && waiting.delete_claims.is_empty());
+    assert!(waiting.failed_launches.is_empty());
+    // Past it, it is given up and another type launches in the same zone.
+    s.now = NOW + 60;
+    let plan = plan_capacity(&s, Catalog::builtin());
+    assert_eq!(plan.delete_claims, vec![claim.name.clone()]);
+    assert_eq!(plan.failed_launches.len(), 1);
+    assert!(plan.failed_launches[0].message.contains("no offering"));
+    assert_eq!(plan.create_claims.len(), 1);
+    let replacement = &plan.create_claims[0];
+    assert_eq!(replacement.instance_type, "c7g.xlarge");
+    assert_eq!(replacement.zone, claim.zone);
+    assert_ne!(replacement.name, claim.name);
+    match &plan.versions["ns/hello-v1"].waiting {
+        Some(Waiting::LaunchFailed(why)) => {
+            assert!(
+                why.contains("c7g.large") && why.contains("c7g.xlarge"),
+                "{why}"
+            );
+        }
+        other => panic!("waiting {other:?}"),
+    }
+}
+
+/// Offerings that failed before are avoided: with every allowed type unavailable in the
+/// preferred zone the launch goes to the next zone; with none left anywhere the version says so.
+#[test]
+fn unavailable_offerings_move_the_launch_to_another_zone_or_say_none_is_left() {
+    let mut s = snapshot(
+        karpenter(400, &["c7g.large"]),
+        vec![version("ns/hello-v1", 1, None)],
+    );
+    let preferred = plan_capacity(&s, Catalog::builtin()).create_claims[0]
+        .zone
+        .clone();
+    s.unavailable.insert(
+        ("c7g.large".into(), preferred.clone()),
+        "no offering".into(),
+    );
+    let plan = plan_capacity(&s, Catalog::builtin());
+    assert_eq!(plan.create_claims.len(), 1);
+    assert_eq!(plan.create_claims[0].instance_type, "c7g.large");
+    assert_ne!(plan.create_claims[0].zone, preferred);
+    for zone in ZONES {
+        s.unavailable
+            .insert(("c7g.large".into(), zone.into()), "no offering".into());
+    }
+    let plan = plan_capacity(&s, Catalog::builtin());
+    assert!(plan.create_claims.is_empty());
+    match &plan.versions["ns/hello-v1"].waiting {
+        Some(Waiting::InsufficientCapacity(why)) => {
+            assert!(why.contains("c7g.large in us-east-1a"), "{why}");
+        }
+        other => panic!("waiting {other:?}"),
+    }
 }

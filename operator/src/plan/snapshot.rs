@@ -35,7 +35,15 @@ pub struct ClaimView {
     /// Unix seconds it was created; unknown counts as new (never consolidated).
     pub created_at: Option<i64>,
     pub deleting: bool,
+    /// Karpenter launched its instance (condition `Launched=True`).
+    pub launched: bool,
+    /// What Karpenter said of the launch so far (the `Launched` condition's reason and message).
+    pub launch_message: Option<String>,
 }
+
+/// An instance type in a zone that recently failed to launch, with why: the planner avoids it
+/// until the operator forgets it.
+pub type UnavailableOfferings = std::collections::BTreeMap<(String, String), String>;
 
 /// Why an EE failed to initialize (from its containers' state).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,4 +113,8 @@ pub struct Snapshot {
     pub empty_claim_cooldown_seconds: i64,
     /// When consolidation may act (Karpenter mode).
     pub consolidation: ConsolidationTimes,
+    /// A NodeClaim not launched this many seconds after its creation has failed to launch.
+    pub launch_timeout_seconds: i64,
+    /// Offerings (instance type, zone) that failed to launch recently.
+    pub unavailable: UnavailableOfferings,
 }

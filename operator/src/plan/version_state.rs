@@ -95,6 +95,7 @@ fn waiting_reason(plan: &VersionPlan, needed: u32) -> (Option<&'static str>, Str
             "waiting for Karpenter to resolve the capacity provider's subnets and zones"
                 .to_string(),
         ),
+        Some(Waiting::LaunchFailed(why)) => (Some("InstanceLaunchFailed"), why.clone()),
         Some(Waiting::Launching) => (
             None,
             format!(

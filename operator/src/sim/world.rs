@@ -100,6 +100,8 @@ impl World {
                 consolidating_since: c.consolidating_since,
                 created_at: Some(c.launched_at),
                 deleting: false,
+                launched: true,
+                launch_message: None,
             })
             .collect();
         let ees = self
@@ -151,6 +153,10 @@ impl World {
             empty_claim_cooldown_seconds: scenario.params.empty_claim_cooldown_seconds,
             // The operator's defaults: the simulator measures the product as it ships.
             consolidation: Default::default(),
+            // The simulated cloud launches every claim at once (its node comes after the
+            // launch delay), so none fails.
+            launch_timeout_seconds: 60,
+            unavailable: Default::default(),
         }
     }
 
