@@ -39,6 +39,11 @@ pub const NODE_CLASS_NAME: &str = "default";
 /// The zones of the local cluster's offerings (`--zones`).
 pub const ZONES: [&str; 3] = ["us-east-1a", "us-east-1b", "us-east-1c"];
 
+/// Offerings the local cluster's Karpenter does not have, as a zone that lacks an instance
+/// type: a NodeClaim for one of them is not launched (the operator's failed-launch handling is
+/// tested on it). No other test uses the type.
+pub const UNOFFERED: [(&str, &str); 1] = [("c6g.large", "us-east-1a")];
+
 /// Loopback ports of its metrics and health probes (defaults 8080 and 8081, moved like the
 /// cluster's other ports).
 pub const METRICS_PORT: u16 = 18300;
@@ -123,7 +128,7 @@ pub fn instance_types(catalog: &Catalog, zones: &[&str], unavailable: &[(&str, &
 /// Writes the local cluster's instance-type file into `dir` and returns its path.
 pub fn write_instance_types(dir: &Path) -> Result<PathBuf> {
     let path = dir.join("karpenter-instance-types.json");
-    let text = serde_json::to_string(&instance_types(Catalog::builtin(), &ZONES, &[]))?;
+    let text = serde_json::to_string(&instance_types(Catalog::builtin(), &ZONES, &UNOFFERED))?;
     std::fs::write(&path, text).map_err(Error::io("writing", &path))?;
     Ok(path)
 }

@@ -69,6 +69,8 @@ pub fn test_settings() -> Settings {
         metrics_addr: ([127, 0, 0, 1], 0).into(),
         lease: None,
         empty_claim_cooldown: Duration::from_secs(2),
+        launch_timeout: Duration::from_secs(60),
+        unavailable_for: Duration::from_secs(180),
         resync: Duration::from_secs(2),
         cluster_name: "e2e".to_string(),
         ami_alias: "al2023@latest".to_string(),

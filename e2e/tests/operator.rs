@@ -1157,3 +1157,67 @@ async fn queued_events_show_on_the_function() -> Result<()> {
     )
     .await
 }
+
+/// A NodeClaim real Karpenter cannot launch (the local cluster's Karpenter has no offering of
+/// `c6g.large` in us-east-1a, `lmi_e2e::karpenter::UNOFFERED`) is given up after the launch
+/// timeout; the provider says why (an Event and a condition), and the EE gets the next type.
+#[tokio::test]
+async fn a_launch_karpenter_cannot_satisfy_moves_to_another_type_and_says_why() -> Result<()> {
+    let settings = Settings {
+        launch_timeout: Duration::from_secs(8),
+        ..one_zone(test_settings())
+    };
+    scenario_in(
+        "unoffered",
+        settings,
+        TestUtilization::default(),
+        |env, cp| async move {
+            let (client, ns) = (env.client.clone(), env.namespace.clone());
+            let functions = provider_and_functions(
+                &client,
+                &ns,
+                provider(&cp, 400, &["c6g.large", "c6g.xlarge"]),
+            )
+            .await?;
+            create(&functions, function("hello", &ns, &cp, 1)).await?;
+            // The planner's first choice, the cheaper type, is the one Karpenter cannot launch.
+            eventually("a c6g.large NodeClaim", WAIT, || async {
+                let claims = claims_of(&client, &cp).await?;
+                Ok(claims
+                    .iter()
+                    .any(|c| c.requirement("node.kubernetes.io/instance-type") == Some("c6g.large"))
+                    .then_some(()))
+            })
+            .await?;
+            wait_state(&client, &ns, "hello-v1", "Active").await?;
+            assert!(
+                has_provider_event(&client, &cp, "InstanceLaunchFailed").await?,
+                "an InstanceLaunchFailed Event on the provider"
+            );
+            let claims = claims_of(&client, &cp).await?;
+            let types: Vec<_> = claims
+                .iter()
+                .filter(|c| c.metadata.deletion_timestamp.is_none())
+                .filter_map(|c| c.requirement("node.kubernetes.io/instance-type"))
+                .collect();
+            assert_eq!(types, ["c6g.xlarge"], "the failed claim is gone");
+            let provider = Api::<CapacityProvider>::all(client.clone())
+                .get(&cp)
+                .await?;
+            let condition = provider
+                .status
+                .unwrap_or_default()
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "InstanceLaunchFailed")
+                .expect("the provider's InstanceLaunchFailed condition");
+            assert!(
+                condition.message.contains("c6g.large in us-east-1a"),
+                "{}",
+                condition.message
+            );
+            Ok(())
+        },
+    )
+    .await
+}
