@@ -25,7 +25,7 @@ pub async fn install_dir(client: &Client, dir: &Path) -> Result<Vec<String>> {
 pub async fn install_files(client: &Client, files: &[PathBuf]) -> Result<Vec<String>> {
     let mut crds = Vec::new();
     for file in files {
-        for document in manifests::read_documents(&file)? {
+        for document in manifests::read_documents(file)? {
             if document.get("kind").and_then(|k| k.as_str()) != Some("CustomResourceDefinition") {
                 continue;
             }
