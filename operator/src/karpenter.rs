@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 
 /// Label Karpenter puts on a NodeClaim's node naming its EC2NodeClass.
 pub const NODE_CLASS_LABEL: &str = "karpenter.k8s.aws/ec2nodeclass";
+/// Taints Karpenter puts on a node it has not registered yet (NoExecute: a pod bound meanwhile
+/// would be evicted) and on a node it is draining to delete: no EE goes there.
+pub const NOT_FOR_EES_TAINTS: [&str; 2] = ["karpenter.sh/unregistered", "karpenter.sh/disrupted"];
+
 /// The group and kind of the node class the operator makes for each provider on AWS.
 pub const EC2_NODE_CLASS: (&str, &str) = ("karpenter.k8s.aws", "EC2NodeClass");
 pub const CAPACITY_TYPE_LABEL: &str = "karpenter.sh/capacity-type";

@@ -12,7 +12,9 @@ use lmi_crds::rules::{EeShape, RuleError, init_timeout_seconds};
 use lmi_crds::{CapacityProvider, FunctionVersion};
 
 use crate::autoscale::version_scaling::VersionScaling;
-use crate::karpenter::{INSTANCE_TYPE_LABEL, NodeClaim, NodeClassChoice, ZONE_LABEL};
+use crate::karpenter::{
+    INSTANCE_TYPE_LABEL, NOT_FOR_EES_TAINTS, NodeClaim, NodeClassChoice, ZONE_LABEL,
+};
 use crate::object_key::{key, key_of};
 use crate::plan::consolidation_times::ConsolidationTimes;
 use crate::plan::snapshot::{InitFailure, UnavailableOfferings};
@@ -312,6 +314,15 @@ fn node_view(node: &Node) -> NodeView {
         .as_ref()
         .and_then(|s| s.unschedulable)
         .unwrap_or(false);
+    let karpenter_holds = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .is_some_and(|taints| {
+            taints
+                .iter()
+                .any(|t| NOT_FOR_EES_TAINTS.contains(&t.key.as_str()))
+        });
     NodeView {
         name: node.name_any(),
         zone: node
@@ -327,7 +338,10 @@ fn node_view(node: &Node) -> NodeView {
             .get("memory")
             .and_then(|q| quantity::memory_mib(&q.0))
             .unwrap_or(0),
-        schedulable: ready && !cordoned && node.metadata.deletion_timestamp.is_none(),
+        schedulable: ready
+            && !cordoned
+            && !karpenter_holds
+            && node.metadata.deletion_timestamp.is_none(),
     }
 }
 
@@ -459,6 +473,28 @@ fn init_failure(pod: &Pod, timeout: i32, now: i64) -> Option<InitFailure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A node Karpenter has not registered (or drains) takes no EE: one bound there would be
+    /// evicted by the NoExecute taint, or lost with the node.
+    #[test]
+    fn a_node_karpenter_holds_is_not_schedulable() {
+        let node = |taint: Option<&str>| -> Node {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "n", "labels": {"topology.kubernetes.io/zone": "z"}},
+                "spec": {"taints": taint.map(|key| vec![serde_json::json!(
+                    {"key": key, "effect": "NoExecute"})]).unwrap_or_default()},
+                "status": {
+                    "allocatable": {"cpu": "2", "memory": "4Gi"},
+                    "conditions": [{"type": "Ready", "status": "True"}]
+                }
+            }))
+            .unwrap()
+        };
+        assert!(node_view(&node(None)).schedulable);
+        assert!(!node_view(&node(Some("karpenter.sh/unregistered"))).schedulable);
+        assert!(!node_view(&node(Some("karpenter.sh/disrupted"))).schedulable);
+        assert!(node_view(&node(Some("lmi.dev/capacity-provider"))).schedulable);
+    }
 
     #[test]
     fn a_missing_secret_fails_the_ee_at_once_with_the_kubelets_message() {
