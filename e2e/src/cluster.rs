@@ -155,7 +155,8 @@ pub async fn up(paths: &Paths, options: &UpOptions) -> Result<Running> {
 
 /// What the main job (`scripts/run.sh`) starts beside the cluster; `down` stops them too, or
 /// they would keep calling a cluster that is gone (and a later run would find them "running").
-pub const MAIN_JOB_COMPONENTS: [&str; 2] = ["lmi-router", "lmi-operator"];
+/// (`lmi-simcloud` is the stand-in for Karpenter that older checkouts started.)
+pub const MAIN_JOB_COMPONENTS: [&str; 3] = ["lmi-router", "lmi-operator", "lmi-simcloud"];
 
 /// Stops every process `up` started, and the main job's, and removes the cluster state (the logs
 /// stay).
