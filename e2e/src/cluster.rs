@@ -133,6 +133,17 @@ pub async fn up(paths: &Paths, options: &UpOptions) -> Result<Running> {
         }
     }
     let client = crate::kubeconfig::client(&paths.kubeconfig()).await?;
+    if already_running {
+        // Instance types from a catalog this build no longer has: Karpenter reads them anew.
+        let (_, changed) = crate::karpenter::write_instance_types(&paths.state_dir())?;
+        if changed {
+            info!("the instance types changed: restarting karpenter");
+            if let Some(tracked) = process::tracked(&paths.pid_dir(), crate::karpenter::COMPONENT) {
+                tracked.stop(Duration::from_secs(15)).await;
+            }
+            start_karpenter(paths, &binaries, &client).await?;
+        }
+    }
     let crds = crds::install_dir(&client, &options.crd_dir).await?;
     // Every `up`, not only the first: the images are keyed by content, so this rebuilds and
     // re-imports only what changed since (a new sidecar build, an edited example function).
@@ -346,7 +357,7 @@ async fn start_all(paths: &Paths, binaries: &Binaries) -> Result<()> {
 async fn start_karpenter(paths: &Paths, binaries: &Binaries, client: &kube::Client) -> Result<()> {
     crate::karpenter_crds::install(client).await?;
     crate::karpenter::ensure_node_class(client).await?;
-    let instance_types = crate::karpenter::write_instance_types(&paths.state_dir())?;
+    let (instance_types, _) = crate::karpenter::write_instance_types(&paths.state_dir())?;
     let log = log_path(paths, crate::karpenter::COMPONENT);
     info!(component = crate::karpenter::COMPONENT, log = %log.display(), "starting");
     let karpenter = process::spawn_with_env(

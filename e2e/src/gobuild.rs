@@ -370,7 +370,9 @@ fn render_kubernetes_go_mod(staging: &[String]) -> String {
 
 /// One Go command built from its module through a wrapper module (helm, nats-server).
 pub(crate) struct ToolBuild<'a> {
-    /// The binary `go build` makes, and the name in logs and errors.
+    /// The name in logs, errors and the build log's file name.
+    pub name: &'a str,
+    /// The binary `go build` makes (the last element of the package path).
     pub binary: &'a str,
     /// The wrapper's tools.go, which imports the command's package.
     pub tools_go: &'a str,
@@ -405,20 +407,17 @@ pub(crate) async fn ensure_tool(
     let lock = std::fs::File::create(&lock_path).map_err(Error::io("creating", &lock_path))?;
     let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
         .await
-        .map_err(|e| Error::Other(format!("waiting for the {} build lock: {e}", tool.binary)))?
+        .map_err(|e| Error::Other(format!("waiting for the {} build lock: {e}", tool.name)))?
         .map_err(Error::io("locking", &lock_path))?;
     if !current() {
         check_go().await?;
         let log_dir = paths.log_dir();
         std::fs::create_dir_all(&log_dir).map_err(Error::io("creating", &log_dir))?;
-        let log = log_dir.join(format!("build-{}.log", tool.binary));
+        let log = log_dir.join(format!("build-{}.log", tool.name));
         let started = Instant::now();
-        info!(log = %log.display(), package = %tool.package, "building {} from its Go module (slow the first time)", tool.binary);
+        info!(log = %log.display(), package = %tool.package, "building {} from its Go module (slow the first time)", tool.name);
         build_tool(tool, dir, &log).await?;
-        info!(
-            seconds = started.elapsed().as_secs(),
-            "built {}", tool.binary
-        );
+        info!(seconds = started.elapsed().as_secs(), "built {}", tool.name);
     }
     drop(lock);
     Ok(binary)
@@ -428,7 +427,7 @@ pub(crate) async fn ensure_tool(
 /// `dir/bin.partial`, then renamed, so an interrupted build never leaves a `bin/` that looks
 /// complete (the recipe is written only once the binary is there).
 pub(crate) async fn build_tool(tool: &ToolBuild<'_>, dir: &Path, log: &Path) -> Result<()> {
-    let failed = |message: String| logs::build_failed(tool.binary, log, message);
+    let failed = |message: String| logs::build_failed(tool.name, log, message);
     let go = |args: Vec<String>| async move {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let status = go_status(&dir.join("src"), log, &args).await?;

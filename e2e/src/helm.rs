@@ -112,6 +112,7 @@ impl Helm {
 
 fn tool() -> gobuild::ToolBuild<'static> {
     gobuild::ToolBuild {
+        name: "helm",
         binary: "helm",
         tools_go: TOOLS_GO,
         go_mod: go_mod(),

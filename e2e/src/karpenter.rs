@@ -42,7 +42,7 @@ pub const ZONES: [&str; 3] = ["us-east-1a", "us-east-1b", "us-east-1c"];
 /// Offerings the local cluster's Karpenter does not have, as a zone that lacks an instance
 /// type: a NodeClaim for one of them is not launched (the operator's failed-launch handling is
 /// tested on it). No other test uses the type.
-pub const UNOFFERED: [(&str, &str); 1] = [("c6g.large", "us-east-1a")];
+pub const UNOFFERED: [(&str, &str); 1] = [("c6gn.large", "us-east-1a")];
 
 /// Loopback ports of its metrics and health probes (defaults 8080 and 8081, moved like the
 /// cluster's other ports).
@@ -57,6 +57,7 @@ const TOOLS_GO: &str = "//go:build tools\n\n// Package tools names the Karpenter
 /// The controller binary, built once per pinned version.
 pub async fn ensure_built(paths: &Paths) -> Result<PathBuf> {
     let tool = gobuild::ToolBuild {
+        name: COMPONENT,
         binary: "kwok",
         tools_go: TOOLS_GO,
         go_mod: format!(
@@ -87,14 +88,24 @@ pub fn binary(paths: &Paths) -> PathBuf {
     karpenter_dir(paths).join("bin").join("kwok")
 }
 
+/// What the kwok provider keeps off every instance (its fixed kube-reserved), in millicores and
+/// MiB: it reports a node's allocatable as the file's resources less this.
+const KWOK_RESERVED: (u32, u64) = (100, 10);
+
 /// The kwok provider's instance-type file for `catalog`: every type on demand in each of
-/// `zones` at its catalog price, with its vCPUs and memory, unless `unavailable` names that
-/// (type, zone): Karpenter then has no offering for it, as when a zone lacks a type.
+/// `zones` at its catalog price, unless `unavailable` names that (type, zone): Karpenter then
+/// has no offering for it, as when a zone lacks a type.
+///
+/// Its resources are chosen so that a node's allocatable is what an EKS node of the type
+/// reports (the catalog's allocatable: EKS's reservations and eviction threshold), not the
+/// type's whole vCPUs and memory less kwok's small fixed reservation: the EEs a node holds are
+/// then those it would hold on EKS (a `c7g.xlarge` two EEs of 1 vCPU and 2 GiB, not three).
 pub fn instance_types(catalog: &Catalog, zones: &[&str], unavailable: &[(&str, &str)]) -> Value {
     let types: Vec<Value> = catalog
         .types()
         .iter()
         .map(|t| {
+            let (cpu, memory) = t.allocatable();
             let offerings: Vec<Value> = zones
                 .iter()
                 .filter(|zone| !unavailable.contains(&(t.name.as_str(), **zone)))
@@ -115,8 +126,8 @@ pub fn instance_types(catalog: &Catalog, zones: &[&str], unavailable: &[(&str, &
                 "architecture": t.arch.kubernetes_arch(),
                 "operatingSystems": ["linux"],
                 "resources": {
-                    "cpu": t.vcpu.to_string(),
-                    "memory": format!("{}Mi", t.memory_mib),
+                    "cpu": format!("{}m", cpu + KWOK_RESERVED.0),
+                    "memory": format!("{}Mi", memory + KWOK_RESERVED.1),
                     "pods": "110",
                 },
             })
@@ -125,12 +136,16 @@ pub fn instance_types(catalog: &Catalog, zones: &[&str], unavailable: &[(&str, &
     Value::Array(types)
 }
 
-/// Writes the local cluster's instance-type file into `dir` and returns its path.
-pub fn write_instance_types(dir: &Path) -> Result<PathBuf> {
+/// Writes the local cluster's instance-type file into `dir` (unless it is current) and returns
+/// its path, and whether it changed (a running Karpenter then reads it only when restarted).
+pub fn write_instance_types(dir: &Path) -> Result<(PathBuf, bool)> {
     let path = dir.join("karpenter-instance-types.json");
     let text = serde_json::to_string(&instance_types(Catalog::builtin(), &ZONES, &UNOFFERED))?;
+    if std::fs::read_to_string(&path).is_ok_and(|current| current == text) {
+        return Ok((path, false));
+    }
     std::fs::write(&path, text).map_err(Error::io("writing", &path))?;
-    Ok(path)
+    Ok((path, true))
 }
 
 /// Its flags: ports away from the defaults, the lease in `kube-system` (it runs outside the
@@ -196,7 +211,8 @@ mod tests {
             .find(|t| t["name"] == "c7g.large")
             .expect("c7g.large");
         assert_eq!(c7g["architecture"], "arm64");
-        assert_eq!(c7g["resources"]["cpu"], "2");
+        // c7g.large: EKS keeps 70m of 2 vCPUs; kwok takes its 100m off what the file says.
+        assert_eq!(c7g["resources"]["cpu"], "2030m");
         let zones: Vec<&str> = c7g["offerings"]
             .as_array()
             .expect("offerings")

@@ -210,6 +210,7 @@ pub(crate) async fn ensure_built_as(paths: &Paths, position: &str) -> Result<Pat
 
 async fn build(dir: &Path, log: &Path) -> Result<()> {
     let tool = gobuild::ToolBuild {
+        name: COMPONENT,
         binary: COMPONENT,
         tools_go: TOOLS_GO,
         go_mod: go_mod(),

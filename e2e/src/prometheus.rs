@@ -30,6 +30,7 @@ fn tools_go(command: &str) -> String {
 async fn ensure(paths: &Paths, command: &'static str, tags: &'static str) -> Result<PathBuf> {
     let tools_go = tools_go(command);
     let tool = gobuild::ToolBuild {
+        name: command,
         binary: command,
         tools_go: &tools_go,
         go_mod: format!(

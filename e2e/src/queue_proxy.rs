@@ -18,6 +18,7 @@ const TOOLS_GO: &str = "//go:build tools\n\n// Package tools names the queue-pro
 /// The queue-proxy binary, built once per pinned version.
 pub async fn ensure_built(paths: &Paths) -> Result<PathBuf> {
     let tool = gobuild::ToolBuild {
+        name: "queue-proxy",
         binary: "queue",
         tools_go: TOOLS_GO,
         go_mod: format!(

@@ -1159,7 +1159,7 @@ async fn queued_events_show_on_the_function() -> Result<()> {
 }
 
 /// A NodeClaim real Karpenter cannot launch (the local cluster's Karpenter has no offering of
-/// `c6g.large` in us-east-1a, `lmi_e2e::karpenter::UNOFFERED`) is given up after the launch
+/// `c6gn.large` in us-east-1a, `lmi_e2e::karpenter::UNOFFERED`) is given up after the launch
 /// timeout; the provider says why (an Event and a condition), and the EE gets the next type.
 #[tokio::test]
 async fn a_launch_karpenter_cannot_satisfy_moves_to_another_type_and_says_why() -> Result<()> {
@@ -1176,16 +1176,18 @@ async fn a_launch_karpenter_cannot_satisfy_moves_to_another_type_and_says_why() 
             let functions = provider_and_functions(
                 &client,
                 &ns,
-                provider(&cp, 400, &["c6g.large", "c6g.xlarge"]),
+                provider(&cp, 400, &["c6gn.large", "c6gn.xlarge"]),
             )
             .await?;
             create(&functions, function("hello", &ns, &cp, 1)).await?;
             // The planner's first choice, the cheaper type, is the one Karpenter cannot launch.
-            eventually("a c6g.large NodeClaim", WAIT, || async {
+            eventually("a c6gn.large NodeClaim", WAIT, || async {
                 let claims = claims_of(&client, &cp).await?;
                 Ok(claims
                     .iter()
-                    .any(|c| c.requirement("node.kubernetes.io/instance-type") == Some("c6g.large"))
+                    .any(|c| {
+                        c.requirement("node.kubernetes.io/instance-type") == Some("c6gn.large")
+                    })
                     .then_some(()))
             })
             .await?;
@@ -1200,7 +1202,7 @@ async fn a_launch_karpenter_cannot_satisfy_moves_to_another_type_and_says_why() 
                 .filter(|c| c.metadata.deletion_timestamp.is_none())
                 .filter_map(|c| c.requirement("node.kubernetes.io/instance-type"))
                 .collect();
-            assert_eq!(types, ["c6g.xlarge"], "the failed claim is gone");
+            assert_eq!(types, ["c6gn.xlarge"], "the failed claim is gone");
             let provider = Api::<CapacityProvider>::all(client.clone())
                 .get(&cp)
                 .await?;
@@ -1212,7 +1214,7 @@ async fn a_launch_karpenter_cannot_satisfy_moves_to_another_type_and_says_why() 
                 .find(|c| c.type_ == "InstanceLaunchFailed")
                 .expect("the provider's InstanceLaunchFailed condition");
             assert!(
-                condition.message.contains("c6g.large in us-east-1a"),
+                condition.message.contains("c6gn.large in us-east-1a"),
                 "{}",
                 condition.message
             );
