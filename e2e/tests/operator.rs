@@ -1223,3 +1223,59 @@ async fn a_launch_karpenter_cannot_satisfy_moves_to_another_type_and_says_why() 
     )
     .await
 }
+
+/// Karpenter deletes a NodeClaim its cloud refuses for lack of capacity and records an
+/// `InsufficientCapacityError` Event. Real Karpenter's kwok provider refuses every launch whose
+/// node class does not exist: the operator reads the Events, avoids each refused type, and once
+/// none is left the version waits with `InsufficientCapacity`, naming the refusals.
+#[tokio::test]
+async fn launches_karpenter_refuses_for_capacity_are_avoided_until_none_is_left() -> Result<()> {
+    let zones: Vec<String> = vec!["us-east-1b".to_string()];
+    let settings = Settings {
+        node_class: lmi_operator::karpenter::NodeClassChoice::parse(
+            "karpenter.kwok.sh/KWOKNodeClass/no-such-class",
+            &zones,
+        )
+        .expect("a valid setting"),
+        ..test_settings()
+    };
+    scenario_in(
+        "refused",
+        settings,
+        TestUtilization::default(),
+        |env, cp| async move {
+            let (client, ns) = (env.client.clone(), env.namespace.clone());
+            let functions = provider_and_functions(
+                &client,
+                &ns,
+                provider(&cp, 400, &["c7g.large", "c7g.xlarge"]),
+            )
+            .await?;
+            create(&functions, function("hello", &ns, &cp, 1)).await?;
+            let (state, _) = eventually("the version to run out of types", WAIT, || async {
+                let state = version_state(&client, &ns, "hello-v1").await?;
+                Ok(state.filter(|(_, code)| code.as_deref() == Some("InsufficientCapacity")))
+            })
+            .await?;
+            assert_eq!(state, "Pending");
+            let version = Api::<FunctionVersion>::namespaced(client.clone(), &ns)
+                .get("hello-v1")
+                .await?;
+            let message = version
+                .status
+                .and_then(|s| s.state_reason)
+                .unwrap_or_default();
+            for offering in ["c7g.large in us-east-1b", "c7g.xlarge in us-east-1b"] {
+                assert!(message.contains(offering), "{offering}: {message}");
+            }
+            assert!(message.contains("InsufficientCapacityError"), "{message}");
+            assert!(has_provider_event(&client, &cp, "InstanceLaunchFailed").await?);
+            assert!(
+                claims_of(&client, &cp).await?.is_empty(),
+                "no claim is left"
+            );
+            Ok(())
+        },
+    )
+    .await
+}

@@ -31,7 +31,24 @@ pub struct Context {
     /// Offerings (instance type, zone) that failed to launch, shared by every provider (a cloud
     /// short of a type in a zone is short of it for all): until when they are avoided, and why.
     unavailable: std::sync::Mutex<BTreeMap<(String, String), (i64, String)>>,
+    /// NodeClaims this operator created and has not seen launched: name -> (provider, type,
+    /// zone, created at). Karpenter deletes a claim it cannot launch for lack of capacity and
+    /// says so only in an Event on it, so what the claim asked for is kept here.
+    launching: std::sync::Mutex<BTreeMap<String, PendingLaunch>>,
 }
+
+/// A NodeClaim created and not yet seen launched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingLaunch {
+    pub provider: String,
+    pub instance_type: String,
+    pub zone: String,
+    pub created_at: i64,
+}
+
+/// How long a created NodeClaim is remembered while it does not launch (longer than any launch
+/// timeout: by then it has launched, failed or been refused).
+const PENDING_LAUNCH_SECONDS: i64 = 900;
 
 impl Context {
     pub fn new(
@@ -55,7 +72,36 @@ impl Context {
             settings,
             invoke_key,
             unavailable: Default::default(),
+            launching: Default::default(),
         }
+    }
+
+    /// Remembers a NodeClaim just created, until it launches.
+    pub fn launch_started(&self, claim: &str, launch: PendingLaunch) {
+        if let Ok(mut launching) = self.launching.lock() {
+            launching.insert(claim.to_string(), launch);
+        }
+    }
+
+    /// Forgets a NodeClaim: it launched, failed, was refused or was deleted.
+    pub fn launch_settled(&self, claim: &str) {
+        if let Ok(mut launching) = self.launching.lock() {
+            launching.remove(claim);
+        }
+    }
+
+    /// The NodeClaims of `provider` not seen launched yet (those older than the memory's limit
+    /// are forgotten).
+    pub fn pending_launches(&self, provider: &str, now: i64) -> BTreeMap<String, PendingLaunch> {
+        let Ok(mut launching) = self.launching.lock() else {
+            return BTreeMap::new();
+        };
+        launching.retain(|_, l| now - l.created_at < PENDING_LAUNCH_SECONDS);
+        launching
+            .iter()
+            .filter(|(_, l)| l.provider == provider)
+            .map(|(name, l)| (name.clone(), l.clone()))
+            .collect()
     }
 
     /// Remembers that `failed` did not launch: its offering is avoided until `now` plus the

@@ -284,7 +284,7 @@ fn launched_condition(claim: &NodeClaim) -> Option<&Condition> {
 }
 
 /// Whether Karpenter launched the claim's instance.
-fn launched(claim: &NodeClaim) -> bool {
+pub fn launched(claim: &NodeClaim) -> bool {
     launched_condition(claim).is_some_and(|c| c.status == "True")
 }
 

@@ -21,7 +21,8 @@ use std::collections::BTreeMap;
 
 use crate::autoscale::version_scaling::VersionScaling;
 use crate::conditions;
-use crate::context::{Context, FIELD_MANAGER};
+use crate::context::{Context, FIELD_MANAGER, PendingLaunch};
+use crate::controllers::launch_refusals;
 use crate::error::{Error, Result};
 use crate::karpenter::{EC2NodeClass, NodeClaim, NodeClassChoice};
 use crate::object_key::key_of;
@@ -29,7 +30,7 @@ use crate::observe::{
     CONSOLIDATING_SINCE_ANNOTATION, EMPTY_SINCE_ANNOTATION, ObserveOptions, Observed,
     attached_versions, observe,
 };
-use crate::plan::capacity_plan::VersionPlan;
+use crate::plan::capacity_plan::{FailedLaunch, VersionPlan};
 use crate::plan::ee_pod::ee_pod;
 use crate::plan::karpenter_objects::{node_claim, node_class};
 use crate::plan::version_state::{VersionState, version_state};
@@ -94,6 +95,7 @@ async fn apply(cp: &CapacityProvider, ctx: &Context) -> Result<Action> {
             ));
         }
     }
+    let now = now();
     let karpenter = cp.spec.provisioning.mode == ProvisioningMode::Karpenter;
     if karpenter {
         match tokio::time::timeout(Duration::from_secs(30), ctx.stores.karpenter_ready()).await {
@@ -115,10 +117,12 @@ async fn apply(cp: &CapacityProvider, ctx: &Context) -> Result<Action> {
             )
             .await?;
         }
+        for refused in launch_refusals::learn(ctx, &cp.name_any(), now).await? {
+            report_failed_launch(cp, ctx, &refused).await;
+        }
     }
     let cooldown = i64::try_from(ctx.settings.empty_claim_cooldown.as_secs()).unwrap_or(i64::MAX);
     let scaling = ctx.scaling.lock().map(|t| t.clone()).unwrap_or_default();
-    let now = now();
     let options = ObserveOptions {
         node_class: &ctx.settings.node_class,
         cooldown_seconds: cooldown,
@@ -162,6 +166,27 @@ async fn apply(cp: &CapacityProvider, ctx: &Context) -> Result<Action> {
     Ok(Action::requeue(next))
 }
 
+/// Says that a NodeClaim did not launch: the log, and a Warning Event on its provider.
+async fn report_failed_launch(cp: &CapacityProvider, ctx: &Context, failed: &FailedLaunch) {
+    tracing::warn!(capacity_provider = %cp.name_any(), claim = %failed.claim, instance_type = %failed.instance_type, zone = %failed.zone, message = %failed.message, "instance failed to launch");
+    ctx.event(
+        cp,
+        true,
+        "InstanceLaunchFailed",
+        format!(
+            "NodeClaim {} ({} in {}) {}; {} in {} is avoided for {} s",
+            failed.claim,
+            failed.instance_type,
+            failed.zone,
+            failed.message,
+            failed.instance_type,
+            failed.zone,
+            ctx.settings.unavailable_for.as_secs()
+        ),
+    )
+    .await;
+}
+
 /// Creates and deletes EEs and NodeClaims. Creates use deterministic names, so a restart in the
 /// middle of this leaves no duplicates (an existing name is success).
 async fn apply_plan(
@@ -175,23 +200,8 @@ async fn apply_plan(
     // avoids the offering.
     for failed in &plan.failed_launches {
         ctx.remember_failed_launch(failed, observed.snapshot.now);
-        tracing::warn!(capacity_provider = %cp.name_any(), claim = %failed.claim, instance_type = %failed.instance_type, zone = %failed.zone, message = %failed.message, "instance failed to launch");
-        ctx.event(
-            cp,
-            true,
-            "InstanceLaunchFailed",
-            format!(
-                "NodeClaim {} ({} in {}) {}; it is removed and {} in {} avoided for {} s",
-                failed.claim,
-                failed.instance_type,
-                failed.zone,
-                failed.message,
-                failed.instance_type,
-                failed.zone,
-                ctx.settings.unavailable_for.as_secs()
-            ),
-        )
-        .await;
+        ctx.launch_settled(&failed.claim);
+        report_failed_launch(cp, ctx, failed).await;
     }
     for claim in &plan.create_claims {
         ignore_conflict(
@@ -202,6 +212,15 @@ async fn apply_plan(
                 )
                 .await,
         )?;
+        ctx.launch_started(
+            &claim.name,
+            PendingLaunch {
+                provider: cp.name_any(),
+                instance_type: claim.instance_type.clone(),
+                zone: claim.zone.clone(),
+                created_at: observed.snapshot.now,
+            },
+        );
         tracing::info!(capacity_provider = %cp.name_any(), claim = %claim.name, instance_type = %claim.instance_type, zone = %claim.zone, "launching instance");
         ctx.event(
             cp,
@@ -275,6 +294,10 @@ async fn apply_plan(
                 .await
                 .map(|_| ()),
         )?;
+        ctx.launch_settled(name);
+        if plan.failed_launches.iter().any(|f| &f.claim == name) {
+            continue; // said above
+        }
         tracing::info!(capacity_provider = %cp.name_any(), claim = %name, "removing empty instance");
         ctx.event(
             cp,

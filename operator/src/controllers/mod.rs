@@ -4,4 +4,5 @@ pub mod autoscaler;
 pub mod capacity_provider;
 pub mod event_queue;
 pub mod function;
+pub mod launch_refusals;
 pub mod run;
