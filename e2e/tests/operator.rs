@@ -1158,6 +1158,31 @@ async fn queued_events_show_on_the_function() -> Result<()> {
     .await
 }
 
+/// [`scenario_in`] with a provider allowing `types` and one function `hello` of min 1 created.
+async fn one_function_on<F, Fut>(
+    test: &'static str,
+    settings: Settings,
+    types: &'static [&'static str],
+    body: F,
+) -> Result<()>
+where
+    F: FnOnce(TestEnv, String) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    scenario_in(
+        test,
+        settings,
+        TestUtilization::default(),
+        |env, cp| async move {
+            let (client, ns) = (env.client.clone(), env.namespace.clone());
+            let functions = provider_and_functions(&client, &ns, provider(&cp, 400, types)).await?;
+            create(&functions, function("hello", &ns, &cp, 1)).await?;
+            body(env, cp).await
+        },
+    )
+    .await
+}
+
 /// A NodeClaim real Karpenter cannot launch (the local cluster's Karpenter has no offering of
 /// `c6gn.large` in us-east-1a, `lmi_e2e::karpenter::UNOFFERED`) is given up after the launch
 /// timeout; the provider says why (an Event and a condition), and the EE gets the next type.
@@ -1167,19 +1192,12 @@ async fn a_launch_karpenter_cannot_satisfy_moves_to_another_type_and_says_why() 
         launch_timeout: Duration::from_secs(8),
         ..one_zone(test_settings())
     };
-    scenario_in(
+    one_function_on(
         "unoffered",
         settings,
-        TestUtilization::default(),
+        &["c6gn.large", "c6gn.xlarge"],
         |env, cp| async move {
             let (client, ns) = (env.client.clone(), env.namespace.clone());
-            let functions = provider_and_functions(
-                &client,
-                &ns,
-                provider(&cp, 400, &["c6gn.large", "c6gn.xlarge"]),
-            )
-            .await?;
-            create(&functions, function("hello", &ns, &cp, 1)).await?;
             // The planner's first choice, the cheaper type, is the one Karpenter cannot launch.
             eventually("a c6gn.large NodeClaim", WAIT, || async {
                 let claims = claims_of(&client, &cp).await?;
@@ -1239,19 +1257,12 @@ async fn launches_karpenter_refuses_for_capacity_are_avoided_until_none_is_left(
         .expect("a valid setting"),
         ..test_settings()
     };
-    scenario_in(
+    one_function_on(
         "refused",
         settings,
-        TestUtilization::default(),
+        &["c7g.large", "c7g.xlarge"],
         |env, cp| async move {
             let (client, ns) = (env.client.clone(), env.namespace.clone());
-            let functions = provider_and_functions(
-                &client,
-                &ns,
-                provider(&cp, 400, &["c7g.large", "c7g.xlarge"]),
-            )
-            .await?;
-            create(&functions, function("hello", &ns, &cp, 1)).await?;
             let (state, _) = eventually("the version to run out of types", WAIT, || async {
                 let state = version_state(&client, &ns, "hello-v1").await?;
                 Ok(state.filter(|(_, code)| code.as_deref() == Some("InsufficientCapacity")))
