@@ -45,7 +45,10 @@ where
 {
     let (reader, writer) = reflector::store();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let reflected = reflector::reflector(writer, watcher(api, config))
+    // managedFields are a large share of every object (one entry per field manager, each a map
+    // of the fields it owns) and nothing here reads them: the stores keep objects without.
+    let trimmed = watcher(api, config).modify(|object| object.managed_fields_mut().clear());
+    let reflected = reflector::reflector(writer, trimmed)
         .default_backoff()
         .touched_objects();
     tokio::spawn(async move {
