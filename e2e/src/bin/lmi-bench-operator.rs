@@ -52,9 +52,12 @@ impl Operator {
                 lmi_e2e::images::SIDECAR_IMAGE,
                 "--no-leader-election",
             ])
+            // The tests' operator instance: `create` labels every object for it, and the main
+            // job's operator (no instance) leaves them alone, so both may run.
+            .args(["--instance", lmi_e2e::harness::E2E_INSTANCE])
             .args([
                 "--metrics-addr",
-                "127.0.0.1:18080",
+                METRICS_ADDR,
                 "--empty-claim-cooldown-seconds",
                 "30",
             ])
@@ -96,6 +99,10 @@ impl Drop for Operator {
     }
 }
 
+/// The benchmarked operator's metrics (away from the main job's router on 18080 and operator on
+/// 18081).
+const METRICS_ADDR: &str = "127.0.0.1:18095";
+
 async fn reconciles() -> f64 {
     let Ok(text) = metrics_text().await else {
         return 0.0;
@@ -112,7 +119,7 @@ async fn reconciles() -> f64 {
 
 async fn metrics_text() -> std::io::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect("127.0.0.1:18080").await?;
+    let mut stream = tokio::net::TcpStream::connect(METRICS_ADDR).await?;
     stream
         .write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
         .await?;
