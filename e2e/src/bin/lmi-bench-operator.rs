@@ -99,6 +99,10 @@ impl Drop for Operator {
     }
 }
 
+/// Functions per capacity provider in the many-functions case (Lambda allows 100 versions per
+/// provider).
+const PER_PROVIDER: usize = 90;
+
 /// The benchmarked operator's metrics (away from the main job's router on 18080 and operator on
 /// 18081).
 const METRICS_ADDR: &str = "127.0.0.1:18095";
@@ -236,16 +240,25 @@ async fn bench() -> Result<()> {
     }
     summary("publish-to-Active, capacity present", present);
 
-    // 3. Many functions at once.
-    let cp = "bench-many";
-    create(&cps, provider(cp, &["c7g.16xlarge"])).await?;
+    // 3. Many functions at once, spread over providers: a provider holds at most Lambda's 100
+    // function versions (the operator holds a 101st publication back), so each gets at most
+    // PER_PROVIDER functions.
+    let providers = functions_n.div_ceil(PER_PROVIDER).max(1);
+    let many: Vec<String> = (0..providers).map(|p| format!("bench-many-{p}")).collect();
+    for cp in &many {
+        create(&cps, provider(cp, &["c7g.16xlarge"])).await?;
+    }
     let functions: Api<Function> = Api::namespaced(client.clone(), NAMESPACE);
     let before = reconciles().await;
     let started = Instant::now();
     for i in 0..functions_n {
         create(
             &functions,
-            function(&format!("many-{i}"), cp, i32::try_from(ees).unwrap_or(5)),
+            function(
+                &format!("many-{i}"),
+                &many[i % providers],
+                i32::try_from(ees).unwrap_or(5),
+            ),
         )
         .await?;
     }
@@ -268,11 +281,14 @@ async fn bench() -> Result<()> {
         "{functions_n} functions x {ees} EEs: all Active after {elapsed:.1} s; {reconciled:.0} reconciles ({:.1}/s); operator memory {rss:.1} MiB resident, {peak:.1} MiB peak",
         reconciled / elapsed
     );
-    let claims = lmi_e2e::operator_harness::claims_of(&client, cp)
-        .await?
-        .len();
+    let mut claims = 0;
+    for cp in &many {
+        claims += lmi_e2e::operator_harness::claims_of(&client, cp)
+            .await?
+            .len();
+    }
     println!(
-        "  {claims} NodeClaims (c7g.16xlarge) for {} EEs",
+        "  {claims} NodeClaims (c7g.16xlarge) for {} EEs on {providers} capacity providers",
         functions_n * ees
     );
 
