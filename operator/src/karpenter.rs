@@ -52,7 +52,12 @@ impl NodeClassChoice {
         let parts: Vec<&str> = value.split('/').collect();
         match parts.as_slice() {
             [group, kind] if (*group, *kind) == EC2_NODE_CLASS => {
-                Ok(NodeClassChoice::Ec2PerProvider)
+                if zones.is_empty() {
+                    Ok(NodeClassChoice::Ec2PerProvider)
+                } else {
+                    // Silently ignoring them would launch where the operator was told not to.
+                    Err("--zones applies only with a GROUP/KIND/NAME --node-class: with EC2NodeClasses the zones are those of each provider's subnets".to_string())
+                }
             }
             [group, kind, name] if !group.is_empty() && !kind.is_empty() && !name.is_empty() => {
                 if zones.is_empty() {
@@ -262,6 +267,10 @@ mod tests {
         let no_zones = NodeClassChoice::parse("karpenter.kwok.sh/KWOKNodeClass/default", &[]);
         assert!(no_zones.is_err_and(|e| e.contains("--zones")));
         assert!(NodeClassChoice::parse("KWOKNodeClass", &zones).is_err());
+        assert!(
+            NodeClassChoice::parse("karpenter.k8s.aws/EC2NodeClass", &zones)
+                .is_err_and(|e| e.contains("subnets"))
+        );
         assert!(NodeClassChoice::parse("a//c", &zones).is_err());
     }
 }

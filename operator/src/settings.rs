@@ -213,7 +213,15 @@ fn node_class(
         .map(str::to_string)
         .collect();
     match given {
-        None => Ok(crate::karpenter::NodeClassChoice::Ec2PerProvider),
+        None => crate::karpenter::NodeClassChoice::parse(
+            &format!(
+                "{}/{}",
+                crate::karpenter::EC2_NODE_CLASS.0,
+                crate::karpenter::EC2_NODE_CLASS.1
+            ),
+            &zones,
+        )
+        .map_err(|e| Error::Config(format!("{e}\n\n{HELP}"))),
         Some(value) => crate::karpenter::NodeClassChoice::parse(&value, &zones)
             .map_err(|e| Error::Config(format!("{e}\n\n{HELP}"))),
     }
