@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::common::Architecture;
 use crate::namespace_selector::NamespaceSelector;
 
-/// Desired state of a capacity provider. Only `scalingConfig`, `namespaceSelector` (and a Static
-/// provider's `nodeSelector`) may change after creation, as in Lambda.
+/// Desired state of a capacity provider. Only `scalingConfig`, `namespaceSelector`,
+/// `instanceLifecycle` (and a Static provider's `nodeSelector`) may change after creation: the
+/// first two as in Lambda, the lifecycle because replacing instances is how they are patched.
 #[derive(CustomResource, kube::KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "lmi.dev",
@@ -71,6 +72,59 @@ pub struct CapacityProviderSpec {
     /// `lmi-pass-capacity-provider` policy and again by the operator. May change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<NamespaceSelector>,
+    /// When instances are replaced by new ones (Karpenter mode): after a maximum lifetime, when
+    /// their machine image is out of date, or on request. May change.
+    #[serde(default)]
+    pub instance_lifecycle: InstanceLifecycle,
+}
+
+/// LMI patches instances by replacing them: none lives longer than 14 days.
+pub const DEFAULT_MAX_INSTANCE_LIFETIME: &str = "336h";
+
+/// When a provider's instances are replaced (Karpenter mode; Static nodes are the platform's).
+/// An instance due for replacement has its EEs moved to other instances (launched when needed)
+/// before it is removed, one instance per zone at a time.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, kube::KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceLifecycle {
+    /// The longest an instance may run, as hours, minutes and seconds (`336h`, `90m`, `1h30m`):
+    /// from 1 minute to 2160 hours (90 days). Default `336h` (14 days, as in LMI).
+    #[serde(default = "default_max_instance_lifetime")]
+    #[schemars(length(min = 2, max = 32), regex(pattern = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('60s') && duration(self) <= duration('2160h')")
+        .message("instanceLifecycle.maxInstanceLifetime is from 1m to 2160h (90 days)"))]
+    pub max_instance_lifetime: String,
+    /// Instances launched before this time are replaced (to pick up a new image or setting now,
+    /// like `kubectl rollout restart`). A time in the future takes effect when it comes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace_instances_launched_before: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+}
+
+impl Default for InstanceLifecycle {
+    fn default() -> Self {
+        Self {
+            max_instance_lifetime: default_max_instance_lifetime(),
+            replace_instances_launched_before: None,
+        }
+    }
+}
+
+fn default_max_instance_lifetime() -> String {
+    DEFAULT_MAX_INSTANCE_LIFETIME.to_string()
+}
+
+impl InstanceLifecycle {
+    /// The maximum lifetime in seconds (`None` if the string is not one the schema accepts).
+    pub fn max_lifetime_seconds(&self) -> Option<i64> {
+        crate::rules::duration_seconds(&self.max_instance_lifetime)
+    }
+
+    /// Unix seconds before which instances were launched are replaced, if asked.
+    pub fn replace_launched_before(&self) -> Option<i64> {
+        self.replace_instances_launched_before
+            .as_ref()
+            .map(|t| t.0.as_second())
+    }
 }
 
 impl CapacityProvider {
@@ -240,6 +294,10 @@ pub struct CapacityProviderStatus {
     /// Instances (nodes) this provider holds now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_count: Option<i32>,
+    /// Instances due for replacement (too old, out of date, or asked for), those being replaced
+    /// now included: one per zone at a time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances_due_for_replacement: Option<i32>,
     /// Function versions placed on this provider, as `namespace/function:version`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attached_function_versions: Vec<String>,

@@ -266,6 +266,25 @@ pub fn init_timeout_seconds(function_timeout_seconds: i32) -> u32 {
         .max(INIT_TIMEOUT_FLOOR_SECONDS)
 }
 
+/// Seconds in a duration written as hours, minutes and seconds, each optional but in that order
+/// (`336h`, `90m`, `1h30m`, `45s`): the form `instanceLifecycle.maxInstanceLifetime` takes, a
+/// subset of Go's (and CEL's) durations. `None` for anything else.
+pub fn duration_seconds(text: &str) -> Option<i64> {
+    let mut rest = text;
+    let mut total: i64 = 0;
+    let mut any = false;
+    for (unit, seconds) in [('h', 3600), ('m', 60), ('s', 1)] {
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        if digits > 0 && rest[digits..].starts_with(unit) {
+            let value: i64 = rest[..digits].parse().ok()?;
+            total = total.checked_add(value.checked_mul(seconds)?)?;
+            rest = &rest[digits + 1..];
+            any = true;
+        }
+    }
+    (any && rest.is_empty()).then_some(total)
+}
+
 /// Effective scaling bounds of a version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScalingBounds {
@@ -354,6 +373,17 @@ impl Qualifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_are_hours_minutes_and_seconds_in_that_order() {
+        assert_eq!(duration_seconds("336h"), Some(336 * 3600));
+        assert_eq!(duration_seconds("90m"), Some(5400));
+        assert_eq!(duration_seconds("1h30m15s"), Some(5415));
+        assert_eq!(duration_seconds("45s"), Some(45));
+        for bad in ["", "h", "30m1h", "1d", "1.5h", "-1h", "1h ", "99999999999999999999h"] {
+            assert_eq!(duration_seconds(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn vcpus_follow_memory_and_ratio() {

@@ -161,12 +161,15 @@ pub struct Ebs {
     pub kms_key_id: Option<String>,
 }
 
-/// What Karpenter resolved: the subnets (with their zones) it will launch into.
+/// What Karpenter resolved: the subnets (with their zones) it will launch into, and the AMIs
+/// new instances get (an instance on another image is out of date).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct EC2NodeClassStatus {
     #[serde(default)]
     pub subnets: Vec<ResolvedSubnet>,
+    #[serde(default)]
+    pub amis: Vec<ResolvedAmi>,
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }
@@ -176,6 +179,11 @@ pub struct EC2NodeClassStatus {
 pub struct ResolvedSubnet {
     pub id: String,
     pub zone: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct ResolvedAmi {
+    pub id: String,
 }
 
 /// A standalone NodeClaim: one instance of one type in one zone.
@@ -223,6 +231,9 @@ pub struct NodeClaimStatus {
         skip_serializing_if = "Option::is_none"
     )]
     pub provider_id: Option<String>,
+    /// The machine image the instance was launched with.
+    #[serde(rename = "imageID", default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

@@ -17,7 +17,7 @@ use crate::karpenter::{
 };
 use crate::object_key::{key, key_of};
 use crate::plan::consolidation_times::ConsolidationTimes;
-use crate::plan::snapshot::{InitFailure, UnavailableOfferings};
+use crate::plan::snapshot::{InitFailure, Lifecycle, UnavailableOfferings};
 use crate::plan::{ClaimView, EeView, NodeView, Provisioner, Snapshot, VersionView};
 use crate::quantity;
 use crate::stores::Stores;
@@ -28,6 +28,10 @@ pub const EMPTY_SINCE_ANNOTATION: &str = "lmi.dev/empty-since";
 
 /// Annotation on a NodeClaim: unix seconds since which its EEs move away (consolidation).
 pub const CONSOLIDATING_SINCE_ANNOTATION: &str = "lmi.dev/consolidating-since";
+
+/// Annotation on a NodeClaim: unix seconds since which its EEs move away to replace it (it is
+/// due: older than the provider's maximum lifetime, out of date, or asked for).
+pub const REPLACING_SINCE_ANNOTATION: &str = "lmi.dev/replacing-since";
 
 /// Unix seconds of an object's creation, if the API server set it.
 fn created_at(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<i64> {
@@ -170,7 +174,12 @@ pub fn observe(
                     .annotations()
                     .get(CONSOLIDATING_SINCE_ANNOTATION)
                     .and_then(|v| v.parse().ok()),
+                replacing_since: c
+                    .annotations()
+                    .get(REPLACING_SINCE_ANNOTATION)
+                    .and_then(|v| v.parse().ok()),
                 created_at: created_at(&c.metadata),
+                image_id: c.status.as_ref().and_then(|s| s.image_id.clone()),
                 deleting: c.metadata.deletion_timestamp.is_some(),
                 launched: launched(c),
                 launch_message: launch_message(c),
@@ -180,19 +189,25 @@ pub fn observe(
         Vec::new()
     };
 
+    // The provider's own EC2NodeClass: its subnets' zones, and the AMIs instances should run.
+    let class_status = match options.node_class {
+        NodeClassChoice::Ec2PerProvider if karpenter => stores
+            .node_classes
+            .as_ref()
+            .and_then(|classes| {
+                classes
+                    .state()
+                    .into_iter()
+                    .find(|c| c.name_any() == cp_name)
+            })
+            .and_then(|c| c.status.clone()),
+        _ => None,
+    };
     let (zones, zones_known) = if karpenter {
         let mut zones: Vec<String> = match options.node_class {
-            NodeClassChoice::Ec2PerProvider => stores
-                .node_classes
+            NodeClassChoice::Ec2PerProvider => class_status
                 .as_ref()
-                .and_then(|classes| {
-                    classes
-                        .state()
-                        .into_iter()
-                        .find(|c| c.name_any() == cp_name)
-                })
-                .and_then(|c| c.status.clone())
-                .map(|s| s.subnets.into_iter().map(|s| s.zone).collect())
+                .map(|s| s.subnets.iter().map(|s| s.zone.clone()).collect())
                 .unwrap_or_default(),
             NodeClassChoice::Shared { zones, .. } => zones.clone(),
         };
@@ -266,6 +281,13 @@ pub fn observe(
             consolidation: options.consolidation,
             launch_timeout_seconds: options.launch_timeout_seconds,
             unavailable: options.unavailable.clone(),
+            lifecycle: Lifecycle {
+                max_lifetime_seconds: cp.spec.instance_lifecycle.max_lifetime_seconds(),
+                replace_launched_before: cp.spec.instance_lifecycle.replace_launched_before(),
+                current_images: class_status
+                    .map(|s| s.amis.into_iter().map(|a| a.id).collect())
+                    .unwrap_or_default(),
+            },
         },
         versions,
         invalid,

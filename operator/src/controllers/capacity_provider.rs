@@ -28,6 +28,7 @@ use crate::karpenter::{EC2NodeClass, NodeClaim, NodeClassChoice};
 use crate::object_key::key_of;
 use crate::observe::{
     CONSOLIDATING_SINCE_ANNOTATION, EMPTY_SINCE_ANNOTATION, ObserveOptions, Observed,
+    REPLACING_SINCE_ANNOTATION,
     attached_versions, observe,
 };
 use crate::plan::capacity_plan::{FailedLaunch, VersionPlan};
@@ -145,7 +146,11 @@ async fn apply(cp: &CapacityProvider, ctx: &Context) -> Result<Action> {
             .snapshot
             .claims
             .iter()
-            .any(|c| c.consolidating_since.is_some() && c.empty_since.is_none());
+            .any(|c| {
+                (c.consolidating_since.is_some() || c.replacing_since.is_some())
+                    && c.empty_since.is_none()
+            })
+        || !plan.replacements.is_empty();
     let waiting = !observed.zones_known || moving || plan.versions.values().any(|v| v.unplaced > 0);
     let cooling = plan.mark_claims.iter().any(|mark| mark.since.is_some())
         || observed
@@ -253,6 +258,29 @@ async fn apply_plan(
         tracing::info!(capacity_provider = %cp.name_any(), claim = %name, reason, "consolidation");
         ctx.event(cp, false, reason, note).await;
     }
+    // Marked before its EEs' replacements are planned (in the next plan, which the mark's watch
+    // event starts): from then on the instance takes no new EEs.
+    for replacement in &plan.replacements {
+        let name = &replacement.claim;
+        annotate_claim(
+            &claims,
+            name,
+            REPLACING_SINCE_ANNOTATION,
+            Some(observed.snapshot.now),
+        )
+        .await?;
+        tracing::info!(capacity_provider = %cp.name_any(), claim = %name, reason = %replacement.reason, "replacing instance");
+        ctx.event(
+            cp,
+            false,
+            "ReplacingInstance",
+            format!(
+                "NodeClaim {name} is replaced: {}. Its execution environments move to other instances (launched if needed) before it is removed",
+                replacement.reason
+            ),
+        )
+        .await;
+    }
     for new in &plan.create_ees {
         let Some((version, view)) = observed.version(&new.version_key) else {
             continue;
@@ -298,14 +326,18 @@ async fn apply_plan(
         if plan.failed_launches.iter().any(|f| &f.claim == name) {
             continue; // said above
         }
-        tracing::info!(capacity_provider = %cp.name_any(), claim = %name, "removing empty instance");
-        ctx.event(
-            cp,
-            false,
-            "RemovingInstance",
-            format!("NodeClaim {name} held no execution environment"),
-        )
-        .await;
+        let replaced = observed
+            .snapshot
+            .claims
+            .iter()
+            .any(|c| &c.name == name && c.replacing_since.is_some());
+        let note = if replaced {
+            format!("NodeClaim {name} is replaced: its execution environments serve elsewhere")
+        } else {
+            format!("NodeClaim {name} held no execution environment")
+        };
+        tracing::info!(capacity_provider = %cp.name_any(), claim = %name, replaced, "removing empty instance");
+        ctx.event(cp, false, "RemovingInstance", note).await;
     }
     Ok(())
 }
@@ -568,6 +600,7 @@ async fn write_status(
         v_cpu_allocated: Some(i32::try_from(plan.vcpu_allocated).unwrap_or(i32::MAX)),
         v_cpu_limit: Some(limit),
         instance_count: Some(i32::try_from(plan.instance_count).unwrap_or(i32::MAX)),
+        instances_due_for_replacement: Some(i32::try_from(plan.instances_due).unwrap_or(i32::MAX)),
         cpu_utilization: provider_cpu(observed, scaling),
         attached_function_versions: attached,
         conditions,

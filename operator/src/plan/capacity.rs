@@ -13,28 +13,35 @@ use super::capacity_plan::{
     CapacityPlan, ClaimMark, EeRef, FailedLaunch, NewClaim, NewEe, VersionPlan, Waiting,
 };
 use super::consolidation;
+use super::replacement;
 use super::fresh_names::{fresh_claim_name, fresh_ee_names};
 use super::room::{Slot, best_slot, resources};
 use super::snapshot::{EeView, Provisioner, Snapshot, UnavailableOfferings, VersionView};
 
 /// Plans one capacity provider.
 ///
-/// In Karpenter mode it also consolidates (see [`consolidation`]): instances being consolidated
-/// take no new EEs, and their EEs go once replacements elsewhere are Ready. Should a scale-up
-/// need more room than the other instances have, consolidation is called off and the plan is
-/// made again with those instances' room.
+/// In Karpenter mode it also consolidates (see [`consolidation`]) and replaces instances that are
+/// due (see [`replacement`]): instances being consolidated or replaced take no new EEs, and their
+/// EEs go once replacements elsewhere are Ready. Should a scale-up need more room than the other
+/// instances have, consolidation is called off and the plan is made again with those instances'
+/// room (but not the room of instances being replaced).
 ///
 /// `catalog` prices and sizes the instance types (the controllers and the simulator pass
 /// [`Catalog::builtin`]; a test may pass its own).
 pub fn plan_capacity(snapshot: &Snapshot, catalog: &Catalog) -> CapacityPlan {
-    let leaving = consolidation::leaving_nodes(snapshot);
+    let replacing = replacement::replacing_nodes(snapshot);
+    let consolidating = consolidation::leaving_nodes(snapshot);
+    let leaving: BTreeSet<String> = replacing.union(&consolidating).cloned().collect();
     let (mut plan, mut slots) = plan_with(snapshot, catalog, &leaving);
-    if !leaving.is_empty() && wants_more_room(&plan) {
-        let (mut plan, _) = plan_with(snapshot, catalog, &BTreeSet::new());
+    if !consolidating.is_empty() && wants_more_room(&plan) {
+        // Replacements go on: only the consolidations give their room back.
+        let (mut plan, _) = plan_with(snapshot, catalog, &replacing);
         consolidation::call_off(snapshot, &mut plan);
+        replacement::start(snapshot, &mut plan);
         return plan;
     }
     consolidation::abandon_stuck(snapshot, &mut plan);
+    replacement::start(snapshot, &mut plan);
     if consolidation::may_start(snapshot, &leaving, &plan) {
         consolidation::start_moves(snapshot, catalog, &mut slots, &mut plan);
     }
@@ -374,7 +381,8 @@ fn plan_version(
                 let zones_in_order: Vec<&str> = order.iter().map(|(_, z)| z.as_str()).collect();
                 let offer = Offer {
                     requirements,
-                    max_vcpu: *max_vcpu,
+                    max_vcpu: max_vcpu
+                        .saturating_add(replacement::vcpu_allowance(snapshot, catalog)),
                     zones: &zones_in_order,
                     unavailable,
                 };

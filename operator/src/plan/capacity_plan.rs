@@ -94,6 +94,10 @@ pub struct CapacityPlan {
     pub consolidate_claims: Vec<ClaimMark>,
     /// EEs started to replace EEs of an instance being consolidated (for the log and events).
     pub moves: Vec<Move>,
+    /// Instances due for replacement whose EEs start moving away now (their mark is set).
+    pub replacements: Vec<Replacement>,
+    /// Instances due for replacement, those being replaced included.
+    pub instances_due: u32,
     pub versions: BTreeMap<String, VersionPlan>,
     pub vcpu_allocated: u32,
     pub instance_count: u32,
@@ -106,6 +110,14 @@ pub struct Move {
     pub from: String,
     pub replacement: String,
     pub to: String,
+}
+
+/// An instance due for replacement, marked in this plan: its EEs move away, then it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replacement {
+    pub claim: String,
+    /// Why it is due, as a sentence about the instance ("it has run ...").
+    pub reason: String,
 }
 
 impl EeRef {

@@ -61,6 +61,7 @@ fn snapshot(provisioner: Provisioner, versions: Vec<VersionView>) -> Snapshot {
         consolidation: Default::default(),
         launch_timeout_seconds: 60,
         unavailable: Default::default(),
+        lifecycle: Default::default(),
     }
 }
 
@@ -80,6 +81,8 @@ fn launch_all(s: &mut Snapshot, claims: &[crate::plan::NewClaim]) {
             deleting: false,
             launched: true,
             launch_message: None,
+            replacing_since: None,
+            image_id: None,
         });
         s.nodes.push(NodeView {
             name: format!("node-{}", c.name),
@@ -153,6 +156,8 @@ fn replanning_while_instances_launch_launches_nothing_more() {
             deleting: false,
             launched: true,
             launch_message: None,
+            replacing_since: None,
+            image_id: None,
         });
     }
     let second = plan_capacity(&s, Catalog::builtin());
@@ -566,6 +571,8 @@ fn instance(s: &mut Snapshot, name: &str, instance_type: &str, zone: &str) {
         deleting: false,
         launched: true,
         launch_message: None,
+        replacing_since: None,
+        image_id: None,
     });
     s.nodes.push(NodeView {
         name: format!("node-{name}"),
@@ -904,6 +911,8 @@ fn a_claim_not_launched_in_time_is_replaced_by_another_type_or_zone() {
         deleting: false,
         launched: false,
         launch_message: Some("LaunchFailed: no offering".into()),
+        replacing_since: None,
+        image_id: None,
     });
     // Within the timeout the claim is waited for.
     s.now = NOW + 59;
@@ -964,3 +973,6 @@ fn unavailable_offerings_move_the_launch_to_another_zone_or_say_none_is_left() {
         other => panic!("waiting {other:?}"),
     }
 }
+
+#[path = "replacement_tests.rs"]
+mod replacement;

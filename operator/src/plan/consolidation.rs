@@ -42,7 +42,7 @@ pub const RIGHT_SIZE_SHARE: f64 = 0.75;
 /// consolidation off. Keeping it the cool-down too put the simulator's diurnal profile at
 /// 1.22-1.33x the oracle's cost instead of 1.13-1.20x (seeds 1-6), for no gain in time in band.
 pub(super) fn empty_grace_seconds(claim: &ClaimView, cooldown_seconds: i64) -> i64 {
-    if claim.consolidating_since.is_some() {
+    if claim.consolidating_since.is_some() || claim.replacing_since.is_some() {
         0
     } else {
         cooldown_seconds
@@ -123,15 +123,17 @@ pub(super) fn drain_moved(
     kept
 }
 
-/// Whether a new wave of moves may start: Karpenter mode, nothing waits for room, and the last
-/// wave's EEs have left.
+/// Whether a new wave of moves may start: Karpenter mode, nothing waits for room, no replacement
+/// starts in this plan, and the EEs of the last wave (and of instances being replaced) have left.
 pub(super) fn may_start(
     snapshot: &Snapshot,
     leaving: &BTreeSet<String>,
     plan: &CapacityPlan,
 ) -> bool {
     let karpenter = matches!(snapshot.provisioner, Provisioner::Karpenter { .. });
-    let waiting = !plan.create_claims.is_empty() || plan.versions.values().any(|v| v.unplaced > 0);
+    let waiting = !plan.create_claims.is_empty()
+        || plan.versions.values().any(|v| v.unplaced > 0)
+        || !plan.replacements.is_empty();
     let in_flight = leaving
         .iter()
         .any(|n| live_ees_on(snapshot, n).next().is_some());
@@ -181,7 +183,12 @@ fn candidates<'a>(
     let mut found: Vec<Candidate<'a>> = snapshot
         .claims
         .iter()
-        .filter(|c| !c.deleting && c.consolidating_since.is_none() && c.empty_since.is_none())
+        .filter(|c| {
+            !c.deleting
+                && c.consolidating_since.is_none()
+                && c.replacing_since.is_none()
+                && c.empty_since.is_none()
+        })
         .filter(|c| {
             c.created_at.is_some_and(|t| {
                 snapshot.now - t >= snapshot.consolidation.min_instance_age_seconds

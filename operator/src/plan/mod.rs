@@ -3,7 +3,7 @@
 //!
 //! The capacity plan's modules build on each other one way: `snapshot` (the input, with
 //! `consolidation_times`) and `capacity_plan` (the output) are plain data; `room` and
-//! `fresh_names` work on them; `consolidation` uses those; `capacity` (the planner) uses all of
+//! `fresh_names` work on them; `consolidation` and `replacement` use those; `capacity` (the planner) uses all of
 //! them; `version_state` reads the output. The object builders (`ee_pod`, `invoke_secrets`,
 //! `karpenter_objects`, `publication`) and `retirement` stand beside them. Nothing here imports
 //! the observer, the controllers or the simulator; the instance catalog comes in as a parameter.
@@ -17,6 +17,7 @@ mod fresh_names;
 pub mod invoke_secrets;
 pub mod karpenter_objects;
 pub mod publication;
+pub mod replacement;
 pub mod retirement;
 mod room;
 pub mod snapshot;

@@ -32,8 +32,13 @@ pub struct ClaimView {
     /// Unix seconds since which the operator moves the claim's EEs away to remove it
     /// (consolidation; the operator's annotation).
     pub consolidating_since: Option<i64>,
-    /// Unix seconds it was created; unknown counts as new (never consolidated).
+    /// Unix seconds since which the operator moves the claim's EEs away to replace it (it is
+    /// due: too old, out of date, or asked for; the operator's annotation).
+    pub replacing_since: Option<i64>,
+    /// Unix seconds it was created; unknown counts as new (never consolidated or replaced).
     pub created_at: Option<i64>,
+    /// The machine image Karpenter launched it with, once known.
+    pub image_id: Option<String>,
     pub deleting: bool,
     /// Karpenter launched its instance (condition `Launched=True`).
     pub launched: bool,
@@ -86,6 +91,19 @@ pub struct VersionView {
     pub previous_state: Option<State>,
 }
 
+/// When instances are replaced (Karpenter mode), from the provider's `instanceLifecycle` and its
+/// node class.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Lifecycle {
+    /// Instances older than this are replaced; `None`: never for their age.
+    pub max_lifetime_seconds: Option<i64>,
+    /// Instances launched before these unix seconds are replaced, once the time has come.
+    pub replace_launched_before: Option<i64>,
+    /// The machine images the node class resolves now; an instance on another one is out of
+    /// date. Empty: not known (a node class without images, such as kwok's), nothing is.
+    pub current_images: Vec<String>,
+}
+
 /// How the capacity provider gets nodes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Provisioner {
@@ -117,4 +135,6 @@ pub struct Snapshot {
     pub launch_timeout_seconds: i64,
     /// Offerings (instance type, zone) that failed to launch recently.
     pub unavailable: UnavailableOfferings,
+    /// When instances are replaced.
+    pub lifecycle: Lifecycle,
 }

@@ -29,6 +29,7 @@ usage: lmi-sim [flags]
   --cpu-threshold PCT       the sidecar refuses work above this CPU [90]
   --cooldown-s S            how long an empty instance is kept [300]
   --max-vcpu N              override the capacity provider's maxVCpuCount
+  --lifetime-s S            override the capacity provider's maxInstanceLifetime [336h]
   --stabilization-s S       scale-down stabilization window [30]
   --step-down FRACTION      most of the EEs one scale-down removes [0.25]
   --lead-s S                how far ahead scale-up forecasts the load; 0: purely reactive
@@ -50,6 +51,8 @@ pub struct Options {
     pub duration_ms: f64,
     pub params: Params,
     pub max_vcpu: Option<u32>,
+    /// Overrides the provider's maximum instance lifetime (seconds).
+    pub lifetime_seconds: Option<i64>,
     pub name: Option<String>,
     pub out: PathBuf,
     pub csv: bool,
@@ -66,6 +69,7 @@ impl Default for Options {
             duration_ms: 100.0,
             params: Params::default(),
             max_vcpu: None,
+            lifetime_seconds: None,
             name: None,
             out: PathBuf::from("lmi-sim-out"),
             csv: true,
@@ -108,6 +112,7 @@ pub fn parse(args: &[String]) -> Result<Options> {
             "--cpu-threshold" => o.params.cpu_refusal_percent = number(flag, value)?,
             "--cooldown-s" => o.params.empty_claim_cooldown_seconds = number(flag, value)?,
             "--max-vcpu" => o.max_vcpu = Some(number(flag, value)?),
+            "--lifetime-s" => o.lifetime_seconds = Some(number(flag, value)?),
             "--seed" => o.params.seed = number(flag, value)?,
             "--stabilization-s" => o.params.policy.stabilization_seconds = number(flag, value)?,
             "--step-down" => o.params.policy.max_step_down = number(flag, value)?,
@@ -172,6 +177,9 @@ pub fn execute(o: &Options) -> Result<String> {
         Some(p) => provider_from_yaml(&read(p)?)?,
         None => default_provider(),
     };
+    if let Some(lifetime) = o.lifetime_seconds {
+        provider.max_lifetime_seconds = Some(lifetime);
+    }
     if let Some(max) = o.max_vcpu {
         provider.max_vcpu = max;
         provider.scaling.max_v_cpu_count = i32::try_from(max).unwrap_or(i32::MAX);

@@ -104,12 +104,14 @@ pub fn run(scenario: &Scenario) -> Run {
         on_demand_usd: 0.0,
         oracle_instance_seconds: 0.0,
         oracle_on_demand_usd: 0.0,
+        instances_replaced: 0,
     };
     let interval = i64::from(params.sample_interval_seconds.max(1));
     for t in -WARM_UP_SECONDS..i64::from(scenario.profile.duration_seconds) {
         if t == 0 {
             world.instance_seconds = 0.0;
             world.on_demand_usd = 0.0;
+            world.replaced = 0;
         }
         let record = t >= 0;
         world.advance(t, 1.0);
@@ -245,6 +247,7 @@ pub fn run(scenario: &Scenario) -> Run {
     }
     run.instance_seconds = world.instance_seconds;
     run.on_demand_usd = world.on_demand_usd;
+    run.instances_replaced = world.replaced;
     run
 }
 

@@ -53,4 +53,6 @@ pub struct Run {
     pub on_demand_usd: f64,
     pub oracle_instance_seconds: f64,
     pub oracle_on_demand_usd: f64,
+    /// Instances replaced for their age (see `--lifetime-s`).
+    pub instances_replaced: u32,
 }

@@ -47,6 +47,7 @@ pub struct Summary {
     pub cost_usd: f64,
     pub oracle_instance_hours: f64,
     pub oracle_cost_usd: f64,
+    pub instances_replaced: u32,
 }
 
 impl Summary {
@@ -109,13 +110,14 @@ pub fn summarize(scenario: &Scenario, run: &Run) -> Summary {
         cost_usd: run.on_demand_usd * (1.0 + MANAGEMENT_FEE),
         oracle_instance_hours: run.oracle_instance_seconds / 3600.0,
         oracle_cost_usd: run.oracle_on_demand_usd * (1.0 + MANAGEMENT_FEE),
+        instances_replaced: run.instances_replaced,
     }
 }
 
 /// The header of the summary table (Markdown).
 pub fn table_header() -> String {
-    "| profile | function | target | in band | in band or pinned | throttled | longest throttling | peak EEs | EE-hours (oracle) | instance-hours (oracle) | cost USD (oracle) | cost / oracle |\n\
-     |---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    "| profile | function | target | in band | in band or pinned | throttled | longest throttling | peak EEs | EE-hours (oracle) | instance-hours (oracle) | cost USD (oracle) | cost / oracle | instances replaced |\n\
+     |---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         .to_string()
 }
 
@@ -125,7 +127,7 @@ pub fn table_rows(s: &Summary) -> String {
     for f in &s.functions {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0}% | {:.1}% | {:.1}% | {:.3}% ({} of {}) | {} s | {} | {:.1} ({:.1}) | {:.2} ({:.2}) | {:.3} ({:.3}) | {:.2} |",
+            "| {} | {} | {:.0}% | {:.1}% | {:.1}% | {:.3}% ({} of {}) | {} s | {} | {:.1} ({:.1}) | {:.2} ({:.2}) | {:.3} ({:.3}) | {:.2} | {} |",
             s.profile,
             f.name,
             s.target,
@@ -143,6 +145,7 @@ pub fn table_rows(s: &Summary) -> String {
             s.cost_usd,
             s.oracle_cost_usd,
             s.cost_ratio(),
+            s.instances_replaced,
         );
     }
     out

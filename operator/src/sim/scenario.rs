@@ -34,6 +34,8 @@ pub struct SimProvider {
     pub max_vcpu: u32,
     pub requirements: InstanceRequirements,
     pub scaling: CapacityScalingConfig,
+    /// Instances older than this are replaced (`instanceLifecycle.maxInstanceLifetime`).
+    pub max_lifetime_seconds: Option<i64>,
 }
 
 /// Timing and behaviour parameters.
@@ -116,6 +118,8 @@ pub fn default_provider() -> SimProvider {
             scaling_mode: ScalingMode::Auto,
             target_cpu_utilization: None,
         },
+        max_lifetime_seconds: lmi_crds::capacity_provider::InstanceLifecycle::default()
+            .max_lifetime_seconds(),
     }
 }
 
@@ -186,6 +190,7 @@ pub fn provider_from_yaml(text: &str) -> Result<SimProvider> {
         zones,
         max_vcpu: u32::try_from(cp.spec.scaling_config.max_v_cpu_count).unwrap_or(0),
         requirements: cp.spec.instance_requirements.clone(),
+        max_lifetime_seconds: cp.spec.instance_lifecycle.max_lifetime_seconds(),
         scaling: cp.spec.scaling_config.clone(),
     })
 }

@@ -21,6 +21,7 @@ struct Claim {
     node_at: i64,
     empty_since: Option<i64>,
     consolidating_since: Option<i64>,
+    replacing_since: Option<i64>,
 }
 
 impl Claim {
@@ -57,6 +58,8 @@ pub struct World {
     /// Instance-seconds and on-demand dollars so far.
     pub instance_seconds: f64,
     pub on_demand_usd: f64,
+    /// Instances marked for replacement so far.
+    pub replaced: u32,
 }
 
 impl World {
@@ -98,7 +101,9 @@ impl World {
                 node_name: (c.node_at <= now).then(|| c.node_name()),
                 empty_since: c.empty_since,
                 consolidating_since: c.consolidating_since,
+                replacing_since: c.replacing_since,
                 created_at: Some(c.launched_at),
+                image_id: None,
                 deleting: false,
                 launched: true,
                 launch_message: None,
@@ -157,6 +162,10 @@ impl World {
             // launch delay), so none fails.
             launch_timeout_seconds: 60,
             unavailable: Default::default(),
+            lifecycle: crate::plan::snapshot::Lifecycle {
+                max_lifetime_seconds: scenario.provider.max_lifetime_seconds,
+                ..Default::default()
+            },
         }
     }
 
@@ -176,6 +185,7 @@ impl World {
                 node_at: now + i64::from(scenario.params.instance_launch_seconds),
                 empty_since: None,
                 consolidating_since: None,
+                replacing_since: None,
             });
         }
         for mark in &plan.mark_claims {
@@ -186,6 +196,12 @@ impl World {
         for mark in &plan.consolidate_claims {
             if let Some(c) = self.claims.iter_mut().find(|c| c.name == mark.claim) {
                 c.consolidating_since = mark.since;
+            }
+        }
+        for replacement in &plan.replacements {
+            if let Some(c) = self.claims.iter_mut().find(|c| c.name == replacement.claim) {
+                c.replacing_since = Some(now);
+                self.replaced += 1;
             }
         }
         self.claims
