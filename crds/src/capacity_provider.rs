@@ -90,14 +90,18 @@ pub struct InstanceLifecycle {
     /// The longest an instance may run, as hours, minutes and seconds (`336h`, `90m`, `1h30m`):
     /// from 1 minute to 2160 hours (90 days). Default `336h` (14 days, as in LMI).
     #[serde(default = "default_max_instance_lifetime")]
-    #[schemars(length(min = 2, max = 32), regex(pattern = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"))]
+    #[schemars(
+        length(min = 2, max = 32),
+        regex(pattern = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$")
+    )]
     #[x_kube(validation = Rule::new("duration(self) >= duration('60s') && duration(self) <= duration('2160h')")
         .message("instanceLifecycle.maxInstanceLifetime is from 1m to 2160h (90 days)"))]
     pub max_instance_lifetime: String,
     /// Instances launched before this time are replaced (to pick up a new image or setting now,
     /// like `kubectl rollout restart`). A time in the future takes effect when it comes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replace_instances_launched_before: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    pub replace_instances_launched_before:
+        Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
 }
 
 impl Default for InstanceLifecycle {

@@ -380,7 +380,16 @@ mod tests {
         assert_eq!(duration_seconds("90m"), Some(5400));
         assert_eq!(duration_seconds("1h30m15s"), Some(5415));
         assert_eq!(duration_seconds("45s"), Some(45));
-        for bad in ["", "h", "30m1h", "1d", "1.5h", "-1h", "1h ", "99999999999999999999h"] {
+        for bad in [
+            "",
+            "h",
+            "30m1h",
+            "1d",
+            "1.5h",
+            "-1h",
+            "1h ",
+            "99999999999999999999h",
+        ] {
             assert_eq!(duration_seconds(bad), None, "{bad:?}");
         }
     }

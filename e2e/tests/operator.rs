@@ -21,7 +21,8 @@ use lmi_e2e::operator_harness::{
     version_state,
 };
 use lmi_operator::karpenter::NodeClaim;
-use lmi_operator::observe::CONSOLIDATING_SINCE_ANNOTATION;
+use lmi_operator::karpenter::ZONE_LABEL;
+use lmi_operator::observe::{CONSOLIDATING_SINCE_ANNOTATION, REPLACING_SINCE_ANNOTATION};
 use lmi_operator::plan::consolidation_times::ConsolidationTimes;
 use lmi_operator::settings::Settings;
 use serde_json::{Value, json};
@@ -827,6 +828,150 @@ async fn an_underused_instance_is_consolidated_without_dropping_below_desired() 
             Ok(())
         },
     )
+    .await
+}
+
+/// The most NodeClaims of `cp` seen with the replacing-since mark at once in one zone, and every
+/// claim seen marked; watched until aborted.
+#[derive(Debug, Default)]
+struct Replacements {
+    listed: bool,
+    most_at_once_per_zone: usize,
+    marked: BTreeSet<String>,
+}
+
+fn watch_replacements(
+    client: &Client,
+    cp: &str,
+) -> (
+    Arc<std::sync::Mutex<Replacements>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let seen = Arc::new(std::sync::Mutex::new(Replacements::default()));
+    let (store, writer) = reflector::store();
+    let config = watcher::Config::default().labels(&format!("lmi.dev/capacity-provider={cp}"));
+    let mut events = reflector(
+        writer,
+        watcher(Api::<NodeClaim>::all(client.clone()), config).default_backoff(),
+    )
+    .boxed();
+    let task = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                if event.is_err() {
+                    continue;
+                }
+                let mut per_zone: BTreeMap<String, usize> = BTreeMap::new();
+                let mut marked = Vec::new();
+                for claim in store.state() {
+                    if claim.annotations().contains_key(REPLACING_SINCE_ANNOTATION) {
+                        let zone = claim
+                            .requirement(ZONE_LABEL)
+                            .unwrap_or_default()
+                            .to_string();
+                        *per_zone.entry(zone).or_default() += 1;
+                        marked.push(claim.name_any());
+                    }
+                }
+                if let Ok(mut s) = seen.lock() {
+                    s.listed |= matches!(event, Ok(watcher::Event::InitDone));
+                    s.marked.extend(marked);
+                    let most = per_zone.values().copied().max().unwrap_or(0);
+                    s.most_at_once_per_zone = s.most_at_once_per_zone.max(most);
+                }
+            }
+        })
+    };
+    (seen, task)
+}
+
+/// Patching by replacement, on real Karpenter: instances older than the provider's (shortened)
+/// maximum lifetime are replaced one per zone at a time, each EE's replacement Ready before the
+/// old one drains (the EEs take 3 s to turn Ready, so an early drain would show), the zone spread
+/// holding, and the old NodeClaims deleted.
+#[tokio::test]
+async fn instances_past_their_lifetime_are_replaced_without_dropping_below_desired() -> Result<()> {
+    scenario("lifetime", |env, cp| async move {
+        let (client, ns) = (env.client.clone(), env.namespace.clone());
+        // One EE fills a c7g.large: every replacement needs a launch.
+        let mut manifest = provider(&cp, 400, &["c7g.large"]);
+        manifest["spec"]["instanceLifecycle"] = json!({"maxInstanceLifetime": "1m"});
+        let functions = provider_and_functions(&client, &ns, manifest).await?;
+        let mut f = function("aged", &ns, &cp, 3);
+        f["spec"]["environment"]["variables"][KWOK_READY_DELAY_ENV] = json!("3s");
+        create(&functions, f).await?;
+        wait_state(&client, &ns, "aged-v1", "Active").await?;
+        let first: BTreeSet<String> = claims_of(&client, &cp)
+            .await?
+            .iter()
+            .map(|c| c.name_any())
+            .collect();
+        assert_eq!(first.len(), 3, "one instance per zone");
+
+        let desired: BTreeMap<String, usize> = [("aged".to_string(), 3)].into();
+        let ready = Shared::default();
+        let pods = tokio::spawn(watch_ready(
+            client.clone(),
+            ns.clone(),
+            desired.clone(),
+            ready.clone(),
+        ));
+        let (replacing, claims_watch) = watch_replacements(&client, &cp);
+        eventually("the watches to list", WAIT, || async {
+            let pods_listed = ready.lock().is_ok_and(|w| w.listed == 1);
+            let claims_listed = replacing.lock().is_ok_and(|r| r.listed);
+            Ok((pods_listed && claims_listed).then_some(()))
+        })
+        .await?;
+
+        // Due after 60 s, then a launch, a 3 s start and a drain per zone.
+        let outcome = eventually(
+            "every first instance replaced",
+            Duration::from_secs(150),
+            || async {
+                let now: BTreeSet<String> = claims_of(&client, &cp)
+                    .await?
+                    .iter()
+                    .map(|c| c.name_any())
+                    .collect();
+                let pods = ees_of(&client, &ns, "aged", 1).await?;
+                let done = now.is_disjoint(&first) && pods.len() == 3 && pods.iter().all(pod_ready);
+                Ok(done.then_some(()))
+            },
+        )
+        .await;
+        pods.abort();
+        claims_watch.abort();
+        let ready = std::mem::take(&mut *ready.lock().expect("the watch does not panic"));
+        let replacing = std::mem::take(&mut *replacing.lock().expect("the watch does not panic"));
+        println!("replacement seen: {ready:?} {replacing:?}");
+        outcome?;
+        assert!(
+            ready.below_desired.is_empty(),
+            "Ready EEs dropped below desired: {:?}",
+            ready.below_desired
+        );
+        assert_eq!(
+            replacing.most_at_once_per_zone, 1,
+            "one instance per zone at a time"
+        );
+        assert!(
+            first.is_subset(&replacing.marked),
+            "each old instance was marked first: {replacing:?}"
+        );
+        assert!(has_provider_event(&client, &cp, "ReplacingInstance").await?);
+        let pods = ees_of(&client, &ns, "aged", 1).await?;
+        assert_eq!(
+            zones_of(&client, &pods).await?.len(),
+            3,
+            "the zone spread holds"
+        );
+        let cps: Api<CapacityProvider> = Api::all(client.clone());
+        let lifecycle = cps.get(&cp).await?.spec.instance_lifecycle;
+        assert_eq!(lifecycle.max_lifetime_seconds(), Some(60));
+        Ok(())
+    })
     .await
 }
 

@@ -28,8 +28,7 @@ use crate::karpenter::{EC2NodeClass, NodeClaim, NodeClassChoice};
 use crate::object_key::key_of;
 use crate::observe::{
     CONSOLIDATING_SINCE_ANNOTATION, EMPTY_SINCE_ANNOTATION, ObserveOptions, Observed,
-    REPLACING_SINCE_ANNOTATION,
-    attached_versions, observe,
+    REPLACING_SINCE_ANNOTATION, attached_versions, observe,
 };
 use crate::plan::capacity_plan::{FailedLaunch, VersionPlan};
 use crate::plan::ee_pod::ee_pod;
@@ -142,14 +141,10 @@ async fn apply(cp: &CapacityProvider, ctx: &Context) -> Result<Action> {
     // instance) plan again soon, besides the watches; an empty instance is looked at again when
     // its cool-down may have passed.
     let moving = !plan.moves.is_empty()
-        || observed
-            .snapshot
-            .claims
-            .iter()
-            .any(|c| {
-                (c.consolidating_since.is_some() || c.replacing_since.is_some())
-                    && c.empty_since.is_none()
-            })
+        || observed.snapshot.claims.iter().any(|c| {
+            (c.consolidating_since.is_some() || c.replacing_since.is_some())
+                && c.empty_since.is_none()
+        })
         || !plan.replacements.is_empty();
     let waiting = !observed.zones_known || moving || plan.versions.values().any(|v| v.unplaced > 0);
     let cooling = plan.mark_claims.iter().any(|mark| mark.since.is_some())

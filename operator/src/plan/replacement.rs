@@ -67,12 +67,13 @@ pub fn due(snapshot: &Snapshot, claim: &ClaimView) -> Option<Due> {
             return Some(Due::Requested { before });
         }
     }
-    if let Some(image) = &claim.image_id {
-        if !lifecycle.current_images.is_empty() && !lifecycle.current_images.contains(image) {
-            return Some(Due::Image {
-                image: image.clone(),
-            });
-        }
+    if let Some(image) = &claim.image_id
+        && !lifecycle.current_images.is_empty()
+        && !lifecycle.current_images.contains(image)
+    {
+        return Some(Due::Image {
+            image: image.clone(),
+        });
     }
     let (created, max) = (claim.created_at?, lifecycle.max_lifetime_seconds?);
     let age = snapshot.now - created;

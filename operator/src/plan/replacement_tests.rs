@@ -50,7 +50,11 @@ fn instances_past_their_lifetime_are_replaced_with_new_ees_ready_before_the_old_
     let plan = plan_capacity(&s, Catalog::builtin());
     assert_eq!(marked(&plan), ["old-0", "old-1", "old-2"], "one per zone");
     assert_eq!(plan.instances_due, 3);
-    assert!(plan.replacements[0].reason.contains("maximum instance lifetime"));
+    assert!(
+        plan.replacements[0]
+            .reason
+            .contains("maximum instance lifetime")
+    );
     assert!(plan.delete_ees.is_empty() && plan.create_claims.is_empty());
     mark_replacing(&mut s, &plan);
 
@@ -59,18 +63,28 @@ fn instances_past_their_lifetime_are_replaced_with_new_ees_ready_before_the_old_
     let mut zones: Vec<&str> = plan.create_claims.iter().map(|c| c.zone.as_str()).collect();
     zones.sort_unstable();
     assert_eq!(zones, ZONES, "the zone spread holds");
-    assert!(plan.delete_ees.is_empty(), "nothing drains before its replacement serves");
+    assert!(
+        plan.delete_ees.is_empty(),
+        "nothing drains before its replacement serves"
+    );
     assert!(plan.replacements.is_empty(), "no second instance per zone");
     let v = &plan.versions["ns/v-v1"];
     assert_eq!((v.desired, v.ready), (3, 3));
     let bounds = ScalingBounds { min: 3, max: None };
-    assert_eq!(version_state(Some(State::Active), &bounds, v).state, State::Active);
+    assert_eq!(
+        version_state(Some(State::Active), &bounds, v).state,
+        State::Active
+    );
 
     s.now += 60;
     launch_all(&mut s, &plan.create_claims);
     let plan = plan_capacity(&s, Catalog::builtin());
     assert_eq!(plan.create_ees.len(), 3);
-    assert!(plan.create_ees.iter().all(|e| !e.node.starts_with("node-old")));
+    assert!(
+        plan.create_ees
+            .iter()
+            .all(|e| !e.node.starts_with("node-old"))
+    );
     assert!(plan.delete_ees.is_empty());
     run_ees(&mut s, &plan, false);
     let starting = plan_capacity(&s, Catalog::builtin());
@@ -88,7 +102,11 @@ fn instances_past_their_lifetime_are_replaced_with_new_ees_ready_before_the_old_
     let plan = plan_capacity(&s, Catalog::builtin());
     let mut removed: Vec<&str> = plan.delete_claims.iter().map(String::as_str).collect();
     removed.sort_unstable();
-    assert_eq!(removed, ["old-0", "old-1", "old-2"], "emptied, they go at once");
+    assert_eq!(
+        removed,
+        ["old-0", "old-1", "old-2"],
+        "emptied, they go at once"
+    );
     assert!(plan.replacements.is_empty(), "the new instances are young");
 }
 
@@ -105,8 +123,14 @@ fn one_instance_per_zone_at_a_time_the_oldest_first() {
     assert_eq!(plan.instances_due, 4);
     mark_replacing(&mut s, &plan);
     let plan = plan_capacity(&s, Catalog::builtin());
-    assert!(plan.replacements.is_empty(), "old-0 waits for its zone's replacement");
-    assert!(plan.delete_claims.contains(&"older".to_string()), "empty: it goes at once");
+    assert!(
+        plan.replacements.is_empty(),
+        "old-0 waits for its zone's replacement"
+    );
+    assert!(
+        plan.delete_claims.contains(&"older".to_string()),
+        "empty: it goes at once"
+    );
     s.claims.retain(|c| c.name != "older");
     let plan = plan_capacity(&s, Catalog::builtin());
     assert_eq!(marked(&plan), ["old-0"], "its zone's turn");
@@ -117,14 +141,23 @@ fn a_requested_time_replaces_what_was_launched_before_it_once_it_has_come() {
     let mut s = one_instance_per_zone(400, 1_000_000);
     s.now = NOW + 100;
     s.lifecycle.replace_launched_before = Some(NOW + 200);
-    assert!(plan_capacity(&s, Catalog::builtin()).replacements.is_empty(), "not yet");
+    assert!(
+        plan_capacity(&s, Catalog::builtin())
+            .replacements
+            .is_empty(),
+        "not yet"
+    );
     s.now = NOW + 200;
     let claim = s.claims[0].clone();
     assert_eq!(due(&s, &claim), Some(Due::Requested { before: NOW + 200 }));
     assert_eq!(plan_capacity(&s, Catalog::builtin()).replacements.len(), 3);
     let mut newer = claim;
     newer.created_at = Some(NOW + 200);
-    assert_eq!(due(&s, &newer), None, "launched at or after the time: new enough");
+    assert_eq!(
+        due(&s, &newer),
+        None,
+        "launched at or after the time: new enough"
+    );
 }
 
 #[test]
@@ -132,7 +165,11 @@ fn an_instance_on_an_image_the_node_class_no_longer_resolves_is_out_of_date() {
     let mut s = one_instance_per_zone(400, 1_000_000);
     let mut claim = s.claims[0].clone();
     claim.image_id = Some("ami-old".into());
-    assert_eq!(due(&s, &claim), None, "images unknown: nothing is out of date");
+    assert_eq!(
+        due(&s, &claim),
+        None,
+        "images unknown: nothing is out of date"
+    );
     s.lifecycle.current_images = vec!["ami-new".into(), "ami-new-x86".into()];
     assert_eq!(
         due(&s, &claim),
@@ -154,7 +191,9 @@ fn a_provider_at_its_vcpu_ceiling_can_still_be_replaced() {
     let plan = plan_capacity(&s, Catalog::builtin());
     assert_eq!(plan.create_claims.len(), 3, "{:?}", plan.versions);
     assert!(
-        plan.versions.values().all(|v| !matches!(v.waiting, Some(Waiting::VcpuLimitExceeded { .. }))),
+        plan.versions
+            .values()
+            .all(|v| !matches!(v.waiting, Some(Waiting::VcpuLimitExceeded { .. }))),
         "{:?}",
         plan.versions
     );
