@@ -49,13 +49,17 @@ pub const KUBE_PROXY_METRICS_PORT: u16 = 11249;
 /// Where Debian's `containernetworking-plugins` installs the plugins.
 const CNI_BIN_DIR: &str = "/usr/lib/cni";
 /// Debian packages the nodes need; installed by `up` when missing (it runs as root here).
-const HOST_PACKAGES: [&str; 6] = [
+/// `skopeo` and `docker-registry` (Distribution) are for the test that pushes the product's images
+/// to a registry and pulls them back.
+const HOST_PACKAGES: [&str; 8] = [
     "containerd",
     "runc",
     "containernetworking-plugins",
     "iptables",
     "conntrack",
     "debootstrap",
+    "skopeo",
+    "docker-registry",
 ];
 
 /// The real nodes, in start order: the main job's two, then the tests' two.
@@ -188,6 +192,8 @@ pub async fn ensure_host_packages(paths: &Paths) -> Result<()> {
         "iptables",
         "conntrack",
         "debootstrap",
+        "skopeo",
+        "docker-registry",
     ]
     .iter()
     .any(|program| !on_path(program))

@@ -119,3 +119,169 @@ async fn kwok_node_becomes_ready_and_a_pod_bound_to_it_runs() -> Result<()> {
     )
     .await
 }
+
+/// `lmi-dev export-images` writes registry-ready archives: a real registry (Distribution, Debian's
+/// `docker-registry`) takes them from `skopeo copy` as the docs say, and containerd (a real node's)
+/// pulls them back as the same images (the same config digest: the same layers and settings).
+#[tokio::test]
+async fn exported_images_push_to_a_registry_and_a_node_pulls_them_back() -> Result<()> {
+    use std::process::Command;
+    use std::time::Instant;
+
+    let run = |program: &str, args: &[&str]| -> Result<String> {
+        let out = Command::new(program)
+            .args(args)
+            .output()
+            .map_err(|e| Error::Other(format!("running {program}: {e}")))?;
+        if !out.status.success() {
+            return Err(Error::Other(format!(
+                "{program} {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    // The cluster (started when none runs): its real nodes' containerd pull the images.
+    harness::client().await?;
+    let paths = lmi_e2e::paths::Paths::from_env();
+    let work = paths
+        .root()
+        .join(format!("push-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    // The programs this test binary was built beside (cargo's debug folder).
+    let bin_dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
+        .ok_or_else(|| Error::Other("no target folder".into()))?;
+    let exported =
+        lmi_e2e::images::write_product_archives(&paths, &bin_dir, &work.as_path().join("out"))
+            .await?;
+    assert_eq!(exported.len(), 3);
+
+    // A registry on a free loopback port, its storage in the temporary folder.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| Error::Other(e.to_string()))?
+        .port();
+    let config = work.as_path().join("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            work.as_path().join("storage").display()
+        ),
+    )
+    .map_err(|e| Error::Other(e.to_string()))?;
+    let mut registry = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| Error::Other(format!("starting docker-registry: {e}")))?;
+    let outcome = async {
+        eventually(
+            "the registry to listen",
+            Duration::from_secs(10),
+            || async {
+                Ok(tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .ok()
+                    .map(|_| ()))
+            },
+        )
+        .await?;
+        let containerd = lmi_e2e::node::TEST_NODES[1].containerd_address();
+        let containerd = containerd.to_string_lossy();
+        for image in &exported {
+            let reference = format!("127.0.0.1:{port}/lmi/{}:e2e", image.repository);
+            let started = Instant::now();
+            run(
+                "skopeo",
+                &[
+                    "copy",
+                    "--dest-tls-verify=false",
+                    &format!("oci-archive:{}", image.archive.display()),
+                    &format!("docker://{reference}"),
+                ],
+            )?;
+            let pushed = started.elapsed();
+            let manifest: serde_json::Value = serde_json::from_str(&run(
+                "skopeo",
+                &[
+                    "inspect",
+                    "--raw",
+                    "--tls-verify=false",
+                    &format!("docker://{reference}"),
+                ],
+            )?)?;
+            // The archive's own manifest names the same config.
+            let archive = run(
+                "tar",
+                &[
+                    "-xOf",
+                    &image.archive.to_string_lossy(),
+                    &format!(
+                        "blobs/sha256/{}",
+                        image.manifest_digest.trim_start_matches("sha256:")
+                    ),
+                ],
+            )?;
+            let local: serde_json::Value = serde_json::from_str(&archive)?;
+            assert_eq!(
+                manifest["config"]["digest"], local["config"]["digest"],
+                "{reference}"
+            );
+            run(
+                "ctr",
+                &[
+                    "--address",
+                    &containerd,
+                    "-n",
+                    "lmi-push-test",
+                    "images",
+                    "pull",
+                    "--plain-http",
+                    &reference,
+                ],
+            )?;
+            let listed = run(
+                "ctr",
+                &[
+                    "--address",
+                    &containerd,
+                    "-n",
+                    "lmi-push-test",
+                    "images",
+                    "ls",
+                ],
+            )?;
+            run(
+                "ctr",
+                &[
+                    "--address",
+                    &containerd,
+                    "-n",
+                    "lmi-push-test",
+                    "images",
+                    "rm",
+                    &reference,
+                ],
+            )?;
+            assert!(
+                listed.contains(&reference) && listed.contains("linux/amd64"),
+                "{listed}"
+            );
+            println!(
+                "{reference}: pushed in {:.1} s, pulled by containerd",
+                pushed.as_secs_f64()
+            );
+        }
+        Ok(())
+    }
+    .await;
+    let _ = registry.kill();
+    let _ = registry.wait();
+    let _ = std::fs::remove_dir_all(&work);
+    outcome
+}

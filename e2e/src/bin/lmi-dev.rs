@@ -36,6 +36,26 @@ enum Command {
     Build,
     /// Build Knative's queue-proxy (the data-plane benchmark's comparison row) and print its path.
     QueueProxy,
+    /// Write the operator's, the router's and the sidecar's images as OCI archives for a
+    /// registry (`DIR/lmi-operator.tar`, ...), and print the commands that push them.
+    ExportImages {
+        /// Where the archives go.
+        #[arg(long)]
+        out: PathBuf,
+        /// Build the programs with `--release` (what a registry should get; about 10 minutes
+        /// here). Without it the local cluster's debug builds are used.
+        #[arg(long)]
+        release: bool,
+        /// The registry the printed commands push to (the chart's `image.registry`).
+        #[arg(long, default_value = "REGISTRY")]
+        registry: String,
+        /// The tag the printed commands push (the chart's `image.tag`).
+        #[arg(long, default_value = "0.1.0")]
+        tag: String,
+        /// The lmi workspace; default: the one lmi-dev was built from.
+        #[arg(long)]
+        workspace: Option<PathBuf>,
+    },
     /// Build the images and import them into the local node's containerd.
     Images {
         /// containerd's socket (default: each real node's).
@@ -142,6 +162,31 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Build => {
             let binaries = lmi_e2e::gobuild::ensure_built(&paths).await?;
             eprintln!("binaries ready: {binaries:#?}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ExportImages {
+            out,
+            release,
+            registry,
+            tag,
+            workspace,
+        } => {
+            let workspace = workspace.unwrap_or_else(lmi_e2e::harness::repo_root);
+            let exported = images::export_product_images(&paths, &workspace, &out, release).await?;
+            for image in &exported {
+                eprintln!(
+                    "{} {} (linux/amd64)",
+                    image.archive.display(),
+                    image.manifest_digest
+                );
+            }
+            for image in &exported {
+                println!(
+                    "skopeo copy oci-archive:{} docker://{registry}/{}:{tag}",
+                    image.archive.display(),
+                    image.repository
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Images {

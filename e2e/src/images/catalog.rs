@@ -72,7 +72,39 @@ pub async fn build_binaries(workspace_root: &Path, log: &Path) -> Result<PathBuf
         ])
         .current_dir(workspace_root);
     run_logged("binaries (cargo build)", log, &mut build).await?;
+    target_directory(workspace_root).await
+}
 
+/// The product's images and the programs they carry.
+pub const PRODUCT_IMAGES: [(&str, &str); 3] = [
+    (SIDECAR_IMAGE, "lmi-sidecar"),
+    (OPERATOR_IMAGE, "lmi-operator"),
+    (ROUTER_IMAGE, "lmi-router"),
+];
+
+/// `cargo build --release` of the product's programs (for images meant for a registry); returns
+/// cargo's target directory.
+pub async fn build_release_binaries(workspace_root: &Path, log: &Path) -> Result<PathBuf> {
+    let mut build = Command::new("cargo");
+    build.args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "lmi-operator",
+        "-p",
+        "lmi-router",
+    ]);
+    for (_, program) in PRODUCT_IMAGES {
+        build.args(["--bin", program]);
+    }
+    build.current_dir(workspace_root);
+    run_logged("release binaries (cargo build --release)", log, &mut build).await?;
+    target_directory(workspace_root).await
+}
+
+/// cargo's target directory for `workspace_root` (honours `CARGO_TARGET_DIR`).
+async fn target_directory(workspace_root: &Path) -> Result<PathBuf> {
     let out = Command::new("cargo")
         .args(["metadata", "--format-version", "1", "--no-deps", "--locked"])
         .current_dir(workspace_root)
@@ -110,24 +142,7 @@ pub async fn specs(
     };
 
     let pause = pause_layer(cache, log).await?;
-    let mut programs = Vec::new();
-    for (image, program) in [
-        (SIDECAR_IMAGE, "lmi-sidecar"),
-        (OPERATOR_IMAGE, "lmi-operator"),
-        (ROUTER_IMAGE, "lmi-router"),
-    ] {
-        let dest = format!("usr/local/bin/{program}");
-        let layer = file_layer(cache, log, &target_dir.join("debug").join(program), &dest).await?;
-        programs.push(ImageSpec {
-            name: image,
-            run: RunConfig {
-                env: debian_env(&[]),
-                entrypoint: vec![format!("/{dest}")],
-                ..RunConfig::default()
-            },
-            layers: vec![base.clone(), layer],
-        });
-    }
+    let programs = product_specs(cache, log, &base, &target_dir.join("debug")).await?;
     let rust_fn = file_layer(
         cache,
         log,
@@ -193,6 +208,31 @@ pub async fn specs(
     ];
     images.extend(programs);
     Ok(images)
+}
+
+/// The product's images ([`PRODUCT_IMAGES`]): `base` and one program from `bin_dir` (cargo's
+/// `debug` or `release` folder) at `/usr/local/bin`, its entrypoint.
+pub async fn product_specs(
+    cache: &LayerCache,
+    log: &Path,
+    base: &Layer,
+    bin_dir: &Path,
+) -> Result<Vec<ImageSpec>> {
+    let mut specs = Vec::new();
+    for (image, program) in PRODUCT_IMAGES {
+        let dest = format!("usr/local/bin/{program}");
+        let layer = file_layer(cache, log, &bin_dir.join(program), &dest).await?;
+        specs.push(ImageSpec {
+            name: image,
+            run: RunConfig {
+                env: vec![PATH_ENV.to_string()],
+                entrypoint: vec![format!("/{dest}")],
+                ..RunConfig::default()
+            },
+            layers: vec![base.clone(), layer],
+        });
+    }
+    Ok(specs)
 }
 
 /// One executable at `dest`, keyed by the source's fingerprint (not its bytes: hashing a debug

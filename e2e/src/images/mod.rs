@@ -113,6 +113,75 @@ pub async fn ensure_images(paths: &Paths, workspace_root: &Path) -> Result<Vec<B
     Ok(built)
 }
 
+/// A product image written for a registry by [`export_product_images`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportedImage {
+    /// `lmi-operator`, `lmi-router` or `lmi-sidecar`: the repository name the chart expects
+    /// under `image.registry`.
+    pub repository: String,
+    /// `<out>/<repository>.tar`: an OCI layout archive of one linux/amd64 image, which
+    /// `skopeo copy oci-archive:FILE docker://REGISTRY/REPOSITORY:TAG` pushes.
+    pub archive: PathBuf,
+    pub manifest_digest: String,
+}
+
+/// Writes the product's images (operator, router, sidecar) into `out` as OCI layout archives
+/// that registry tools push as they are: the same recipe as the local cluster's images (a
+/// minimal Debian base, the stripped program), from a `--release` build when `release`.
+pub async fn export_product_images(
+    paths: &Paths,
+    workspace_root: &Path,
+    out: &Path,
+    release: bool,
+) -> Result<Vec<ExportedImage>> {
+    let log = log_file(paths);
+    std::fs::create_dir_all(paths.log_dir()).map_err(Error::io("creating", paths.log_dir()))?;
+    let (target_dir, profile) = if release {
+        (
+            catalog::build_release_binaries(workspace_root, &log).await?,
+            "release",
+        )
+    } else {
+        (
+            catalog::build_binaries(workspace_root, &log).await?,
+            "debug",
+        )
+    };
+    write_product_archives(paths, &target_dir.join(profile), out).await
+}
+
+/// [`export_product_images`] of programs already built in `bin_dir` (cargo's `debug` or
+/// `release` folder).
+pub async fn write_product_archives(
+    paths: &Paths,
+    bin_dir: &Path,
+    out: &Path,
+) -> Result<Vec<ExportedImage>> {
+    let dir = images_dir(paths);
+    let log = log_file(paths);
+    std::fs::create_dir_all(out).map_err(Error::io("creating", out))?;
+    let cache = LayerCache::open(&dir)?;
+    let (base, _) = base::ensure(&cache, &log).await?;
+    let specs = catalog::product_specs(&cache, &log, &base, bin_dir).await?;
+    let archives = dir.join("archives");
+    std::fs::create_dir_all(&archives).map_err(Error::io("creating", &archives))?;
+    let mut exported = Vec::new();
+    for (spec, (_, repository)) in specs.iter().zip(catalog::PRODUCT_IMAGES) {
+        let image = write_archive(&cache, &archives, spec, &log).await?;
+        let archive = out.join(format!("{repository}.tar"));
+        let _ = std::fs::remove_file(&archive);
+        std::fs::hard_link(&image.archive, &archive)
+            .or_else(|_| std::fs::copy(&image.archive, &archive).map(|_| ()))
+            .map_err(Error::io("writing", &archive))?;
+        exported.push(ExportedImage {
+            repository: repository.to_string(),
+            archive,
+            manifest_digest: image.manifest_digest,
+        });
+    }
+    Ok(exported)
+}
+
 fn prune(dir: &Path, keep: &HashSet<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
