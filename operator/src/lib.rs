@@ -25,5 +25,6 @@ pub mod quantity;
 pub mod settings;
 pub mod sim;
 pub mod stores;
+pub mod trim;
 pub mod utilization;
 pub mod version_view;

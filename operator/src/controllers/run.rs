@@ -43,11 +43,31 @@ where
         + Sync
         + 'static,
 {
+    reflect_trimmed(api, config, crate::trim::managed_fields::<K>)
+}
+
+/// [`reflect`], keeping of each object what `trim` leaves (see [`crate::trim`]): the store and
+/// the triggers both get the trimmed object.
+fn reflect_trimmed<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    trim: fn(&mut K),
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
     let (reader, writer) = reflector::store();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    // managedFields are a large share of every object (one entry per field manager, each a map
-    // of the fields it owns) and nothing here reads them: the stores keep objects without.
-    let trimmed = watcher(api, config).modify(|object| object.managed_fields_mut().clear());
+    let trimmed = watcher(api, config).modify(trim);
     let reflected = reflector::reflector(writer, trimmed)
         .default_backoff()
         .touched_objects();
@@ -96,12 +116,16 @@ pub async fn run(
     let scoped = || watcher::Config::default().labels(&selector);
     let (functions, function_stream) = reflect(Api::<Function>::all(client.clone()), scoped());
     let (versions, version_stream) = reflect(Api::<FunctionVersion>::all(client.clone()), scoped());
-    let (pods, pod_stream) = reflect(
+    let (pods, pod_stream) = reflect_trimmed(
         Api::<Pod>::all(client.clone()),
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY},{selector}")),
+        crate::trim::ee_pod,
     );
-    let (nodes, node_stream) =
-        reflect(Api::<Node>::all(client.clone()), watcher::Config::default());
+    let (nodes, node_stream) = reflect_trimmed(
+        Api::<Node>::all(client.clone()),
+        watcher::Config::default(),
+        crate::trim::node,
+    );
     let (namespaces, namespace_stream) = reflect(
         Api::<Namespace>::all(client.clone()),
         watcher::Config::default(),
