@@ -35,6 +35,11 @@ pub struct Context {
     /// zone, created at). Karpenter deletes a claim it cannot launch for lack of capacity and
     /// says so only in an Event on it, so what the claim asked for is kept here.
     launching: std::sync::Mutex<BTreeMap<String, PendingLaunch>>,
+    /// Functions' token Secrets as this process last applied them: `namespace/name` -> digest of
+    /// the Secret and the Function's generation. The operator may not read Secrets (no get, list
+    /// or watch: see the chart's RBAC), so this is how a resync that changes nothing sends
+    /// nothing.
+    applied_secrets: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 /// A NodeClaim created and not yet seen launched.
@@ -73,6 +78,21 @@ impl Context {
             invoke_key,
             unavailable: Default::default(),
             launching: Default::default(),
+            applied_secrets: Default::default(),
+        }
+    }
+
+    /// Whether `digest` differs from what was last applied as Secret `key` (then it is to apply).
+    pub fn secret_outdated(&self, key: &str, digest: &str) -> bool {
+        self.applied_secrets
+            .lock()
+            .map_or(true, |m| m.get(key).map(String::as_str) != Some(digest))
+    }
+
+    /// Remembers that Secret `key` was applied as `digest`.
+    pub fn secret_applied(&self, key: &str, digest: &str) {
+        if let Ok(mut m) = self.applied_secrets.lock() {
+            m.insert(key.to_string(), digest.to_string());
         }
     }
 

@@ -39,7 +39,7 @@ async fn operate() -> Result<()> {
     let settings = settings::parse(&args, |k| std::env::var(k).ok())?;
     let metrics = Metrics::new()?;
     let _server = http::serve(settings.metrics_addr, metrics.clone()).await?;
-    let client = kube::Client::try_default().await?;
+    let client = metrics.counting_client().await?;
 
     let lost_lease = match &settings.lease {
         Some((name, namespace)) => Some(leader::acquire(client.clone(), name, namespace).await?),

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub cpu_utilization: GaugeVec,
     pub concurrency_saturation: GaugeVec,
     pub cpu_target: GaugeVec,
+    /// Requests this operator sends to the API server, by verb (`watch` apart from `get`).
+    pub api_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -109,6 +111,14 @@ impl Metrics {
         registry.register(Box::new(cpu_utilization.clone()))?;
         registry.register(Box::new(concurrency_saturation.clone()))?;
         registry.register(Box::new(cpu_target.clone()))?;
+        let api_requests = IntCounterVec::new(
+            Opts::new(
+                "lmi_operator_api_requests_total",
+                "Requests the operator sent to the Kubernetes API server, by verb",
+            ),
+            &["verb"],
+        )?;
+        registry.register(Box::new(api_requests.clone()))?;
         registry.register(Box::new(reconciles.clone()))?;
         registry.register(Box::new(reconcile_errors.clone()))?;
         registry.register(Box::new(reconcile_seconds.clone()))?;
@@ -130,7 +140,26 @@ impl Metrics {
             cpu_utilization,
             concurrency_saturation,
             cpu_target,
+            api_requests,
         })
+    }
+
+    /// A kube client whose every request counts in `api_requests` (its verb from the HTTP
+    /// method, and `watch` for a `watch=true` list).
+    pub async fn counting_client(&self) -> std::result::Result<kube::Client, kube::Error> {
+        let config = kube::Config::infer()
+            .await
+            .map_err(kube::Error::InferConfig)?;
+        let counter = self.api_requests.clone();
+        let count = tower::util::MapRequestLayer::new(
+            move |request: ::http::Request<kube::client::Body>| {
+                counter.with_label_values(&[verb(&request)]).inc();
+                request
+            },
+        );
+        Ok(kube::client::ClientBuilder::try_from(config)?
+            .with_layer(&count)
+            .build())
     }
 
     /// The text exposition of every metric.
@@ -141,5 +170,22 @@ impl Metrics {
             tracing::warn!(error = %e, "cannot encode metrics");
         }
         out
+    }
+}
+
+/// The Kubernetes verb of an API request.
+fn verb<B>(request: &::http::Request<B>) -> &'static str {
+    let watch = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
+    match *request.method() {
+        ::http::Method::GET if watch => "watch",
+        ::http::Method::GET => "get",
+        ::http::Method::POST => "create",
+        ::http::Method::PUT => "update",
+        ::http::Method::PATCH => "patch",
+        ::http::Method::DELETE => "delete",
+        _ => "other",
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::runtime::reflector::{ObjectRef, Store};
-use lmi_crds::{Function, FunctionVersion};
+use lmi_crds::{CapacityProvider, Function, FunctionVersion};
 
 use crate::karpenter::{EC2NodeClass, NodeClaim};
 
@@ -15,6 +15,8 @@ use crate::karpenter::{EC2NodeClass, NodeClaim};
 #[derive(Clone)]
 pub struct Stores {
     pub functions: Store<Function>,
+    /// The function controller's view of the providers (the provider controller has its own).
+    pub capacity_providers: Store<CapacityProvider>,
     pub versions: Store<FunctionVersion>,
     /// EE pods only (label `app.kubernetes.io/managed-by=lmi-operator`).
     pub pods: Store<Pod>,
@@ -34,6 +36,7 @@ impl Stores {
     /// only) never fills them.
     pub async fn ready(&self) -> Result<(), kube::runtime::reflector::store::WriterDropped> {
         self.functions.wait_until_ready().await?;
+        self.capacity_providers.wait_until_ready().await?;
         self.versions.wait_until_ready().await?;
         self.pods.wait_until_ready().await?;
         self.namespaces.wait_until_ready().await?;

@@ -5,6 +5,7 @@
 //! Run with `bash scripts/bench-operator.sh` (builds the release operator, brings the cluster up).
 #![forbid(unsafe_code)]
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,12 +40,13 @@ fn arg(name: &str, default: usize) -> usize {
 }
 
 /// The operator as its own process, so its memory is its own.
-struct Operator {
+/// A benchmarked process (the operator, or the router), killed when dropped.
+struct Process {
     child: Child,
 }
 
-impl Operator {
-    fn start(binary: &PathBuf, kubeconfig: &PathBuf, log: &PathBuf) -> Result<Self> {
+impl Process {
+    fn operator(binary: &PathBuf, kubeconfig: &PathBuf, log: &PathBuf) -> Result<Self> {
         let log_file = std::fs::File::create(log).map_err(Error::io("creating", log))?;
         let child = Command::new(binary)
             .args([
@@ -76,6 +78,20 @@ impl Operator {
         Ok(Self { child })
     }
 
+    /// The router on [`ROUTER_ADDR`], reading the cluster's catalog (every EE pod).
+    fn router(binary: &PathBuf, kubeconfig: &PathBuf, log: &PathBuf) -> Result<Self> {
+        let log_file = std::fs::File::create(log).map_err(Error::io("creating", log))?;
+        let child = Command::new(binary)
+            .args(["--listen", ROUTER_ADDR, "--system-namespace", "lmi-system"])
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .map_err(Error::io("starting", binary))?;
+        Ok(Self { child })
+    }
+
     /// Resident and peak resident memory in MiB, from /proc.
     fn memory_mib(&self) -> (f64, f64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -92,7 +108,7 @@ impl Operator {
     }
 }
 
-impl Drop for Operator {
+impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -107,12 +123,25 @@ const PER_PROVIDER: usize = 90;
 /// 18081).
 const METRICS_ADDR: &str = "127.0.0.1:18095";
 
+/// The benchmarked router (its Invoke API and `/metrics`), when `LMI_ROUTER_BIN` is set.
+const ROUTER_ADDR: &str = "127.0.0.1:18096";
+
 async fn reconciles() -> f64 {
-    let Ok(text) = metrics_text().await else {
+    counter_sum("lmi_operator_reconciles_total", |_| true).await
+}
+
+/// The sum of counter `name`'s series whose line passes `keep`.
+async fn counter_sum(name: &str, keep: impl Fn(&str) -> bool) -> f64 {
+    sum_at(METRICS_ADDR, name, keep).await
+}
+
+/// The sum of the series of metric `name` at `addr` whose line passes `keep`.
+async fn sum_at(addr: &str, name: &str, keep: impl Fn(&str) -> bool) -> f64 {
+    let Ok(text) = metrics_text(addr).await else {
         return 0.0;
     };
     text.lines()
-        .filter(|l| l.starts_with("lmi_operator_reconciles_total"))
+        .filter(|l| l.starts_with(name) && keep(l))
         .filter_map(|l| {
             l.split_whitespace()
                 .last()
@@ -121,9 +150,22 @@ async fn reconciles() -> f64 {
         .sum()
 }
 
-async fn metrics_text() -> std::io::Result<String> {
+/// The operator's API requests so far, by verb (`lmi_operator_api_requests_total`).
+async fn api_requests() -> BTreeMap<String, f64> {
+    let mut by_verb = BTreeMap::new();
+    for verb in [
+        "get", "create", "update", "patch", "delete", "watch", "other",
+    ] {
+        let label = format!("verb=\"{verb}\"");
+        let n = counter_sum("lmi_operator_api_requests_total", |l| l.contains(&label)).await;
+        by_verb.insert(verb.to_string(), n);
+    }
+    by_verb
+}
+
+async fn metrics_text(addr: &str) -> std::io::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(METRICS_ADDR).await?;
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
     stream
         .write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
         .await?;
@@ -193,9 +235,14 @@ async fn publish_to_active(client: &Client, name: &str, cp: &str, min: i32) -> R
 fn summary(label: &str, mut samples: Vec<f64>) {
     samples.sort_by(f64::total_cmp);
     let median = samples.get(samples.len() / 2).copied().unwrap_or(0.0);
+    // Nearest rank: the smallest sample at or above 99% of them.
+    let p99 = samples
+        .get((samples.len() * 99).div_ceil(100).saturating_sub(1))
+        .copied()
+        .unwrap_or(0.0);
     let max = samples.last().copied().unwrap_or(0.0);
     println!(
-        "{label}: median {median:.3} s, max {max:.3} s over {} runs",
+        "{label}: median {median:.3} s, p99 {p99:.3} s, max {max:.3} s over {} runs",
         samples.len()
     );
 }
@@ -218,7 +265,7 @@ async fn bench() -> Result<()> {
     )
     .await;
     let log = std::env::temp_dir().join("lmi-bench-operator.log");
-    let operator = Operator::start(&binary, &kubeconfig, &log)?;
+    let operator = Process::operator(&binary, &kubeconfig, &log)?;
     let cps: Api<CapacityProvider> = Api::all(client.clone());
 
     // 1. New NodeClaims: each function on a fresh provider, min 3 (one instance per zone).
@@ -292,6 +339,42 @@ async fn bench() -> Result<()> {
         functions_n * ees
     );
 
+    // 4. Steady state: nothing changes, so the operator should send nothing but its watches.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let window = arg("steady-seconds", 60);
+    let first = api_requests().await;
+    tokio::time::sleep(Duration::from_secs(u64::try_from(window).unwrap_or(60))).await;
+    let second = api_requests().await;
+    #[allow(clippy::cast_precision_loss)]
+    let per_second: Vec<String> = second
+        .iter()
+        .map(|(verb, n)| {
+            let delta = n - first.get(verb).copied().unwrap_or(0.0);
+            format!("{verb} {:.2}/s ({delta:.0})", delta / window as f64)
+        })
+        .collect();
+    let (rss, peak) = operator.memory_mib();
+    println!(
+        "steady state over {window} s: API requests {}; operator memory {rss:.1} MiB resident, {peak:.1} MiB peak",
+        per_second.join(", ")
+    );
+
+    // 5. One more function at a time while all of that runs (capacity present on `bench-warm`).
+    let extra = arg("extra", 20);
+    let mut during = Vec::new();
+    for i in 0..extra {
+        during.push(publish_to_active(&client, &format!("during-{i}"), cp, 3).await?);
+    }
+    summary(
+        &format!("publish-to-Active beside {} EEs", functions_n * ees),
+        during,
+    );
+
+    // 6. The router with every EE in its tables: memory, and how soon a new EE is routable.
+    if let Some(router_bin) = std::env::var_os("LMI_ROUTER_BIN").map(PathBuf::from) {
+        bench_router(&client, &kubeconfig, &router_bin, cp, functions_n * ees).await?;
+    }
+
     // Clean up while the operator still runs.
     let _ = namespaces
         .delete(NAMESPACE, &DeleteParams::foreground())
@@ -324,4 +407,93 @@ async fn bench_providers(cps: &Api<CapacityProvider>) -> Result<Vec<String>> {
         .map(|c| c.name_any())
         .filter(|name| name.starts_with("bench-"))
         .collect())
+}
+
+/// Ready EEs in the router's catalog (`lmi_router_execution_environments`).
+async fn routable() -> f64 {
+    sum_at(ROUTER_ADDR, "lmi_router_execution_environments", |_| true).await
+}
+
+/// Starts the router beside the benchmark's EEs: its memory once its catalog holds them all, then
+/// 20 times (`--router-tries`) one more function of one EE on `cp`, from its EE being Ready in the
+/// API to the router counting it routable. (The EEs are kwok pods: nothing is invoked, their
+/// addresses lead nowhere.)
+async fn bench_router(
+    client: &Client,
+    kubeconfig: &PathBuf,
+    binary: &PathBuf,
+    cp: &str,
+    ees: usize,
+) -> Result<()> {
+    let log = std::env::temp_dir().join("lmi-bench-router.log");
+    let router = Process::router(binary, kubeconfig, &log)?;
+    let started = Instant::now();
+    #[allow(clippy::cast_precision_loss)]
+    let all = ees as f64;
+    while routable().await < all {
+        if started.elapsed() > Duration::from_secs(300) {
+            println!(
+                "the router holds {} of {ees} EEs after 300 s",
+                routable().await
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let loaded = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (rss, peak) = router.memory_mib();
+    println!(
+        "router with {} EEs in its tables (all listed after {loaded:.1} s): {rss:.1} MiB resident, {peak:.1} MiB peak",
+        routable().await
+    );
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let mut latencies = Vec::new();
+    for i in 0..arg("router-tries", 20) {
+        let before = routable().await;
+        let name = format!("routed-{i}");
+        create(
+            &Api::<Function>::namespaced(client.clone(), NAMESPACE),
+            function(&name, cp, 1),
+        )
+        .await?;
+        let selector = format!("lmi.dev/function={name}");
+        let waited = Instant::now();
+        let ready_at = loop {
+            let list = pods.list(&ListParams::default().labels(&selector)).await?;
+            if list.items.iter().any(lmi_e2e::operator_harness::pod_ready) {
+                break Instant::now();
+            }
+            if waited.elapsed() > Duration::from_secs(120) {
+                return Err(Error::Timeout {
+                    what: format!("an EE of {name} to be Ready"),
+                    seconds: 120,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let routed_at = loop {
+            if routable().await > before {
+                break Instant::now();
+            }
+            if ready_at.elapsed() > Duration::from_secs(60) {
+                return Err(Error::Timeout {
+                    what: format!("the router to route {name}"),
+                    seconds: 60,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        latencies.push(routed_at.saturating_duration_since(ready_at).as_secs_f64());
+    }
+    summary(
+        &format!("router: EE Ready to routable, beside {ees} EEs"),
+        latencies,
+    );
+    let (rss, peak) = router.memory_mib();
+    println!(
+        "router memory after: {rss:.1} MiB resident, {peak:.1} MiB peak; log {}",
+        log.display()
+    );
+    Ok(())
 }

@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use lmi_crds::capacity_provider::ProvisioningMode;
 use lmi_crds::catalog::Catalog;
 use lmi_crds::common::{FUNCTION_LABEL, INSTANCE_LABEL, instance_label};
@@ -52,11 +53,16 @@ pub fn error_policy(function: Arc<Function>, error: &Error, ctx: Arc<Context>) -
 /// SHA-256 (hex) of a function's configuration: serde writes struct fields in declaration order
 /// and maps sorted, so equal configurations hash equally.
 pub fn config_sha256(function: &Function) -> Result<String> {
-    let bytes = serde_json::to_vec(&function.spec.configuration)?;
-    Ok(Sha256::digest(&bytes)
+    Ok(sha256_hex(&serde_json::to_vec(
+        &function.spec.configuration,
+    )?))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect())
+        .collect()
 }
 
 /// What is wrong with a function given its capacity provider and its namespace's labels (None:
@@ -135,18 +141,26 @@ async fn reconcile_inner(function: &Function, ctx: &Context) -> Result<Action> {
     // Before any version exists: its EEs' sidecars read the token from this Secret (and do not
     // start without it).
     apply_token_secret(function, ctx).await?;
-    let cps: Api<CapacityProvider> = Api::all(ctx.client.clone());
-    let cp = cps.get_opt(cp_name).await?;
-
-    // Listed from the API, not a cache: publishing must see every version that exists, also
-    // right after a restart, or it would publish the same configuration twice.
-    let version_api: Api<FunctionVersion> = Api::namespaced(ctx.client.clone(), &namespace);
-    let versions: Vec<FunctionVersion> = version_api
-        .list(&ListParams::default().labels(&format!("{FUNCTION_LABEL}={name}")))
-        .await?
-        .items
-        .into_iter()
-        .filter(|v| v.spec.function_name == name)
+    // From the caches: a resync that changes nothing sends no request. The caches are complete
+    // (listed) before any reconcile. One may lag a version this operator has just created; the
+    // next publication then takes the same number, which exists already (success), and the
+    // version's watch event brings the reconcile that sees it.
+    let cp = ctx
+        .stores
+        .capacity_providers
+        .get(&ObjectRef::new(cp_name))
+        .map(|cp| (*cp).clone());
+    let versions: Vec<FunctionVersion> = ctx
+        .stores
+        .versions
+        .state()
+        .iter()
+        .filter(|v| {
+            v.namespace().as_deref() == Some(namespace.as_str())
+                && v.labels().get(FUNCTION_LABEL) == Some(&name)
+                && v.spec.function_name == name
+        })
+        .map(|v| (**v).clone())
         .collect();
     let highest = versions.iter().map(|v| v.spec.version).max();
     let problem = validate(
@@ -433,9 +447,11 @@ async fn aliased_versions(
         .collect())
 }
 
-/// Writes the Secret with the function's invoke token. Server-side apply on every reconcile: it is
-/// created the first time, and put right should someone edit it or the key change (an apply that
-/// changes nothing writes nothing).
+/// Writes the Secret with the function's invoke token (server-side apply): the first time, when
+/// the Secret this process last applied differs (a new key, a recreated Function), and on every
+/// change of the Function (its generation), which also puts right a Secret someone edited or
+/// deleted. A resync of an unchanged Function sends nothing: the operator may not read Secrets,
+/// so what it applied is remembered instead (and forgotten on restart, which applies again).
 async fn apply_token_secret(function: &Function, ctx: &Context) -> Result<()> {
     let Some(secret) = function_secret(function, &ctx.invoke_key) else {
         return Ok(());
@@ -443,6 +459,15 @@ async fn apply_token_secret(function: &Function, ctx: &Context) -> Result<()> {
     let (Some(namespace), Some(name)) = (&secret.metadata.namespace, &secret.metadata.name) else {
         return Ok(());
     };
+    let key = format!("{namespace}/{name}");
+    let digest = format!(
+        "{}@{}",
+        sha256_hex(&serde_json::to_vec(&secret)?),
+        function.metadata.generation.unwrap_or(0)
+    );
+    if !ctx.secret_outdated(&key, &digest) {
+        return Ok(());
+    }
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     api.patch(
         name,
@@ -450,6 +475,7 @@ async fn apply_token_secret(function: &Function, ctx: &Context) -> Result<()> {
         &Patch::Apply(&secret),
     )
     .await?;
+    ctx.secret_applied(&key, &digest);
     Ok(())
 }
 

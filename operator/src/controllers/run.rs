@@ -65,8 +65,71 @@ where
         + Sync
         + 'static,
 {
-    let (reader, writer) = reflector::store();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    (spawn_reflector(api, config, trim, vec![tx]), triggers(rx))
+}
+
+/// [`reflect`] for two controllers: each gets every object, after the store has it. (With a watch
+/// of its own, a controller could be triggered before the store it reads has the change, and
+/// reconcile on a stale view that no later event corrects.)
+fn reflect_for_two<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (tx1, rx1) = tokio::sync::mpsc::unbounded_channel();
+    let (tx2, rx2) = tokio::sync::mpsc::unbounded_channel();
+    let store = spawn_reflector(
+        api,
+        config,
+        crate::trim::managed_fields::<K>,
+        vec![tx1, tx2],
+    );
+    (store, triggers(rx1), triggers(rx2))
+}
+
+/// The objects a reflector task sends, as a controller's trigger stream.
+fn triggers<K>(
+    rx: tokio::sync::mpsc::UnboundedReceiver<K>,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Send + 'static,
+{
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|object| (Ok(object), rx))
+    })
+}
+
+/// Starts the task that keeps the store of `api` current and sends each object it applies (as
+/// `trim` leaves it) to every sender; it ends when every receiver is gone.
+fn spawn_reflector<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    trim: fn(&mut K),
+    senders: Vec<tokio::sync::mpsc::UnboundedSender<K>>,
+) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
     let trimmed = watcher(api, config).modify(trim);
     let reflected = reflector::reflector(writer, trimmed)
         .default_backoff()
@@ -74,24 +137,26 @@ where
     tokio::spawn(async move {
         let mut reflected = std::pin::pin!(reflected);
         loop {
+            let all_gone = async {
+                for tx in &senders {
+                    tx.closed().await;
+                }
+            };
             tokio::select! {
                 item = reflected.next() => match item {
                     Some(Ok(object)) => {
-                        if tx.send(object).is_err() {
-                            return;
+                        for tx in &senders {
+                            let _ = tx.send(object.clone());
                         }
                     }
                     Some(Err(e)) => tracing::debug!(error = %e, "watch error (retrying)"),
                     None => return,
                 },
-                _ = tx.closed() => return,
+                () = all_gone => return,
             }
         }
     });
-    let triggers = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|object| (Ok(object), rx))
-    });
-    (reader, triggers)
+    reader
 }
 
 /// Runs the controllers until `shutdown` resolves.
@@ -115,7 +180,12 @@ pub async fn run(
     let selector = instance_selector(settings.instance.as_deref());
     let scoped = || watcher::Config::default().labels(&selector);
     let (functions, function_stream) = reflect(Api::<Function>::all(client.clone()), scoped());
-    let (versions, version_stream) = reflect(Api::<FunctionVersion>::all(client.clone()), scoped());
+    // Changes of providers reach functions through the provider controller's own watch; this
+    // store is only read (a function's reconcile looks its provider up here).
+    let (capacity_providers, provider_stream) =
+        reflect(Api::<CapacityProvider>::all(client.clone()), scoped());
+    let (versions, version_stream, version_stream_for_functions) =
+        reflect_for_two(Api::<FunctionVersion>::all(client.clone()), scoped());
     let (pods, pod_stream) = reflect_trimmed(
         Api::<Pod>::all(client.clone()),
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY},{selector}")),
@@ -141,6 +211,7 @@ pub async fn run(
     };
     let stores = Stores {
         functions,
+        capacity_providers,
         versions,
         pods,
         nodes,
@@ -249,26 +320,22 @@ pub async fn run(
     let fn_controller = Controller::new(Api::<Function>::all(client.clone()), scoped());
     let fn_store = fn_controller.store();
     let fn_controller = fn_controller
-        .owns(Api::<FunctionVersion>::all(client.clone()), scoped())
-        .watches(
-            Api::<CapacityProvider>::all(client.clone()),
-            scoped(),
-            move |cp| {
-                let name = cp.name_any();
-                fn_store
-                    .state()
-                    .iter()
-                    .filter(|f| {
-                        f.spec
-                            .configuration
-                            .capacity_provider_config
-                            .capacity_provider_name
-                            == name
-                    })
-                    .map(|f| ObjectRef::from_obj(f.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .owns_stream(version_stream_for_functions)
+        .watches_stream(provider_stream, move |cp: CapacityProvider| {
+            let name = cp.name_any();
+            fn_store
+                .state()
+                .iter()
+                .filter(|f| {
+                    f.spec
+                        .configuration
+                        .capacity_provider_config
+                        .capacity_provider_name
+                        == name
+                })
+                .map(|f| ObjectRef::from_obj(f.as_ref()))
+                .collect::<Vec<_>>()
+        })
         .graceful_shutdown_on(signal(shutdown_rx))
         .run(function::reconcile, function::error_policy, ctx)
         .for_each(|result| {

@@ -71,6 +71,14 @@ fn plan_with(
 ) -> (CapacityPlan, Vec<Slot>) {
     let mut unmet = Unmet::new();
     if matches!(snapshot.provisioner, Provisioner::Karpenter { .. }) {
+        // The zones' unmet demand only sizes launches: when a pass without it launches nothing,
+        // the joint plan would launch nothing either and is the same plan. Most reconciles (a
+        // pod turning Ready, a status change) are of that kind, and skip the survey.
+        let single = plan_pass(snapshot, catalog, leaving, Pass::Launch, &mut unmet);
+        if single.0.create_claims.is_empty() {
+            return single;
+        }
+        unmet.clear();
         plan_pass(snapshot, catalog, leaving, Pass::Survey, &mut unmet);
     }
     plan_pass(snapshot, catalog, leaving, Pass::Launch, &mut unmet)

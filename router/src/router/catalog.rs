@@ -341,6 +341,15 @@ impl Catalog {
     pub fn function_count(&self) -> usize {
         self.functions.len()
     }
+
+    /// Ready EEs of every version: where invocations may go.
+    pub fn endpoint_count(&self) -> usize {
+        self.functions
+            .values()
+            .flat_map(|f| f.versions.values())
+            .map(|v| v.endpoints.len())
+            .sum()
+    }
 }
 
 /// Check an alias of function `namespace/name` (the static file is written by hand; the cluster's

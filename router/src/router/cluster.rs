@@ -208,10 +208,11 @@ pub async fn watch(
         );
         None
     };
-    let pods: Store<Pod> = spawn_reflector(
+    let pods: Store<Pod> = spawn_trimmed_reflector(
         Api::all(client),
         watcher::Config::default().labels(FUNCTION_LABEL),
         changed.clone(),
+        trim_pod,
     );
     let ready = async {
         versions.wait_until_ready().await.ok();
@@ -292,6 +293,39 @@ async fn aliases_served(client: &kube::Client) -> bool {
     }
 }
 
+/// Keeps of an EE pod what [`spec_from`] reads (namespace, name, labels, deletion, IP, Ready): the
+/// router holds every EE of the cluster, and the rest of a pod (its containers' environment,
+/// volumes, probes, statuses) would be most of its memory at 10,000 EEs.
+fn trim_pod(pod: &mut Pod) {
+    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+    let meta = &mut pod.metadata;
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.owner_references = None;
+    pod.spec = None;
+    if let Some(status) = pod.status.take() {
+        pod.status = Some(PodStatus {
+            pod_ip: status.pod_ip,
+            conditions: status.conditions.map(|cs| {
+                cs.into_iter()
+                    .filter(|c| c.type_ == "Ready")
+                    .map(|c| PodCondition {
+                        type_: c.type_,
+                        status: c.status,
+                        ..PodCondition::default()
+                    })
+                    .collect()
+            }),
+            ..PodStatus::default()
+        });
+    }
+}
+
+/// Drops `managedFields`, which nothing here reads.
+fn trim_managed_fields<K: kube::Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
+}
+
 pub(super) fn spawn_reflector<K>(
     api: Api<K>,
     config: watcher::Config,
@@ -306,8 +340,27 @@ where
         + Sync
         + 'static,
 {
+    spawn_trimmed_reflector(api, config, changed, trim_managed_fields::<K>)
+}
+
+/// [`spawn_reflector`], storing each object as `trim` leaves it.
+fn spawn_trimmed_reflector<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    changed: Arc<Notify>,
+    trim: fn(&mut K),
+) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
     let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
+    let stream = reflector::reflector(writer, watcher(api, config).modify(trim)).default_backoff();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
@@ -535,6 +588,41 @@ mod tests {
         assert!(
             b.versions[0].endpoints.is_empty(),
             "pods of another function do not count"
+        );
+    }
+
+    #[test]
+    fn trimmed_pods_give_the_same_catalog() {
+        let versions = [fv("a", "hello", 1, Some("Active"))];
+        let pods: Vec<Arc<Pod>> = [
+            pod("a", "hello", "1", "10.0.0.2", true, false),
+            pod("a", "hello", "1", "10.0.0.3", false, false),
+            pod("a", "hello", "1", "10.0.0.4", true, true),
+        ]
+        .into_iter()
+        .map(|p| {
+            let mut p = (*p).clone();
+            p.spec = Some(Default::default());
+            p.metadata.annotations = Some([("a".to_string(), "b".repeat(1000))].into());
+            Arc::new(p)
+        })
+        .collect();
+        let trimmed: Vec<Arc<Pod>> = pods
+            .iter()
+            .map(|p| {
+                let mut p = (**p).clone();
+                trim_pod(&mut p);
+                Arc::new(p)
+            })
+            .collect();
+        assert!(
+            trimmed
+                .iter()
+                .all(|p| p.spec.is_none() && p.metadata.annotations.is_none())
+        );
+        assert_eq!(
+            spec_from(&[], &versions, &[], &trimmed, 9000),
+            spec_from(&[], &versions, &[], &pods, 9000)
         );
     }
 }

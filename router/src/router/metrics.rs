@@ -18,6 +18,8 @@ pub struct Metrics {
     pub retries: IntCounterVec,
     pub duration: Histogram,
     pub functions: IntGauge,
+    /// Ready EEs in the catalog: where invocations may go.
+    pub execution_environments: IntGauge,
     /// Requests the router made to the apiserver to authenticate or authorize callers, by
     /// resource (`tokenreviews`, `subjectaccessreviews`): the caches keep these to a handful.
     pub apiserver_requests: IntCounterVec,
@@ -76,6 +78,10 @@ impl Metrics {
             ]),
         )?;
         let functions = IntGauge::new("lmi_router_functions", "Functions the router knows")?;
+        let execution_environments = IntGauge::new(
+            "lmi_router_execution_environments",
+            "Ready execution environments the router may call",
+        )?;
         let apiserver_requests = IntCounterVec::new(
             Opts::new(
                 "lmi_router_apiserver_requests_total",
@@ -132,6 +138,7 @@ impl Metrics {
         registry.register(Box::new(retries.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(functions.clone()))?;
+        registry.register(Box::new(execution_environments.clone()))?;
         Ok(Self {
             registry,
             invocations,
@@ -139,6 +146,7 @@ impl Metrics {
             retries,
             duration,
             functions,
+            execution_environments,
             events_received,
             event_age,
             events_dropped,

@@ -395,6 +395,9 @@ impl Router {
             self.invoke_key().as_ref(),
         )?);
         self.metrics.functions.set(next.function_count() as i64);
+        self.metrics
+            .execution_environments
+            .set(next.endpoint_count() as i64);
         match self.catalog.write() {
             Ok(mut c) => *c = next,
             Err(p) => *p.into_inner() = next,
