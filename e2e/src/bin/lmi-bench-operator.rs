@@ -381,7 +381,8 @@ async fn bench() -> Result<()> {
         .await;
     harness::eventually(
         "the benchmark namespace to go",
-        Duration::from_secs(300),
+        // 10,000 EE pods take the apiserver and kwok several minutes to delete.
+        Duration::from_secs(1200),
         || async { Ok(namespaces.get_opt(NAMESPACE).await?.is_none().then_some(())) },
     )
     .await?;
