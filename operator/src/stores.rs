@@ -43,6 +43,20 @@ impl Stores {
         self.nodes.wait_until_ready().await
     }
 
+    /// [`Stores::ready`] within 30 s, as a reconcile needs it: plan only on complete caches, and a
+    /// watch that cannot list is an error to retry, not a hang.
+    pub async fn ready_for_reconcile(&self) -> crate::error::Result<()> {
+        match tokio::time::timeout(std::time::Duration::from_secs(30), self.ready()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(crate::error::Error::WatchNotReady(format!(
+                "a watch ended: {e}"
+            ))),
+            Err(_) => Err(crate::error::Error::Config(
+                "the watch caches are not filled after 30 s".to_string(),
+            )),
+        }
+    }
+
     /// Karpenter's NodeClaims (and EC2NodeClasses, when watched) are listed (their CRDs are
     /// installed).
     pub async fn karpenter_ready(

@@ -220,7 +220,11 @@ async fn publish_to_active(client: &Client, name: &str, cp: &str, min: i32) -> R
             .and_then(|v| v.status)
             .and_then(|s| s.state);
         if state == Some(State::Active) {
-            return Ok(started.elapsed().as_secs_f64());
+            let seconds = started.elapsed().as_secs_f64();
+            if seconds > 3.0 {
+                print_stages(client, name, &version).await;
+            }
+            return Ok(seconds);
         }
         if started.elapsed() > Duration::from_secs(120) {
             return Err(Error::Timeout {
@@ -230,6 +234,52 @@ async fn publish_to_active(client: &Client, name: &str, cp: &str, min: i32) -> R
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// For a slow publication: when each step happened, by the API server's clock (whole seconds):
+/// which step waited.
+async fn print_stages(client: &Client, function: &str, version: &str) {
+    let functions: Api<Function> = Api::namespaced(client.clone(), NAMESPACE);
+    let versions: Api<FunctionVersion> = Api::namespaced(client.clone(), NAMESPACE);
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let created = |meta: &kube::api::ObjectMeta| {
+        meta.creation_timestamp
+            .as_ref()
+            .map_or("?".to_string(), |t| t.0.to_string())
+    };
+    let mut stages = Vec::new();
+    if let Ok(f) = functions.get(function).await {
+        stages.push(format!("function created {}", created(&f.metadata)));
+    }
+    if let Ok(v) = versions.get(version).await {
+        stages.push(format!("version created {}", created(&v.metadata)));
+        for c in v.status.iter().flat_map(|s| s.conditions.iter()) {
+            stages.push(format!(
+                "version {}={} at {}",
+                c.type_, c.status, c.last_transition_time.0
+            ));
+        }
+    }
+    if let Ok(list) = pods
+        .list(&ListParams::default().labels(&format!("lmi.dev/function={function}")))
+        .await
+    {
+        for p in list.items {
+            let ready = p
+                .status
+                .iter()
+                .flat_map(|s| s.conditions.iter().flatten())
+                .find(|c| c.type_ == "Ready")
+                .and_then(|c| c.last_transition_time.as_ref())
+                .map_or("?".to_string(), |t| t.0.to_string());
+            stages.push(format!(
+                "EE {} created {}, Ready {ready}",
+                p.name_any(),
+                created(&p.metadata)
+            ));
+        }
+    }
+    println!("  slow publication of {function}: {}", stages.join("; "));
 }
 
 fn summary(label: &str, mut samples: Vec<f64>) {

@@ -85,16 +85,7 @@ fn now() -> i64 {
 
 /// Observe -> plan -> apply -> status.
 async fn apply(cp: &CapacityProvider, ctx: &Context) -> Result<Action> {
-    // Plan only on complete caches; a watch that cannot list is an error to retry, not a hang.
-    match tokio::time::timeout(Duration::from_secs(30), ctx.stores.ready()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(Error::WatchNotReady(format!("a watch ended: {e}"))),
-        Err(_) => {
-            return Err(Error::Config(
-                "the watch caches are not filled after 30 s".to_string(),
-            ));
-        }
-    }
+    ctx.stores.ready_for_reconcile().await?;
     let now = now();
     let karpenter = cp.spec.provisioning.mode == ProvisioningMode::Karpenter;
     if karpenter {

@@ -131,6 +131,9 @@ pub fn validate(
 }
 
 async fn reconcile_inner(function: &Function, ctx: &Context) -> Result<Action> {
+    // Versions and providers come from the caches: after a restart, a reconcile before they are
+    // listed would publish the same configuration again.
+    ctx.stores.ready_for_reconcile().await?;
     let namespace = function.namespace().unwrap_or_default();
     let name = function.name_any();
     let cp_name = &function

@@ -344,7 +344,7 @@ fn plan_version(
     // The version's EEs before this scale-up, for the room a launch leaves for the next one. EEs
     // that only replace ones on a leaving instance (a replacement) are no scale-up: they get no
     // headroom (with it, replacing an instance launched a larger one: the simulator's spike
-    // profile with a 15-minute lifetime cost 1.76 rather than 1.38 USD).
+    // profile with a 15-minute lifetime cost 1.76 rather than 1.29 USD).
     let growing = need > kept;
     let before = if growing {
         u32::try_from(live.len()).unwrap_or(u32::MAX)
