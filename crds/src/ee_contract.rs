@@ -66,6 +66,24 @@ pub struct UtilizationSample {
     pub refusals: u64,
 }
 
+/// Of an EE pod's conditions, what the operator and the router read: Ready (the sidecar's
+/// readiness: runtime initialized, not draining), its type and status only. Both keep every EE
+/// pod of the cluster in memory, so the rest is dropped as the pods arrive.
+pub fn ready_condition_only(
+    conditions: Option<Vec<k8s_openapi::api::core::v1::PodCondition>>,
+) -> Option<Vec<k8s_openapi::api::core::v1::PodCondition>> {
+    conditions.map(|cs| {
+        cs.into_iter()
+            .filter(|c| c.type_ == "Ready")
+            .map(|c| k8s_openapi::api::core::v1::PodCondition {
+                type_: c.type_,
+                status: c.status,
+                ..Default::default()
+            })
+            .collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -232,42 +232,15 @@ async fn exported_images_push_to_a_registry_and_a_node_pulls_them_back() -> Resu
                 manifest["config"]["digest"], local["config"]["digest"],
                 "{reference}"
             );
-            run(
-                "ctr",
-                &[
-                    "--address",
-                    &containerd,
-                    "-n",
-                    "lmi-push-test",
-                    "images",
-                    "pull",
-                    "--plain-http",
-                    &reference,
-                ],
-            )?;
-            let listed = run(
-                "ctr",
-                &[
-                    "--address",
-                    &containerd,
-                    "-n",
-                    "lmi-push-test",
-                    "images",
-                    "ls",
-                ],
-            )?;
-            run(
-                "ctr",
-                &[
-                    "--address",
-                    &containerd,
-                    "-n",
-                    "lmi-push-test",
-                    "images",
-                    "rm",
-                    &reference,
-                ],
-            )?;
+            // A namespace of its own in the node's containerd: the kubelet's images are untouched.
+            let ctr = |args: &[&str]| {
+                let mut all = vec!["--address", &containerd, "-n", "lmi-push-test", "images"];
+                all.extend_from_slice(args);
+                run("ctr", &all)
+            };
+            ctr(&["pull", "--plain-http", &reference])?;
+            let listed = ctr(&["ls"])?;
+            ctr(&["rm", &reference])?;
             assert!(
                 listed.contains(&reference) && listed.contains("linux/amd64"),
                 "{listed}"

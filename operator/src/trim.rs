@@ -5,7 +5,7 @@
 //! operator's memory proportional to what it uses.
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerStatus, Node, NodeStatus, Pod, PodCondition, PodSpec, PodStatus,
+    Container, ContainerStatus, Node, NodeStatus, Pod, PodSpec, PodStatus,
 };
 use kube::Resource;
 
@@ -37,16 +37,7 @@ pub fn ee_pod(pod: &mut Pod) {
     if let Some(status) = pod.status.take() {
         pod.status = Some(PodStatus {
             phase: status.phase,
-            conditions: status.conditions.map(|cs| {
-                cs.into_iter()
-                    .filter(|c| c.type_ == "Ready")
-                    .map(|c| PodCondition {
-                        type_: c.type_,
-                        status: c.status,
-                        ..PodCondition::default()
-                    })
-                    .collect()
-            }),
+            conditions: lmi_crds::ee_contract::ready_condition_only(status.conditions),
             pod_ip: status.pod_ip,
             start_time: status.start_time,
             container_statuses: status

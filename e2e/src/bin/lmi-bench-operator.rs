@@ -509,32 +509,15 @@ async fn bench_router(
         )
         .await?;
         let selector = format!("lmi.dev/function={name}");
-        let waited = Instant::now();
-        let ready_at = loop {
+        let ready_at = poll_until(&format!("an EE of {name} to be Ready"), 120, || async {
             let list = pods.list(&ListParams::default().labels(&selector)).await?;
-            if list.items.iter().any(lmi_e2e::operator_harness::pod_ready) {
-                break Instant::now();
-            }
-            if waited.elapsed() > Duration::from_secs(120) {
-                return Err(Error::Timeout {
-                    what: format!("an EE of {name} to be Ready"),
-                    seconds: 120,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
-        let routed_at = loop {
-            if routable().await > before {
-                break Instant::now();
-            }
-            if ready_at.elapsed() > Duration::from_secs(60) {
-                return Err(Error::Timeout {
-                    what: format!("the router to route {name}"),
-                    seconds: 60,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
+            Ok(list.items.iter().any(lmi_e2e::operator_harness::pod_ready))
+        })
+        .await?;
+        let routed_at = poll_until(&format!("the router to route {name}"), 60, || async {
+            Ok(routable().await > before)
+        })
+        .await?;
         latencies.push(routed_at.saturating_duration_since(ready_at).as_secs_f64());
     }
     summary(
@@ -547,4 +530,26 @@ async fn bench_router(
         log.display()
     );
     Ok(())
+}
+
+/// When `done` first said yes, asking every 10 ms (finer than the harness's `eventually`: these
+/// are latencies), for at most `seconds`.
+async fn poll_until<F, Fut>(what: &str, seconds: u64, done: F) -> Result<Instant>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let started = Instant::now();
+    loop {
+        if done().await? {
+            return Ok(Instant::now());
+        }
+        if started.elapsed() > Duration::from_secs(seconds) {
+            return Err(Error::Timeout {
+                what: what.to_string(),
+                seconds,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -297,7 +297,7 @@ async fn aliases_served(client: &kube::Client) -> bool {
 /// router holds every EE of the cluster, and the rest of a pod (its containers' environment,
 /// volumes, probes, statuses) would be most of its memory at 10,000 EEs.
 fn trim_pod(pod: &mut Pod) {
-    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+    use k8s_openapi::api::core::v1::PodStatus;
     let meta = &mut pod.metadata;
     meta.managed_fields = None;
     meta.annotations = None;
@@ -306,16 +306,7 @@ fn trim_pod(pod: &mut Pod) {
     if let Some(status) = pod.status.take() {
         pod.status = Some(PodStatus {
             pod_ip: status.pod_ip,
-            conditions: status.conditions.map(|cs| {
-                cs.into_iter()
-                    .filter(|c| c.type_ == "Ready")
-                    .map(|c| PodCondition {
-                        type_: c.type_,
-                        status: c.status,
-                        ..PodCondition::default()
-                    })
-                    .collect()
-            }),
+            conditions: lmi_crds::ee_contract::ready_condition_only(status.conditions),
             ..PodStatus::default()
         });
     }
