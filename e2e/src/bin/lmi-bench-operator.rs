@@ -47,42 +47,46 @@ struct Process {
 
 impl Process {
     fn operator(binary: &PathBuf, kubeconfig: &PathBuf, log: &PathBuf) -> Result<Self> {
-        let log_file = std::fs::File::create(log).map_err(Error::io("creating", log))?;
-        let child = Command::new(binary)
-            .args([
+        let zones = lmi_e2e::karpenter::ZONES.join(",");
+        Self::spawn(
+            binary,
+            kubeconfig,
+            log,
+            &[
                 "--sidecar-image",
                 lmi_e2e::images::SIDECAR_IMAGE,
                 "--no-leader-election",
-            ])
-            // The tests' operator instance: `create` labels every object for it, and the main
-            // job's operator (no instance) leaves them alone, so both may run.
-            .args(["--instance", lmi_e2e::harness::E2E_INSTANCE])
-            .args([
+                // The tests' operator instance: `create` labels every object for it, and the
+                // main job's operator (no instance) leaves them alone, so both may run.
+                "--instance",
+                lmi_e2e::harness::E2E_INSTANCE,
                 "--metrics-addr",
                 METRICS_ADDR,
                 "--empty-claim-cooldown-seconds",
                 "30",
-            ])
-            .args([
                 "--node-class",
                 lmi_e2e::karpenter::NODE_CLASS,
                 "--zones",
-                &lmi_e2e::karpenter::ZONES.join(","),
-            ])
-            .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .map_err(Error::io("starting", binary))?;
-        Ok(Self { child })
+                &zones,
+            ],
+        )
     }
 
     /// The router on [`ROUTER_ADDR`], reading the cluster's catalog (every EE pod).
     fn router(binary: &PathBuf, kubeconfig: &PathBuf, log: &PathBuf) -> Result<Self> {
+        Self::spawn(
+            binary,
+            kubeconfig,
+            log,
+            &["--listen", ROUTER_ADDR, "--system-namespace", "lmi-system"],
+        )
+    }
+
+    /// `binary` with `args` on the cluster of `kubeconfig`, warnings logged to `log`.
+    fn spawn(binary: &PathBuf, kubeconfig: &PathBuf, log: &PathBuf, args: &[&str]) -> Result<Self> {
         let log_file = std::fs::File::create(log).map_err(Error::io("creating", log))?;
         let child = Command::new(binary)
-            .args(["--listen", ROUTER_ADDR, "--system-namespace", "lmi-system"])
+            .args(args)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

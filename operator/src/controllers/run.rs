@@ -20,6 +20,30 @@ use crate::stores::Stores;
 use crate::utilization::UtilizationSource;
 use lmi_crds::common::{MANAGED_BY, MANAGED_BY_LABEL};
 
+/// What a reflected kind must be: kube's bounds for an object watched, stored and cloned into
+/// the triggers.
+trait Reflected:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Reflected for K where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// A reflected watch: its store, kept current by a task of its own, and a stream of the objects
 /// it sees, for the controller's triggers.
 ///
@@ -35,13 +59,7 @@ fn reflect<K>(
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
 )
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Reflected,
 {
     reflect_trimmed(api, config, crate::trim::managed_fields::<K>)
 }
@@ -57,13 +75,7 @@ fn reflect_trimmed<K>(
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
 )
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Reflected,
 {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     (spawn_reflector(api, config, trim, vec![tx]), triggers(rx))
@@ -81,13 +93,7 @@ fn reflect_for_two<K>(
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
 )
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Reflected,
 {
     let (tx1, rx1) = tokio::sync::mpsc::unbounded_channel();
     let (tx2, rx2) = tokio::sync::mpsc::unbounded_channel();
@@ -121,13 +127,7 @@ fn spawn_reflector<K>(
     senders: Vec<tokio::sync::mpsc::UnboundedSender<K>>,
 ) -> Store<K>
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Reflected,
 {
     let (reader, writer) = reflector::store();
     let trimmed = watcher(api, config).modify(trim);

@@ -312,6 +312,29 @@ fn trim_pod(pod: &mut Pod) {
     }
 }
 
+/// What a reflected kind must be: kube's bounds for an object watched and stored.
+pub(super) trait Reflected:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + std::fmt::Debug
+    + serde::de::DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Reflected for K where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// Drops `managedFields`, which nothing here reads.
 fn trim_managed_fields<K: kube::Resource>(object: &mut K) {
     object.meta_mut().managed_fields = None;
@@ -323,13 +346,7 @@ pub(super) fn spawn_reflector<K>(
     changed: Arc<Notify>,
 ) -> Store<K>
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
+    K: Reflected,
 {
     spawn_trimmed_reflector(api, config, changed, trim_managed_fields::<K>)
 }
@@ -342,13 +359,7 @@ fn spawn_trimmed_reflector<K>(
     trim: fn(&mut K),
 ) -> Store<K>
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
+    K: Reflected,
 {
     let (store, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher(api, config).modify(trim)).default_backoff();
