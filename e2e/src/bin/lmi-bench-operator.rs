@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, DeleteParams, ListParams};
@@ -88,8 +88,12 @@ impl Process {
         let child = Command::new(binary)
             .args(args)
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            // They log to stdout; `LMI_BENCH_LOG` sets their filter (default warn).
+            .env(
+                "RUST_LOG",
+                std::env::var("LMI_BENCH_LOG").unwrap_or_else(|_| "warn".to_string()),
+            )
+            .stdout(log_file.try_clone().map_err(Error::io("opening", log))?)
             .stderr(log_file)
             .spawn()
             .map_err(Error::io("starting", binary))?;
