@@ -39,7 +39,11 @@ impl HttpSource {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(timeout));
         Self {
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            // No idle connections kept: each EE is another host, sampled every few seconds, so
+            // a pool would hold one idle connection (and its buffers) per EE of the cluster.
+            client: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(0)
+                .build(connector),
             timeout,
         }
     }

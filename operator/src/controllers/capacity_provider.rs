@@ -124,6 +124,15 @@ async fn apply(cp: &CapacityProvider, ctx: &Context) -> Result<Action> {
     };
     let observed = observe(cp, &ctx.stores, &scaling, now, &options);
     let plan = plan_capacity(&observed.snapshot, Catalog::builtin());
+    tracing::debug!(
+        capacity_provider = %cp.name_any(),
+        versions = observed.snapshot.versions.len(),
+        invalid = observed.invalid.len(),
+        ees = observed.snapshot.ees.len(),
+        zones_known = observed.zones_known,
+        unplaced = plan.versions.values().map(|v| v.unplaced).sum::<u32>(),
+        "planned"
+    );
     apply_plan(cp, ctx, &observed, &plan).await?;
     write_version_statuses(ctx, &observed, &plan, &scaling).await?;
     write_status(cp, ctx, &observed, &plan, &scaling).await?;

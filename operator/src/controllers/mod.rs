@@ -6,3 +6,4 @@ pub mod event_queue;
 pub mod function;
 pub mod launch_refusals;
 pub mod run;
+pub mod trigger_set;

@@ -8,10 +8,12 @@ use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
+use lmi_crds::capacity_provider::ProvisioningMode;
 use lmi_crds::common::instance_selector;
 use lmi_crds::{CapacityProvider, Function, FunctionVersion};
 
 use crate::context::Context;
+use crate::controllers::trigger_set::TriggerSet;
 use crate::controllers::{capacity_provider, function};
 use crate::karpenter::{EC2NodeClass, NodeClaim, NodeClassChoice};
 use crate::metrics::Metrics;
@@ -44,87 +46,79 @@ impl<K> Reflected for K where
 {
 }
 
-/// A reflected watch: its store, kept current by a task of its own, and a stream of the objects
-/// it sees, for the controller's triggers.
-///
-/// The store must not depend on the controller polling its triggers: the controller holds back
-/// triggers for an object it is reconciling, and the planner waits for complete stores inside
-/// that reconcile; were the reflector driven by the trigger stream, the two would wait on each
-/// other. The task ends when the controller drops the trigger stream.
-fn reflect<K>(
-    api: Api<K>,
-    config: watcher::Config,
-) -> (
-    Store<K>,
-    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-)
-where
-    K: Reflected,
-{
-    reflect_trimmed(api, config, crate::trim::managed_fields::<K>)
+/// Where a reflector's task sends each object it applied to its store (as `trim` left it), after
+/// the store has it, so a reconcile it triggers never reads a store without the change.
+enum Output<K> {
+    /// The objects themselves: a controller's own kind (`Controller::for_stream`).
+    Objects(tokio::sync::mpsc::UnboundedSender<K>),
+    /// The objects they name, queued once each in a controller's [`TriggerSet`].
+    Triggers {
+        push: Box<dyn Fn(&K) + Send + Sync>,
+        consumer: Arc<dyn Consumer>,
+    },
 }
 
-/// [`reflect`], keeping of each object what `trim` leaves (see [`crate::trim`]): the store and
-/// the triggers both get the trimmed object.
-fn reflect_trimmed<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    trim: fn(&mut K),
-) -> (
-    Store<K>,
-    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-)
-where
-    K: Reflected,
-{
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    (spawn_reflector(api, config, trim, vec![tx]), triggers(rx))
+/// A [`TriggerSet`] of any kind, as far as a reflector needs it: whether its controller is gone.
+trait Consumer: Send + Sync {
+    fn gone(&self) -> futures::future::BoxFuture<'_, ()>;
 }
 
-/// [`reflect`] for two controllers: each gets every object, after the store has it. (With a watch
-/// of its own, a controller could be triggered before the store it reads has the change, and
-/// reconcile on a stale view that no later event corrects.)
-fn reflect_for_two<K>(
-    api: Api<K>,
-    config: watcher::Config,
-) -> (
-    Store<K>,
-    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-)
+impl<R> Consumer for TriggerSet<R>
 where
-    K: Reflected,
+    R: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
 {
-    let (tx1, rx1) = tokio::sync::mpsc::unbounded_channel();
-    let (tx2, rx2) = tokio::sync::mpsc::unbounded_channel();
-    let store = spawn_reflector(
-        api,
-        config,
-        crate::trim::managed_fields::<K>,
-        vec![tx1, tx2],
-    );
-    (store, triggers(rx1), triggers(rx2))
+    fn gone(&self) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(self.closed())
+    }
 }
 
-/// The objects a reflector task sends, as a controller's trigger stream.
-fn triggers<K>(
-    rx: tokio::sync::mpsc::UnboundedReceiver<K>,
-) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+/// An [`Output`] that queues in `set` what `names` says each object names.
+fn triggers<K, R, I>(
+    set: &Arc<TriggerSet<R>>,
+    names: impl Fn(&K) -> I + Send + Sync + 'static,
+) -> Output<K>
+where
+    R: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+    I: IntoIterator<Item = R>,
+{
+    let target = set.clone();
+    Output::Triggers {
+        push: Box::new(move |object| {
+            for name in names(object) {
+                target.push(name);
+            }
+        }),
+        consumer: set.clone(),
+    }
+}
+
+/// A controller's own objects: the [`Output`] for its reflector and the stream it takes.
+fn objects<K>() -> (
+    Output<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
 where
     K: Send + 'static,
 {
-    futures::stream::unfold(rx, |mut rx| async move {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|object| (Ok(object), rx))
-    })
+    });
+    (Output::Objects(tx), stream)
 }
 
-/// Starts the task that keeps the store of `api` current and sends each object it applies (as
-/// `trim` leaves it) to every sender; it ends when every receiver is gone.
-fn spawn_reflector<K>(
+/// Starts the task that keeps the store of `api` current, keeping of each object what `trim`
+/// leaves (see [`crate::trim`]), and sends what it applies to `outputs`.
+///
+/// The store must not depend on a controller polling its triggers: a controller holds back
+/// triggers for an object it is reconciling, and the planner waits for complete stores inside
+/// that reconcile; were the reflector driven by the trigger stream, the two would wait on each
+/// other. The task ends when every output's controller is gone.
+fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
     trim: fn(&mut K),
-    senders: Vec<tokio::sync::mpsc::UnboundedSender<K>>,
+    outputs: Vec<Output<K>>,
 ) -> Store<K>
 where
     K: Reflected,
@@ -138,15 +132,23 @@ where
         let mut reflected = std::pin::pin!(reflected);
         loop {
             let all_gone = async {
-                for tx in &senders {
-                    tx.closed().await;
+                for output in &outputs {
+                    match output {
+                        Output::Objects(tx) => tx.closed().await,
+                        Output::Triggers { consumer, .. } => consumer.gone().await,
+                    }
                 }
             };
             tokio::select! {
                 item = reflected.next() => match item {
                     Some(Ok(object)) => {
-                        for tx in &senders {
-                            let _ = tx.send(object.clone());
+                        for output in &outputs {
+                            match output {
+                                Output::Objects(tx) => {
+                                    let _ = tx.send(object.clone());
+                                }
+                                Output::Triggers { push, .. } => push(&object),
+                            }
                         }
                     }
                     Some(Err(e)) => tracing::debug!(error = %e, "watch error (retrying)"),
@@ -157,6 +159,24 @@ where
         }
     });
     reader
+}
+
+/// The capacity providers `store` holds that `pick` picks.
+fn providers_where(
+    store: &Store<CapacityProvider>,
+    pick: impl Fn(&CapacityProvider) -> bool,
+) -> Vec<ObjectRef<CapacityProvider>> {
+    store
+        .state()
+        .iter()
+        .filter(|cp| pick(cp))
+        .map(|cp| ObjectRef::from_obj(cp.as_ref()))
+        .collect()
+}
+
+/// The provider a version or function names.
+fn provider_of(config: &lmi_crds::function::FunctionConfiguration) -> ObjectRef<CapacityProvider> {
+    ObjectRef::new(&config.capacity_provider_config.capacity_provider_name)
 }
 
 /// Runs the controllers until `shutdown` resolves.
@@ -179,39 +199,128 @@ pub async fn run(
     // provider's own selector picks them.
     let selector = instance_selector(settings.instance.as_deref());
     let scoped = || watcher::Config::default().labels(&selector);
-    let (functions, function_stream) = reflect(Api::<Function>::all(client.clone()), scoped());
-    // Changes of providers reach functions through the provider controller's own watch; this
-    // store is only read (a function's reconcile looks its provider up here).
-    let (capacity_providers, provider_stream) =
-        reflect(Api::<CapacityProvider>::all(client.clone()), scoped());
-    let (versions, version_stream, version_stream_for_functions) =
-        reflect_for_two(Api::<FunctionVersion>::all(client.clone()), scoped());
-    let (pods, pod_stream) = reflect_trimmed(
+    // What each controller is to reconcile, queued once each however many events name it.
+    let provider_triggers = TriggerSet::<ObjectRef<CapacityProvider>>::new();
+    let function_triggers = TriggerSet::<ObjectRef<Function>>::new();
+
+    // One watch per kind. The two controllers run on the stores of their own kinds, so the
+    // planner and the controllers never see one kind at two moments.
+    let (provider_objects, provider_stream) = objects();
+    let (function_objects, function_stream) = objects();
+    let functions = reflect(
+        Api::<Function>::all(client.clone()),
+        scoped(),
+        crate::trim::managed_fields,
+        vec![
+            function_objects,
+            triggers(&provider_triggers, |f: &Function| {
+                [provider_of(&f.spec.configuration)]
+            }),
+        ],
+    );
+    let functions_for_providers = functions.clone();
+    let capacity_providers = reflect(
+        Api::<CapacityProvider>::all(client.clone()),
+        scoped(),
+        crate::trim::managed_fields,
+        vec![
+            provider_objects,
+            // A provider's change (created, its instance label, its namespace rule) may change
+            // what its functions are allowed.
+            triggers(&function_triggers, move |cp: &CapacityProvider| {
+                let name = cp.name_any();
+                functions_for_providers
+                    .state()
+                    .iter()
+                    .filter(|f| {
+                        f.spec
+                            .configuration
+                            .capacity_provider_config
+                            .capacity_provider_name
+                            == name
+                    })
+                    .map(|f| ObjectRef::from_obj(f.as_ref()))
+                    .collect::<Vec<_>>()
+            }),
+        ],
+    );
+    let versions = reflect(
+        Api::<FunctionVersion>::all(client.clone()),
+        scoped(),
+        crate::trim::managed_fields,
+        vec![
+            triggers(&provider_triggers, |v: &FunctionVersion| {
+                [provider_of(&v.spec.configuration)]
+            }),
+            // A version's status (Active, its EEs) goes into its function's status.
+            triggers(&function_triggers, |v: &FunctionVersion| {
+                let namespace = v.namespace().unwrap_or_default();
+                v.owner_references()
+                    .iter()
+                    .filter(|o| o.controller == Some(true) && o.kind == "Function")
+                    .map(|o| ObjectRef::new(&o.name).within(&namespace))
+                    .collect::<Vec<_>>()
+            }),
+        ],
+    );
+    let pods = reflect(
         Api::<Pod>::all(client.clone()),
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY},{selector}")),
         crate::trim::ee_pod,
+        vec![triggers(&provider_triggers, |p: &Pod| {
+            capacity_provider::by_label(p)
+        })],
     );
-    let (nodes, node_stream) = reflect_trimmed(
+    // Karpenter nodes name their provider; a Static provider's nodes are found by its selector,
+    // so any node change replans the Static providers.
+    let providers_for_nodes = capacity_providers.clone();
+    let nodes = reflect(
         Api::<Node>::all(client.clone()),
         watcher::Config::default(),
         crate::trim::node,
+        vec![triggers(&provider_triggers, move |n: &Node| {
+            let mut refs: Vec<_> = capacity_provider::by_label(n).into_iter().collect();
+            refs.extend(providers_where(&providers_for_nodes, |cp| {
+                cp.spec.provisioning.mode == ProvisioningMode::Static
+            }));
+            refs
+        })],
     );
-    let (namespaces, namespace_stream) = reflect(
+    // A namespace's labels decide which providers may place its versions (namespaceSelector).
+    let providers_for_namespaces = capacity_providers.clone();
+    let namespaces = reflect(
         Api::<Namespace>::all(client.clone()),
         watcher::Config::default(),
+        crate::trim::managed_fields,
+        vec![triggers(&provider_triggers, move |_: &Namespace| {
+            providers_where(&providers_for_namespaces, |cp| {
+                cp.spec.namespace_selector.is_some()
+            })
+        })],
     );
-    let (claims, claim_stream) = reflect(Api::<NodeClaim>::all(client.clone()), scoped());
+    let claims = reflect(
+        Api::<NodeClaim>::all(client.clone()),
+        scoped(),
+        crate::trim::managed_fields,
+        vec![triggers(&provider_triggers, |c: &NodeClaim| {
+            capacity_provider::by_label(c)
+        })],
+    );
     // The operator's own EC2NodeClasses; another provider's node class is not its to watch.
-    let (node_classes, class_stream) = match settings.node_class {
-        NodeClassChoice::Ec2PerProvider => {
-            let (store, stream) = reflect(Api::<EC2NodeClass>::all(client.clone()), scoped());
-            (Some(store), stream.boxed())
-        }
-        NodeClassChoice::Shared { .. } => (None, futures::stream::empty().boxed()),
+    let node_classes = match settings.node_class {
+        NodeClassChoice::Ec2PerProvider => Some(reflect(
+            Api::<EC2NodeClass>::all(client.clone()),
+            scoped(),
+            crate::trim::managed_fields,
+            vec![triggers(&provider_triggers, |c: &EC2NodeClass| {
+                [ObjectRef::new(&c.name_any())]
+            })],
+        )),
+        NodeClassChoice::Shared { .. } => None,
     };
     let stores = Stores {
-        functions,
-        capacity_providers,
+        functions: functions.clone(),
+        capacity_providers: capacity_providers.clone(),
         versions,
         pods,
         nodes,
@@ -234,76 +343,24 @@ pub async fn run(
         let _ = rx.wait_for(|stopped| *stopped).await;
     };
 
-    let cp_controller = Controller::new(Api::<CapacityProvider>::all(client.clone()), scoped());
-    let cp_store = cp_controller.store();
-    let static_providers =
-        move |store: &Store<CapacityProvider>| -> Vec<ObjectRef<CapacityProvider>> {
-            store
-                .state()
-                .iter()
-                .filter(|cp| {
-                    cp.spec.provisioning.mode
-                        == lmi_crds::capacity_provider::ProvisioningMode::Static
-                })
-                .map(|cp| ObjectRef::from_obj(cp.as_ref()))
-                .collect()
-        };
-    let cp_store_for_nodes = cp_store.clone();
-    // A namespace's labels decide which providers may place its versions (namespaceSelector).
-    let selecting_providers =
-        move |store: &Store<CapacityProvider>| -> Vec<ObjectRef<CapacityProvider>> {
-            store
-                .state()
-                .iter()
-                .filter(|cp| cp.spec.namespace_selector.is_some())
-                .map(|cp| ObjectRef::from_obj(cp.as_ref()))
-                .collect()
-        };
-    let cp_store_for_namespaces = cp_store.clone();
     // The autoscaler asks for a new plan of a capacity provider when a version's wish changes.
     let (replan_tx, replan_rx) = tokio::sync::mpsc::unbounded_channel();
     let replans = futures::stream::unfold(replan_rx, |mut rx| async move {
         rx.recv().await.map(|r| (r, rx))
     });
-    let autoscaler =
-        crate::controllers::autoscaler::run(ctx.clone(), cp_store.clone(), source, replan_tx);
+    let autoscaler = crate::controllers::autoscaler::run(
+        ctx.clone(),
+        capacity_providers.clone(),
+        source,
+        replan_tx,
+    );
     let queued_events = ctx.settings.nats_url.clone().map(|url| {
         let ctx = ctx.clone();
         async move { crate::controllers::event_queue::run(ctx, url).await }
     });
-    let cp_controller = cp_controller
+    let cp_controller = Controller::for_stream(provider_stream, capacity_providers)
         .reconcile_on(replans)
-        .watches_stream(version_stream, |v: FunctionVersion| {
-            Some(ObjectRef::new(
-                &v.spec
-                    .configuration
-                    .capacity_provider_config
-                    .capacity_provider_name,
-            ))
-        })
-        .watches_stream(function_stream, |f: Function| {
-            Some(ObjectRef::new(
-                &f.spec
-                    .configuration
-                    .capacity_provider_config
-                    .capacity_provider_name,
-            ))
-        })
-        .watches_stream(pod_stream, |p: Pod| capacity_provider::by_label(&p))
-        .watches_stream(claim_stream, |c: NodeClaim| capacity_provider::by_label(&c))
-        .watches_stream(class_stream, |c: EC2NodeClass| {
-            Some(ObjectRef::new(&c.name_any()))
-        })
-        .watches_stream(node_stream, move |n: Node| {
-            // Karpenter nodes name their provider; a Static provider's nodes are found by its
-            // selector, so any node change replans the Static providers.
-            let mut refs: Vec<_> = capacity_provider::by_label(&n).into_iter().collect();
-            refs.extend(static_providers(&cp_store_for_nodes));
-            refs
-        })
-        .watches_stream(namespace_stream, move |_: Namespace| {
-            selecting_providers(&cp_store_for_namespaces)
-        })
+        .reconcile_on(provider_triggers.stream())
         .graceful_shutdown_on(signal(shutdown_rx.clone()))
         .run(
             capacity_provider::reconcile,
@@ -317,25 +374,8 @@ pub async fn run(
             future::ready(())
         });
 
-    let fn_controller = Controller::new(Api::<Function>::all(client.clone()), scoped());
-    let fn_store = fn_controller.store();
-    let fn_controller = fn_controller
-        .owns_stream(version_stream_for_functions)
-        .watches_stream(provider_stream, move |cp: CapacityProvider| {
-            let name = cp.name_any();
-            fn_store
-                .state()
-                .iter()
-                .filter(|f| {
-                    f.spec
-                        .configuration
-                        .capacity_provider_config
-                        .capacity_provider_name
-                        == name
-                })
-                .map(|f| ObjectRef::from_obj(f.as_ref()))
-                .collect::<Vec<_>>()
-        })
+    let fn_controller = Controller::for_stream(function_stream, functions)
+        .reconcile_on(function_triggers.stream())
         .graceful_shutdown_on(signal(shutdown_rx))
         .run(function::reconcile, function::error_policy, ctx)
         .for_each(|result| {
