@@ -5,7 +5,7 @@
 //! operator's memory proportional to what it uses.
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerStatus, Node, NodeStatus, Pod, PodSpec, PodStatus,
+    Container, ContainerStatus, Node, NodeCondition, NodeStatus, Pod, PodSpec, PodStatus,
 };
 use kube::Resource;
 
@@ -68,14 +68,24 @@ fn state_only(status: ContainerStatus) -> ContainerStatus {
 }
 
 /// Drops of a node what the planner never reads and a real node carries in quantity: the images
-/// it holds, its volumes and its system info.
+/// it holds, its volumes and its system info, and its conditions' heartbeat times.
 pub fn node(node: &mut Node) {
     node.metadata.managed_fields = None;
     if let Some(status) = node.status.take() {
         node.status = Some(NodeStatus {
             allocatable: status.allocatable,
             capacity: status.capacity,
-            conditions: status.conditions,
+            // Without the heartbeat times, which the kubelet rewrites every few seconds and
+            // nothing here reads: an unchanged node then looks unchanged.
+            conditions: status.conditions.map(|conditions| {
+                conditions
+                    .into_iter()
+                    .map(|c| NodeCondition {
+                        last_heartbeat_time: None,
+                        ..c
+                    })
+                    .collect()
+            }),
             ..NodeStatus::default()
         });
     }
@@ -181,7 +191,8 @@ mod tests {
         let mut n: Node = serde_json::from_value(json!({
             "metadata": {"name": "n", "labels": {"topology.kubernetes.io/zone": "z"}},
             "spec": {"taints": [{"key": "k", "effect": "NoSchedule"}]},
-            "status": {"allocatable": {"cpu": "2"}, "conditions": [{"type": "Ready", "status": "True"}],
+            "status": {"allocatable": {"cpu": "2"}, "conditions": [{"type": "Ready", "status": "True",
+                    "lastHeartbeatTime": "2026-12-02T07:00:00Z"}],
                 "images": [{"names": ["a"], "sizeBytes": 1}]}
         }))
         .expect("a node");
@@ -190,10 +201,13 @@ mod tests {
         assert_eq!(n.spec, before.spec);
         assert_eq!(n.metadata.labels, before.metadata.labels);
         let (status, full) = (n.status.unwrap(), before.status.unwrap());
+        assert_eq!(status.allocatable, full.allocatable);
+        let (ready, full_ready) = (&status.conditions.unwrap()[0], &full.conditions.unwrap()[0]);
         assert_eq!(
-            (status.allocatable, status.conditions),
-            (full.allocatable, full.conditions)
+            (&ready.type_, &ready.status),
+            (&full_ready.type_, &full_ready.status)
         );
+        assert!(ready.last_heartbeat_time.is_none() && full_ready.last_heartbeat_time.is_some());
         assert!(status.images.is_none());
     }
 }

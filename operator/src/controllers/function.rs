@@ -319,6 +319,13 @@ async fn reconcile_inner(function: &Function, ctx: &Context) -> Result<Action> {
     };
     // A missing capacity provider may appear later, and room under the version limit when other
     // functions' versions go: look again now and then besides the watch.
+    tracing::debug!(
+        function = %name,
+        problem = ?problem.as_ref().map(|(reason, _)| reason),
+        waiting = waiting.is_some(),
+        latest = ?latest,
+        "reconciled"
+    );
     let requeue = if waiting.is_some() {
         Duration::from_secs(10)
     } else if problem.is_some() {

@@ -13,7 +13,7 @@ use lmi_crds::common::instance_selector;
 use lmi_crds::{CapacityProvider, Function, FunctionVersion};
 
 use crate::context::Context;
-use crate::controllers::trigger_set::TriggerSet;
+use crate::controllers::trigger_set::{Seen, TriggerSet};
 use crate::controllers::{capacity_provider, function};
 use crate::karpenter::{EC2NodeClass, NodeClaim, NodeClassChoice};
 use crate::metrics::Metrics;
@@ -28,6 +28,7 @@ trait Reflected:
     kube::Resource<DynamicType = ()>
     + Clone
     + serde::de::DeserializeOwned
+    + serde::Serialize
     + std::fmt::Debug
     + Send
     + Sync
@@ -39,6 +40,7 @@ impl<K> Reflected for K where
     K: kube::Resource<DynamicType = ()>
         + Clone
         + serde::de::DeserializeOwned
+        + serde::Serialize
         + std::fmt::Debug
         + Send
         + Sync
@@ -128,8 +130,10 @@ where
     let reflected = reflector::reflector(writer, trimmed)
         .default_backoff()
         .touched_objects();
+    let store = reader.clone();
     tokio::spawn(async move {
         let mut reflected = std::pin::pin!(reflected);
+        let mut seen = Seen::default();
         loop {
             let all_gone = async {
                 for output in &outputs {
@@ -142,12 +146,15 @@ where
             tokio::select! {
                 item = reflected.next() => match item {
                     Some(Ok(object)) => {
+                        let present = store.get(&ObjectRef::from_obj(&object)).is_some();
+                        let changed = seen.changed(&object, present);
                         for output in &outputs {
                             match output {
                                 Output::Objects(tx) => {
                                     let _ = tx.send(object.clone());
                                 }
-                                Output::Triggers { push, .. } => push(&object),
+                                Output::Triggers { push, .. } if changed => push(&object),
+                                Output::Triggers { .. } => {}
                             }
                         }
                     }

@@ -10,7 +10,7 @@
 //! pod's sidecar without a drain token was not made by this operator and must not be stopped by
 //! anyone who can reach it.
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use lmi_crds::invoke_token::tokens_match;
 
 /// A token the sidecar compares a header against. Never printed.
@@ -23,7 +23,7 @@ impl Token {
     }
 
     /// Whether header `name` of `headers` carries this token (compared in constant time).
-    pub fn matches(&self, headers: &HeaderMap, name: &str) -> bool {
+    pub fn matches(&self, headers: &HeaderMap, name: &HeaderName) -> bool {
         headers
             .get(name)
             .is_some_and(|v| tokens_match(self.0.as_bytes(), v.as_bytes()))
@@ -48,7 +48,7 @@ pub enum Gate {
 }
 
 impl Gate {
-    pub fn admits(&self, headers: &HeaderMap, header: &str) -> bool {
+    pub fn admits(&self, headers: &HeaderMap, header: &HeaderName) -> bool {
         match self {
             Gate::Token(t) => t.matches(headers, header),
             Gate::Open => true,
@@ -103,6 +103,8 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
+    const X_T: HeaderName = HeaderName::from_static("x-t");
+
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
@@ -114,11 +116,11 @@ mod tests {
     #[test]
     fn a_token_gate_admits_only_the_token_in_its_header() {
         let gate = Gate::Token(Token::new("secret".into()));
-        assert!(gate.admits(&headers(&[("x-t", "secret")]), "x-t"));
-        assert!(!gate.admits(&headers(&[("x-t", "secreT")]), "x-t"));
-        assert!(!gate.admits(&headers(&[("x-t", "secret2")]), "x-t"));
-        assert!(!gate.admits(&headers(&[("x-other", "secret")]), "x-t"));
-        assert!(!gate.admits(&headers(&[]), "x-t"));
+        assert!(gate.admits(&headers(&[("x-t", "secret")]), &X_T));
+        assert!(!gate.admits(&headers(&[("x-t", "secreT")]), &X_T));
+        assert!(!gate.admits(&headers(&[("x-t", "secret2")]), &X_T));
+        assert!(!gate.admits(&headers(&[("x-other", "secret")]), &X_T));
+        assert!(!gate.admits(&headers(&[]), &X_T));
     }
 
     #[test]
@@ -131,7 +133,7 @@ mod tests {
         assert_eq!(local.warnings().len(), 2);
         let pod = Access::new(None, None, false);
         assert_eq!(pod.drain, Gate::Closed);
-        assert!(!pod.drain.admits(&headers(&[]), "x-t"));
+        assert!(!pod.drain.admits(&headers(&[]), &X_T));
         let t = Token::new("t".into());
         let protected = Access::new(Some(t.clone()), Some(t.clone()), false);
         assert!(protected.warnings().is_empty());

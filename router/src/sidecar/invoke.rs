@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use http::{HeaderValue, Method, StatusCode};
+use http::{HeaderName, HeaderValue, Method, StatusCode};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde_json::json;
@@ -48,7 +48,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
         // sidecar itself is stopped only after the function container). Draining is for good,
         // so only the hook, which carries this pod's drain token, may ask for it.
         (&Method::GET, wire::DRAIN_PATH) => {
-            if !state.access.drain.admits(req.headers(), wire::DRAIN_TOKEN) {
+            if !state.access.drain.admits(req.headers(), &wire::DRAIN_TOKEN) {
                 return forbidden(&state, "drain_token", "a valid drain token");
             }
             let drained = state.drain().await;
@@ -102,7 +102,7 @@ async fn invoke(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
     if !state
         .access
         .invoke
-        .admits(&parts.headers, wire::INVOKE_TOKEN)
+        .admits(&parts.headers, &wire::INVOKE_TOKEN)
     {
         drop(body);
         return forbidden(state, "invoke_token", "the function's invoke token");
@@ -115,7 +115,7 @@ async fn invoke(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
         let e = lambda_error::LambdaError::RequestTooLarge;
         return json_bytes(StatusCode::PAYLOAD_TOO_LARGE, e.body());
     }
-    let header = |name: &str| {
+    let header = |name: HeaderName| {
         parts
             .headers
             .get(name)

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, StatusCode};
+use http::{HeaderName, HeaderValue, Method, StatusCode};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde_json::json;
@@ -62,43 +62,36 @@ async fn next(state: &State) -> Response<Body> {
     let _polling = Polling(state);
     // Asking for work is what Lambda takes as "initialized".
     state.mark_ready();
-    loop {
-        let inv = {
-            let mut rx = state.queue_rx.lock().await;
-            rx.recv().await
-        };
-        let Some(inv) = inv else {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "ShuttingDown",
-                "queue closed",
-            );
-        };
-        // Timed out (and answered) while queued: skip it rather than run work nobody waits for.
-        if inv.reply.is_closed() {
-            continue;
+    let Some(inv) = state.next_invocation().await else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ShuttingDown",
+            "no invocations are handed out any more",
+        );
+    };
+    let mut resp = Response::new(inv.body.into_body());
+    let h = resp.headers_mut();
+    let mut put = |name: HeaderName, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name, v);
         }
-        let mut resp = Response::new(inv.body.into_body());
-        let h = resp.headers_mut();
-        let mut put = |name: &'static str, value: &str| {
-            if let Ok(v) = HeaderValue::from_str(value) {
-                h.insert(name, v);
-            }
-        };
-        put(wire::REQUEST_ID, &inv.request_id);
-        put(wire::DEADLINE_MS, &inv.deadline_ms.to_string());
-        put(wire::INVOKED_FUNCTION_ARN, &inv.function_arn);
-        put(wire::TRACE_ID, &inv.trace_id);
-        put("content-type", "application/json");
-        if let Some(c) = inv.client_context {
-            h.insert(wire::CLIENT_CONTEXT, c);
-        }
-        if let Some(c) = inv.cognito_identity {
-            h.insert(wire::COGNITO_IDENTITY, c);
-        }
-        state.deliver(inv.request_id, inv.reply);
-        return resp;
+    };
+    put(wire::REQUEST_ID, &inv.request_id);
+    put(wire::DEADLINE_MS, &inv.deadline_ms.to_string());
+    put(wire::INVOKED_FUNCTION_ARN, &inv.function_arn);
+    put(wire::TRACE_ID, &inv.trace_id);
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(c) = inv.client_context {
+        h.insert(wire::CLIENT_CONTEXT, c);
     }
+    if let Some(c) = inv.cognito_identity {
+        h.insert(wire::COGNITO_IDENTITY, c);
+    }
+    state.deliver(inv.request_id, inv.reply);
+    resp
 }
 
 async fn response(state: &State, id: &str, req: Request<Incoming>) -> Response<Body> {
@@ -260,7 +253,7 @@ fn finish(state: &State, id: &str, outcome: Outcome) -> Response<Body> {
     }
 }
 
-fn header(req: &Request<Incoming>, name: &str) -> Option<String> {
+fn header(req: &Request<Incoming>, name: HeaderName) -> Option<String> {
     req.headers()
         .get(name)
         .and_then(|v| v.to_str().ok())

@@ -1,14 +1,14 @@
 //! The sidecar's shared state: lifecycle, admitted invocations waiting for the runtime, and those
 //! the runtime is working on.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 
 use super::access::Access;
 use super::config::Config;
@@ -72,10 +72,8 @@ pub struct State {
     idle: Notify,
     draining: AtomicBool,
     lifecycle: Mutex<Lifecycle>,
-    queue_tx: mpsc::UnboundedSender<Invocation>,
-    /// `/next` calls take turns on the receiver; tokio's mutex is fair, so they are served in the
-    /// order they arrived.
-    pub queue_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Invocation>>,
+    /// Admitted invocations and the `/next` calls waiting for one (see [`Handoff`]).
+    handoff: Mutex<Handoff>,
     delivered: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
     /// Request ids of the invocations in progress here, from admission to their answer: a second
     /// request with one of them is refused, so it can neither take over the first one's answer
@@ -102,6 +100,15 @@ pub struct State {
     pub request_budget: Arc<tokio::sync::Semaphore>,
     /// Bytes of the runtime's answers held at once, until the router has taken them.
     pub response_budget: Arc<tokio::sync::Semaphore>,
+}
+
+/// Admitted invocations and the runtime's waiting `/next` calls. One of the two is always empty:
+/// an invocation goes straight to the `/next` that has waited longest (one wake-up), and a `/next`
+/// takes the oldest kept invocation at once. Both are served in arrival order.
+#[derive(Default)]
+struct Handoff {
+    queued: VecDeque<Invocation>,
+    waiting: VecDeque<oneshot::Sender<Invocation>>,
 }
 
 /// Holds one concurrency slot; frees it (and wakes a drain) when dropped, whatever the outcome.
@@ -135,7 +142,6 @@ impl Drop for OwnedSlot {
 
 impl State {
     pub fn new(config: Config, metrics: Metrics, access: Access) -> Self {
-        let (queue_tx, queue_rx) = mpsc::unbounded_channel();
         metrics.limit.set(config.max_concurrency as i64);
         Self {
             metrics,
@@ -144,8 +150,7 @@ impl State {
             idle: Notify::new(),
             draining: AtomicBool::new(false),
             lifecycle: Mutex::new(Lifecycle::Initializing),
-            queue_tx,
-            queue_rx: tokio::sync::Mutex::new(queue_rx),
+            handoff: Mutex::new(Handoff::default()),
             delivered: Mutex::new(HashMap::new()),
             request_ids: Mutex::new(HashSet::new()),
             usage: Mutex::new(Usage::default()),
@@ -217,12 +222,15 @@ impl State {
                 body: Payload::new(Bytes::from(body), None),
             });
         }
-        // The dead runtime's `/next` calls are gone with its connections, so the queue is free;
-        // if a restarted runtime already holds it, it takes the queued work itself.
-        if let Ok(mut rx) = self.queue_rx.try_lock() {
-            while let Ok(inv) = rx.try_recv() {
-                let _ = inv.reply.send(Outcome::NotRun);
-            }
+        // Invocations wait here only while no `/next` does: nothing will run them (a restarted
+        // runtime's `/next` takes the next ones directly).
+        let queued: Vec<Invocation> = self
+            .handoff
+            .lock()
+            .map(|mut h| h.queued.drain(..).collect())
+            .unwrap_or_default();
+        for inv in queued {
+            let _ = inv.reply.send(Outcome::NotRun);
         }
         true
     }
@@ -389,9 +397,49 @@ impl State {
         }
     }
 
-    /// Queue an admitted invocation for the next `/next`.
+    /// Hands an admitted invocation to the `/next` that has waited longest, or keeps it for the
+    /// next one to come. False only if the state is unusable (a poisoned lock).
     pub fn enqueue(&self, inv: Invocation) -> bool {
-        self.queue_tx.send(inv).is_ok()
+        let Ok(mut handoff) = self.handoff.lock() else {
+            return false;
+        };
+        let mut inv = inv;
+        while let Some(waiting) = handoff.waiting.pop_front() {
+            match waiting.send(inv) {
+                Ok(()) => return true,
+                // That `/next` is gone (its runtime hung up): the next one takes it.
+                Err(back) => inv = back,
+            }
+        }
+        handoff.queued.push_back(inv);
+        true
+    }
+
+    /// The next invocation for a `/next` call: one kept for it, or the next one admitted.
+    /// Invocations whose caller gave up while they waited are answered no further and skipped.
+    pub async fn next_invocation(&self) -> Option<Invocation> {
+        loop {
+            let taken = {
+                let mut handoff = self.handoff.lock().ok()?;
+                match handoff.queued.pop_front() {
+                    Some(inv) => Ok(inv),
+                    None => {
+                        // `/next` calls whose runtime hung up are not kept past the next one.
+                        handoff.waiting.retain(|w| !w.is_closed());
+                        let (tx, rx) = oneshot::channel();
+                        handoff.waiting.push_back(tx);
+                        Err(rx)
+                    }
+                }
+            };
+            let inv = match taken {
+                Ok(inv) => inv,
+                Err(rx) => rx.await.ok()?,
+            };
+            if !inv.reply.is_closed() {
+                return Some(inv);
+            }
+        }
     }
 
     pub fn deliver(&self, request_id: String, reply: oneshot::Sender<Outcome>) {
