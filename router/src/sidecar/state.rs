@@ -111,6 +111,22 @@ struct Handoff {
     waiting: VecDeque<oneshot::Sender<Invocation>>,
 }
 
+/// A `/next` waiting for an invocation. Dropped while waiting (the runtime hung up), it hands an
+/// invocation already sent to it on to the next `/next`, so none is lost between the two.
+struct WaitingNext<'a> {
+    state: &'a State,
+    rx: oneshot::Receiver<Invocation>,
+}
+
+impl Drop for WaitingNext<'_> {
+    fn drop(&mut self) {
+        self.rx.close();
+        if let Ok(inv) = self.rx.try_recv() {
+            self.state.enqueue(inv);
+        }
+    }
+}
+
 /// Holds one concurrency slot; frees it (and wakes a drain) when dropped, whatever the outcome.
 pub struct Slot<'a> {
     state: &'a State,
@@ -434,7 +450,10 @@ impl State {
             };
             let inv = match taken {
                 Ok(inv) => inv,
-                Err(rx) => rx.await.ok()?,
+                Err(rx) => {
+                    let mut waiting = WaitingNext { state: self, rx };
+                    (&mut waiting.rx).await.ok()?
+                }
             };
             if !inv.reply.is_closed() {
                 return Some(inv);
@@ -536,6 +555,31 @@ mod tests {
         assert_eq!(first.id(), "id-1");
         drop(first);
         assert!(s.reserve("id-1").is_some());
+    }
+
+    #[tokio::test]
+    async fn an_invocation_sent_to_a_next_that_hung_up_goes_to_the_next_one() {
+        let s = state();
+        let mut first = Box::pin(s.next_invocation());
+        assert!(futures::poll!(first.as_mut()).is_pending(), "waits");
+        let (reply, _answer) = oneshot::channel();
+        assert!(s.enqueue(Invocation {
+            request_id: "id-1".to_string(),
+            deadline_ms: 0,
+            function_arn: String::new(),
+            trace_id: String::new(),
+            client_context: None,
+            cognito_identity: None,
+            body: Payload::new(Bytes::new(), None),
+            reply,
+        }));
+        // The runtime hangs up before its `/next` took the invocation sent to it.
+        drop(first);
+        let next = tokio::time::timeout(Duration::from_secs(1), s.next_invocation())
+            .await
+            .expect("not lost")
+            .expect("an invocation");
+        assert_eq!(next.request_id, "id-1");
     }
 
     #[test]
