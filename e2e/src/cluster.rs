@@ -569,6 +569,11 @@ fn scheduler_args(kubeconfig: &Path) -> Vec<String> {
 
 /// kwok manages only nodes annotated `kwok.x-k8s.io/node=fake` and, through its default stages,
 /// the pods bound to them (Pending -> Running, with a fake pod IP).
+///
+/// One kwok stands in for the kubelets of every kwok node. Its default of 4 pod stages at a time
+/// made it the bottleneck at 10,000 EEs: a new EE waited up to 109 s behind other pods' status
+/// updates (docs/benchmarks.md). Each stage is one API request that mostly waits, so more of them
+/// at once cost little CPU; a real node's kubelet handles only its own pods.
 fn kwok_config_yaml() -> String {
     format!(
         "apiVersion: config.kwok.x-k8s.io/v1alpha1
@@ -579,6 +584,8 @@ options:
   serverAddress: 127.0.0.1:{}
   cidr: 10.0.0.1/16
   nodeIP: 10.0.0.1
+  podPlayStageParallelism: {KWOK_POD_STAGE_PARALLELISM}
+  podsOnNodeSyncParallelism: {KWOK_POD_STAGE_PARALLELISM}
 ",
         KWOK_NODE_ANNOTATION.0,
         KWOK_NODE_ANNOTATION.1,
@@ -591,6 +598,9 @@ options:
 /// test to see what happens while a replacement starts (consolidation must not drain the old EE
 /// before the new one is Ready).
 pub const KWOK_READY_DELAY_ENV: &str = "KWOK_READY_DELAY";
+
+/// How many pod stages (and pod syncs after a node change) kwok plays at once; its default is 4 (1).
+const KWOK_POD_STAGE_PARALLELISM: u32 = 32;
 
 /// kwok's own fast pod stages (from its module, the version that is built), with one change: the
 /// Ready stage waits for [`KWOK_READY_DELAY_ENV`] when a container of the pod sets it. Stages in the
