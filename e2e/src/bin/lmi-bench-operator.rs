@@ -367,7 +367,10 @@ async fn bench() -> Result<()> {
         create(&cps, provider(&cp, &["c7g.large"])).await?;
         fresh.push(publish_to_active(&client, &format!("fresh-{i}"), &cp, 3).await?);
     }
-    publications("publish-to-Active, new NodeClaims (Karpenter, kwok)", &fresh);
+    publications(
+        "publish-to-Active, new NodeClaims (Karpenter, kwok)",
+        &fresh,
+    );
 
     // 2. Capacity present: large nodes launched by a first function, then one more each time.
     let cp = "bench-warm";
