@@ -41,7 +41,7 @@ pub mod ports {
 pub const KWOK_NODE_ANNOTATION: (&str, &str) = ("kwok.x-k8s.io/node", "fake");
 
 /// Components in start order; `down` stops them in reverse.
-pub const COMPONENTS: [&str; 16] = [
+pub const COMPONENTS: [&str; 20] = [
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
@@ -57,6 +57,12 @@ pub const COMPONENTS: [&str; 16] = [
     "kubelet-3",
     "containerd-4",
     "kubelet-4",
+    // The Karpenter slots (`node::KARPENTER_SLOTS`): their kubelets come and go with Karpenter's
+    // nodes (`crate::adopt`), and stop before their containerds.
+    "containerd-5",
+    "containerd-6",
+    "kubelet-5",
+    "kubelet-6",
     "kube-proxy",
 ];
 
@@ -148,7 +154,7 @@ pub async fn up(paths: &Paths, options: &UpOptions) -> Result<Running> {
     // Every `up`, not only the first: the images are keyed by content, so this rebuilds and
     // re-imports only what changed since (a new sidecar build, an edited example function).
     let images = crate::images::ensure_images(paths, &crate::harness::repo_root()).await?;
-    for node in node::NODES {
+    for node in node::containerd_nodes() {
         crate::images::import_all(&images, &node.containerd_address()).await?;
     }
     info!(
@@ -192,9 +198,8 @@ pub async fn down(paths: &Paths) -> Result<()> {
 async fn stop_all(paths: &Paths) {
     let pid_dir = paths.pid_dir();
     for component in COMPONENTS.iter().rev() {
-        if let Some(node) = node::NODES
-            .into_iter()
-            .find(|n| n.containerd_component() == *component)
+        if let Some(node) =
+            node::containerd_nodes().find(|n| n.containerd_component() == *component)
         {
             // Its kubelet is gone by now; the containers it started would outlive containerd.
             node::kill_containers(node).await;
@@ -229,9 +234,17 @@ pub fn component_status(paths: &Paths) -> Vec<ComponentStatus> {
         .collect()
 }
 
-/// All processes run and the apiserver answers /readyz.
+/// All processes run (but the Karpenter slots' kubelets, which run only while Karpenter has a
+/// node for them) and the apiserver answers /readyz.
 pub async fn is_healthy(paths: &Paths) -> bool {
-    if !component_status(paths).iter().all(|s| s.running) {
+    let on_demand: Vec<String> = node::KARPENTER_SLOTS
+        .iter()
+        .map(|n| n.kubelet_component())
+        .collect();
+    if !component_status(paths)
+        .iter()
+        .all(|s| s.running || on_demand.iter().any(|c| c == s.component))
+    {
         return false;
     }
     let Ok(client) = crate::kubeconfig::client(&paths.kubeconfig()).await else {
@@ -381,38 +394,14 @@ async fn start_node(
 ) -> Result<()> {
     node::ensure_host_packages(paths).await?;
     for n in node::NODES {
-        let containerd = start(
-            paths,
-            &n.containerd_component(),
-            &node::containerd_binary(),
-            node::containerd_args(n, paths, crate::images::PAUSE_IMAGE)?,
-        )?;
-        wait(&containerd, paths, || node::containerd_ready(n)).await?;
-        // containerd answers `ctr` before its CRI plugin serves ("server is not initialized yet"),
-        // and a kubelet that meets that exits: start it again, a few times, as systemd would.
-        let mut attempt = 1;
-        let kubelet = loop {
-            let kubelet = start(
-                paths,
-                &n.kubelet_component(),
-                &binaries.kubelet,
-                node::kubelet_args(n, paths, &paths.kubeconfig(), &pki.ca_cert)?,
-            )?;
-            match wait(&kubelet, paths, || {
-                health::http_ok(n.kubelet_healthz_port(), "/healthz")
-            })
-            .await
-            {
-                Ok(()) => break kubelet,
-                Err(_) if attempt < KUBELET_STARTS && !kubelet.is_running() => {
-                    warn!(component = %kubelet.component, attempt, "exited during start-up; starting it again");
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        start_containerd(paths, n).await?;
+        let args = node::kubelet_args(n, paths, &paths.kubeconfig(), &pki.ca_cert)?;
+        let kubelet = start_kubelet(paths, &binaries.kubelet, n, args).await?;
         wait(&kubelet, paths, || node::node_ready(n, client)).await?;
+    }
+    // The Karpenter slots' kubelets start only when Karpenter makes their nodes.
+    for n in node::KARPENTER_SLOTS {
+        start_containerd(paths, n).await?;
     }
     // Services (the `kubernetes` one for in-cluster clients, the router's) on the nodes and host.
     let proxy = start(
@@ -425,6 +414,44 @@ async fn start_node(
         health::http_ok(node::KUBE_PROXY_HEALTHZ_PORT, "/healthz")
     })
     .await
+}
+
+async fn start_containerd(paths: &Paths, n: node::Node) -> Result<()> {
+    let containerd = start(
+        paths,
+        &n.containerd_component(),
+        &node::containerd_binary(),
+        node::containerd_args(n, paths, crate::images::PAUSE_IMAGE)?,
+    )?;
+    wait(&containerd, paths, || node::containerd_ready(n)).await
+}
+
+/// Starts `n`'s kubelet with `args` and waits until it answers its health check. containerd
+/// answers `ctr` before its CRI plugin serves ("server is not initialized yet"), and a kubelet
+/// that meets that exits: it is started again, a few times, as systemd would.
+pub async fn start_kubelet(
+    paths: &Paths,
+    binary: &Path,
+    n: node::Node,
+    args: Vec<String>,
+) -> Result<Tracked> {
+    let mut attempt = 1;
+    loop {
+        let kubelet = start(paths, &n.kubelet_component(), binary, args.clone())?;
+        match wait(&kubelet, paths, || {
+            health::http_ok(n.kubelet_healthz_port(), "/healthz")
+        })
+        .await
+        {
+            Ok(()) => return Ok(kubelet),
+            Err(_) if attempt < KUBELET_STARTS && !kubelet.is_running() => {
+                warn!(component = %kubelet.component, attempt, "exited during start-up; starting it again");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn start(paths: &Paths, component: &str, binary: &Path, args: Vec<String>) -> Result<Tracked> {
@@ -568,19 +595,24 @@ fn scheduler_args(kubeconfig: &Path) -> Vec<String> {
 }
 
 /// kwok manages only nodes annotated `kwok.x-k8s.io/node=fake` and, through its default stages,
-/// the pods bound to them (Pending -> Running, with a fake pod IP).
+/// the pods bound to them (Pending -> Running, with a fake pod IP). Karpenter's kwok provider
+/// annotates every node it makes; those of [`node::KUBELET_PROVIDER`] are left to a real kubelet
+/// ([`crate::adopt`]).
 ///
 /// One kwok stands in for the kubelets of every kwok node. Its default of 4 pod stages at a time
 /// made it the bottleneck at 10,000 EEs: a new EE waited up to 109 s behind other pods' status
 /// updates (docs/benchmarks.md). Each stage is one API request that mostly waits, so more of them
 /// at once cost little CPU; a real node's kubelet handles only its own pods.
 fn kwok_config_yaml() -> String {
+    use lmi_crds::common::CAPACITY_PROVIDER_LABEL;
+    use node::KUBELET_PROVIDER;
     format!(
         "apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokConfiguration
 options:
   manageAllNodes: false
   manageNodesWithAnnotationSelector: {}={}
+  manageNodesWithLabelSelector: {CAPACITY_PROVIDER_LABEL} notin ({KUBELET_PROVIDER})
   serverAddress: 127.0.0.1:{}
   cidr: 10.0.0.1/16
   nodeIP: 10.0.0.1
@@ -653,6 +685,11 @@ fn kwok_args(kubeconfig: &Path, config: &Path) -> Vec<String> {
             "--manage-nodes-with-annotation-selector={}={}",
             KWOK_NODE_ANNOTATION.0, KWOK_NODE_ANNOTATION.1
         ),
+        format!(
+            "--manage-nodes-with-label-selector={} notin ({})",
+            lmi_crds::common::CAPACITY_PROVIDER_LABEL,
+            node::KUBELET_PROVIDER
+        ),
         format!("--server-address=127.0.0.1:{}", ports::KWOK),
         // kwok renews a Lease per node, the heartbeat the node-lifecycle controller watches:
         // without it every kwok node turns Unknown after the grace period and its pods NotReady.
@@ -666,7 +703,7 @@ mod tests {
 
     #[test]
     fn every_real_node_is_a_component_that_down_stops() {
-        for node in node::NODES {
+        for node in node::containerd_nodes() {
             for component in [node.containerd_component(), node.kubelet_component()] {
                 assert!(COMPONENTS.contains(&component.as_str()), "{component}");
             }

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod adopt;
 pub mod certs;
 pub mod cluster;
 pub mod crds;

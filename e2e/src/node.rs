@@ -73,6 +73,23 @@ pub const NODES: [Node; 4] = [
 /// The tests' nodes (pool [`TEST_POOL`]).
 pub const TEST_NODES: [Node; 2] = [Node { index: 2 }, Node { index: 3 }];
 
+/// Kubelet slots for nodes that real Karpenter launches: a containerd each (started by `up`, with
+/// the images imported), whose kubelet starts only when a Karpenter node of
+/// [`KUBELET_PROVIDER`] appears, registering under that node's name ([`crate::adopt`]). Two: one
+/// instance and its replacement.
+pub const KARPENTER_SLOTS: [Node; 2] = [Node { index: 4 }, Node { index: 5 }];
+
+/// Every node with a containerd of its own: the fixed nodes and the Karpenter slots (`up` starts
+/// them all and imports the images into each; `down` stops them all).
+pub fn containerd_nodes() -> impl Iterator<Item = Node> {
+    NODES.into_iter().chain(KARPENTER_SLOTS)
+}
+
+/// The capacity provider whose Karpenter-launched nodes get a real kubelet instead of kwok (the
+/// local cluster's kwok leaves nodes with this provider's label alone): the tests' way to run real
+/// EEs on instances that Karpenter launches, replaces and deletes.
+pub const KUBELET_PROVIDER: &str = "e2e-kubelets";
+
 /// The first node, the main job's: the chart's pods go there (`charts/lmi/ci/local-values.yaml`).
 pub const NODE_NAME: &str = "lmi-node";
 
@@ -360,24 +377,11 @@ pub fn kubelet_args(
     kubeconfig: &Path,
     ca_cert: &Path,
 ) -> Result<Vec<String>> {
-    let dir = node.config_dir(paths);
-    std::fs::create_dir_all(&dir).map_err(Error::io("creating", &dir))?;
     let root = node.kubelet_root(paths);
-    std::fs::create_dir_all(&root).map_err(Error::io("creating", &root))?;
-    ensure_cgroup_root(node)?;
-    let config = dir.join("kubelet.yaml");
-    std::fs::write(&config, kubelet_config(node, ca_cert))
-        .map_err(Error::io("writing", &config))?;
-    let node_ip = node_ip()?;
-    let name = node.name();
+    let mut args = common_kubelet_args(node, paths, kubeconfig, ca_cert, &root, &node.name())?;
     let zone = node.zone();
     let (pool, capacity_provider) = node.pool();
-    Ok(vec![
-        format!("--config={}", config.display()),
-        format!("--kubeconfig={}", kubeconfig.display()),
-        format!("--root-dir={}", root.display()),
-        format!("--hostname-override={name}"),
-        format!("--node-ip={node_ip}"),
+    args.extend([
         format!(
             "--node-labels={NODE_POOL_KEY}={pool},topology.kubernetes.io/zone={zone},node.kubernetes.io/instance-type={NODE_INSTANCE_TYPE}"
         ),
@@ -385,6 +389,46 @@ pub fn kubelet_args(
             "--register-with-taints={}={capacity_provider}:NoSchedule",
             lmi_crds::common::CAPACITY_PROVIDER_LABEL
         ),
+    ]);
+    Ok(args)
+}
+
+/// A kubelet in `slot` for the Node `name` that Karpenter's kwok provider created: it finds the
+/// Node there and takes it over (its labels, taints and provider ID stay Karpenter's), then reports
+/// it Ready as an EC2 instance's kubelet would. Each node gets a root directory of its own.
+pub fn adopting_kubelet_args(
+    slot: Node,
+    name: &str,
+    paths: &Paths,
+    kubeconfig: &Path,
+    ca_cert: &Path,
+) -> Result<Vec<String>> {
+    let root = slot.kubelet_root(paths).join(name);
+    common_kubelet_args(slot, paths, kubeconfig, ca_cert, &root, name)
+}
+
+fn common_kubelet_args(
+    node: Node,
+    paths: &Paths,
+    kubeconfig: &Path,
+    ca_cert: &Path,
+    root: &Path,
+    name: &str,
+) -> Result<Vec<String>> {
+    let dir = node.config_dir(paths);
+    std::fs::create_dir_all(&dir).map_err(Error::io("creating", &dir))?;
+    std::fs::create_dir_all(root).map_err(Error::io("creating", root))?;
+    ensure_cgroup_root(node)?;
+    let config = dir.join("kubelet.yaml");
+    std::fs::write(&config, kubelet_config(node, ca_cert))
+        .map_err(Error::io("writing", &config))?;
+    let node_ip = node_ip()?;
+    Ok(vec![
+        format!("--config={}", config.display()),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        format!("--root-dir={}", root.display()),
+        format!("--hostname-override={name}"),
+        format!("--node-ip={node_ip}"),
         "--v=1".into(),
     ])
 }

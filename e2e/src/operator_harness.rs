@@ -290,6 +290,19 @@ pub async fn tear_down(client: &Client, namespace: &str, cp: &str) -> Result<()>
     .await
 }
 
+/// Whether the provider got an Event with `reason` (Events of a cluster-scoped object go to the
+/// client's default namespace).
+pub async fn has_provider_event(client: &Client, cp: &str, reason: &str) -> Result<bool> {
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::default_namespaced(client.clone());
+    let list = events
+        .list(&ListParams::default().fields(&format!("involvedObject.name={cp}")))
+        .await?;
+    Ok(list
+        .items
+        .iter()
+        .any(|e| e.reason.as_deref() == Some(reason)))
+}
+
 /// Removes the operator's finalizer from `cp` (after a failed test, when no operator runs).
 pub async fn force_remove(client: &Client, cp: &str) {
     let cps: Api<CapacityProvider> = Api::all(client.clone());

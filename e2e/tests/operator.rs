@@ -16,9 +16,9 @@ use lmi_e2e::cluster::KWOK_READY_DELAY_ENV;
 use lmi_e2e::error::Result;
 use lmi_e2e::harness::{TestEnv, eventually, with_namespace};
 use lmi_e2e::operator_harness::{
-    TestUtilization, claims_of, create, ees_of, exclusive, force_remove, local_node_class,
-    patch_spec, pod_ready, prepare, start_operator, start_operator_with, tear_down, test_settings,
-    version_state,
+    TestUtilization, claims_of, create, ees_of, exclusive, force_remove, has_provider_event,
+    local_node_class, patch_spec, pod_ready, prepare, start_operator, start_operator_with,
+    tear_down, test_settings, version_state,
 };
 use lmi_operator::karpenter::NodeClaim;
 use lmi_operator::karpenter::ZONE_LABEL;
@@ -549,19 +549,6 @@ async fn placement(
         }
     }
     Ok(by_node)
-}
-
-/// Whether the provider got an Event with `reason` (Events of a cluster-scoped object go to the
-/// client's default namespace).
-async fn has_provider_event(client: &Client, cp: &str, reason: &str) -> Result<bool> {
-    let events: Api<Event> = Api::default_namespaced(client.clone());
-    let list = events
-        .list(&ListParams::default().fields(&format!("involvedObject.name={cp}")))
-        .await?;
-    Ok(list
-        .items
-        .iter()
-        .any(|e| e.reason.as_deref() == Some(reason)))
 }
 
 /// What watches saw while the operator consolidated: every change to the provider's NodeClaims

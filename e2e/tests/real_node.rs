@@ -24,10 +24,10 @@ use lmi_e2e::access;
 use lmi_e2e::error::{Error, Result};
 use lmi_e2e::harness::{TestEnv, eventually, repo_root, with_namespace};
 use lmi_e2e::images::{PYTHON_FUNCTION_IMAGE, RUST_FUNCTION_IMAGE};
-use lmi_e2e::node::{TEST_CAPACITY_PROVIDER, TEST_NODES};
+use lmi_e2e::node::{KUBELET_PROVIDER, TEST_CAPACITY_PROVIDER, TEST_NODES};
 use lmi_e2e::operator_harness::{
-    apply_real_node_provider, create, ees_of, exclusive, force_remove, patch_spec, pod_ready,
-    prepare, start_operator_with, tear_down, test_settings, version_state,
+    apply_real_node_provider, claims_of, create, ees_of, exclusive, force_remove, patch_spec,
+    pod_ready, prepare, start_operator_with, tear_down, test_settings, version_state,
 };
 use lmi_operator::utilization::HttpSource;
 use lmi_router::router::DEFAULT_SYSTEM_NAMESPACE;
@@ -445,6 +445,79 @@ async fn deleting_an_ee_under_load_loses_no_admitted_invocation() -> Result<()> 
 /// sidecars (`router/tests/aliases.rs`).
 const ROLLING_RATE: u64 = 50;
 
+/// What the callers of [`drive_load`] got: answers by executed version, failures, and the
+/// throttles they retried.
+struct Tally {
+    by_version: std::collections::BTreeMap<String, u64>,
+    failures: Vec<String>,
+    retried_throttles: u64,
+}
+
+type Calls = Vec<tokio::task::JoinHandle<std::result::Result<(String, u32), String>>>;
+
+/// Invokes `function` at `rate` a second (open loop) until `stop`, each call as an AWS SDK makes
+/// it in its standard retry mode: a throttle is tried again, up to 3 attempts in all; anything
+/// else is the answer.
+fn drive_load(
+    invoker: Invoker,
+    function: &'static str,
+    rate: u64,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Calls> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut calls = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            tick.tick().await;
+            let invoker = invoker.clone();
+            calls.push(tokio::spawn(async move {
+                let mut throttled = 0u32;
+                loop {
+                    match invoker.invoke(function, json!({})).await {
+                        Ok(a) if a.status == 200 && a.function_error.is_none() => {
+                            return Ok((a.executed_version.unwrap_or_default(), throttled));
+                        }
+                        Ok(a) if a.status == 429 && throttled < 2 => {
+                            throttled += 1;
+                            tokio::time::sleep(Duration::from_millis(500 * u64::from(throttled)))
+                                .await;
+                        }
+                        Ok(a) => return Err(format!("{} {:?} {}", a.status, a.error_type, a.body)),
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+            }));
+        }
+        calls
+    })
+}
+
+/// Waits for every call the driver made (once it was told to stop) and counts them.
+async fn tally(driver: tokio::task::JoinHandle<Calls>) -> Result<Tally> {
+    let calls = driver
+        .await
+        .map_err(|e| Error::Other(format!("load driver: {e}")))?;
+    let mut t = Tally {
+        by_version: std::collections::BTreeMap::new(),
+        failures: Vec::new(),
+        retried_throttles: 0,
+    };
+    for call in calls {
+        match call
+            .await
+            .map_err(|e| Error::Other(format!("invocation task: {e}")))?
+        {
+            Ok((version, throttles)) => {
+                *t.by_version.entry(version).or_default() += 1;
+                t.retried_throttles += u64::from(throttles);
+            }
+            Err(e) => t.failures.push(e),
+        }
+    }
+    Ok(t)
+}
+
 /// A rolling update of `$LATEST.PUBLISHED` on the real nodes under steady load: version 2
 /// starts on the other node, unqualified calls move to it once it is Active, version 1 drains
 /// and is deleted, and no invocation fails for callers that retry throttles as the AWS SDKs do
@@ -475,40 +548,7 @@ async fn a_rolling_update_under_load_fails_no_invocation() -> Result<()> {
         invoker.first_answer("rolling", json!({})).await?;
 
         let stop = Arc::new(AtomicBool::new(false));
-        let driver = {
-            let (invoker, stop) = (invoker.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / ROLLING_RATE));
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-                let mut calls = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    tick.tick().await;
-                    let invoker = invoker.clone();
-                    calls.push(tokio::spawn(async move {
-                        // As an AWS SDK calls (standard retry mode): a throttle is tried again,
-                        // up to 3 attempts in all; anything else is the answer.
-                        let mut throttled = 0u32;
-                        loop {
-                            let answer = invoker.invoke("rolling", json!({})).await;
-                            match answer {
-                                Ok(a) if a.status == 200 && a.function_error.is_none() => {
-                                    return Ok((a.executed_version.unwrap_or_default(), throttled));
-                                }
-                                Ok(a) if a.status == 429 && throttled < 2 => {
-                                    throttled += 1;
-                                    tokio::time::sleep(Duration::from_millis(500 * u64::from(throttled))).await;
-                                }
-                                Ok(a) => {
-                                    return Err(format!("{} {:?} {}", a.status, a.error_type, a.body));
-                                }
-                                Err(e) => return Err(e.to_string()),
-                            }
-                        }
-                    }));
-                }
-                calls
-            })
-        };
+        let driver = drive_load(invoker.clone(), "rolling", ROLLING_RATE, stop.clone());
         let started = Instant::now();
         tokio::time::sleep(Duration::from_secs(3)).await;
         let functions: Api<Function> = Api::namespaced(env.client.clone(), &env.namespace);
@@ -536,21 +576,7 @@ async fn a_rolling_update_under_load_fails_no_invocation() -> Result<()> {
         tokio::time::sleep(Duration::from_secs(2)).await;
         stop.store(true, Ordering::Relaxed);
         let elapsed = started.elapsed();
-        let calls = driver
-            .await
-            .map_err(|e| Error::Other(format!("load driver: {e}")))?;
-        let mut by_version = std::collections::BTreeMap::<String, u64>::new();
-        let mut failures = Vec::new();
-        let mut retried_throttles = 0u64;
-        for call in calls {
-            match call.await.map_err(|e| Error::Other(format!("invocation task: {e}")))? {
-                Ok((version, throttles)) => {
-                    *by_version.entry(version).or_default() += 1;
-                    retried_throttles += u64::from(throttles);
-                }
-                Err(e) => failures.push(e),
-            }
-        }
+        let Tally { by_version, failures, retried_throttles } = tally(driver).await?;
         let total = by_version.values().sum::<u64>() + failures.len() as u64;
         println!(
             "rolling update under load: {total} invocations in {:.1} s ({:.0}/s), by version {by_version:?}, {} failed, {retried_throttles} throttles retried by the callers",
@@ -564,6 +590,170 @@ async fn a_rolling_update_under_load_fails_no_invocation() -> Result<()> {
         Ok(())
     })
     .await
+}
+
+/// The rate of the replacement test's callers. Its one EE runs the release build of the sidecar
+/// (`lmi_e2e::adopt::use_release_sidecar`), as in production: one EE of the debug build serves
+/// about 150 a second here.
+const REPLACEMENT_RATE: u64 = 200;
+
+/// Patching by replacement with real EEs, on instances that real Karpenter launches and deletes
+/// (each gets a real kubelet, `lmi_e2e::adopt`): the provider's instance outlives its (shortened)
+/// lifetime under 200 invocations a second; the replacement instance is launched, its EE turns
+/// Ready, then the old EE drains and Karpenter deletes the old instance, and no invocation fails
+/// for callers that retry throttles as the AWS SDKs do (the throttles retried are printed).
+#[tokio::test]
+async fn an_instance_past_its_lifetime_is_replaced_under_load_and_no_invocation_fails() -> Result<()>
+{
+    let _one_operator = exclusive().await;
+    with_namespace("real-node-replaced", |env| async move {
+        prepare(&env.client).await?;
+        let operator = start_operator_with(
+            env.client.clone(),
+            test_settings(),
+            Arc::new(HttpSource::new(Duration::from_secs(1))),
+        )?;
+        lmi_e2e::adopt::use_release_sidecar(&lmi_e2e::paths::Paths::from_env()).await?;
+        let adopter = lmi_e2e::adopt::start(env.client.clone()).await;
+        let outcome = replaced_under_load(&env).await;
+        let cleaned = tear_down(&env.client, &env.namespace, KUBELET_PROVIDER).await;
+        // Karpenter deletes the nodes once the provider's claims go; then their kubelets stop.
+        let nodes_gone = eventually("the provider's nodes to go", WAIT, || async {
+            Ok(adopter.adopted().await.is_empty().then_some(()))
+        })
+        .await;
+        adopter.stop().await;
+        operator.abort();
+        if cleaned.is_err() {
+            force_remove(&env.client, KUBELET_PROVIDER).await;
+        }
+        outcome.and(cleaned).and(nodes_gone)
+    })
+    .await
+}
+
+async fn replaced_under_load(env: &TestEnv) -> Result<()> {
+    let (client, ns) = (env.client.clone(), env.namespace.clone());
+    // One EE of 1 vCPU fills a c7i.large (2 vCPUs, the real node's 2 cores): the replacement
+    // needs a launch. The lifetime leaves room for the first launch and a stretch of load.
+    let mut cp = json!({
+        "apiVersion": "lmi.dev/v1alpha1",
+        "kind": "CapacityProvider",
+        "metadata": {"name": KUBELET_PROVIDER},
+        "spec": {
+            "vpcConfig": {"subnetIds": ["subnet-a"], "securityGroupIds": ["sg-1"]},
+            "instanceRole": "arn:aws:iam::123456789012:role/lmi-e2e",
+            "instanceRequirements": {"architectures": ["x86_64"], "allowedInstanceTypes": ["c7i.large"]},
+            "scalingConfig": {"maxVCpuCount": 8},
+            "instanceLifecycle": {"maxInstanceLifetime": "90s"}
+        }
+    });
+    lmi_e2e::harness::label_for_tests(&mut cp);
+    let cps: Api<lmi_crds::CapacityProvider> = Api::all(client.clone());
+    // A run that died left its provider behind: the operator (running now) removes it first.
+    if cps.get_opt(KUBELET_PROVIDER).await?.is_some() {
+        tear_down(&client, &ns, KUBELET_PROVIDER).await?;
+    }
+    create(&cps, cp).await?;
+    let invoker = Invoker::start_with(
+        client.clone(),
+        lmi_router::router::Config {
+            listen_addr: ([127, 0, 0, 1], 0).into(),
+            default_namespace: ns.clone(),
+            auth: false,
+            ee_connections: 64,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let mut manifest = function("aged", &ns, 64, 10);
+    manifest["spec"]["capacityProviderConfig"]["capacityProviderName"] = json!(KUBELET_PROVIDER);
+    manifest["spec"]["code"]["imageUri"] = json!(RUST_FUNCTION_IMAGE);
+    let functions: Api<Function> = Api::namespaced(client.clone(), &ns);
+    create(&functions, manifest).await?;
+    eventually("aged-v1 Active on a Karpenter node", WAIT, || async {
+        Ok(version_state(&client, &ns, "aged-v1")
+            .await?
+            .filter(|(state, _)| state == "Active"))
+    })
+    .await?;
+    let first: Vec<String> = claims_of(&client, KUBELET_PROVIDER)
+        .await?
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    if first.len() != 1 {
+        return Err(Error::Other(format!("one instance expected: {first:?}")));
+    }
+    let old_ee = ees_of(&client, &ns, "aged", 1).await?;
+    let old_node = old_ee
+        .first()
+        .and_then(|p| p.spec.as_ref())
+        .and_then(|s| s.node_name.clone())
+        .ok_or_else(|| Error::Other("the EE has no node".into()))?;
+    invoker.first_answer("aged", json!({})).await?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let driver = drive_load(invoker.clone(), "aged", REPLACEMENT_RATE, stop.clone());
+    let started = Instant::now();
+    // Due 90 s after its launch; then a launch, a kubelet, an EE start and a drain.
+    let replaced = eventually(
+        "the first instance replaced, its EE moved",
+        Duration::from_secs(240),
+        || async {
+            let claims: Vec<String> = claims_of(&client, KUBELET_PROVIDER)
+                .await?
+                .iter()
+                .map(ResourceExt::name_any)
+                .collect();
+            let ees = ees_of(&client, &ns, "aged", 1).await?;
+            let moved = ees.len() == 1
+                && ees.iter().all(pod_ready)
+                && ees.iter().all(|p| {
+                    p.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(old_node.as_str())
+                });
+            Ok((moved && !claims.iter().any(|c| first.contains(c))).then_some(claims))
+        },
+    )
+    .await;
+    // A little more load on the new instance alone, then stop and count.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    let Tally {
+        by_version,
+        failures,
+        retried_throttles,
+    } = tally(driver).await?;
+    invoker.stop();
+    let claims = replaced?;
+    let total = by_version.values().sum::<u64>() + failures.len() as u64;
+    println!(
+        "replacement under load: {total} invocations in {:.1} s ({:.0}/s), {} failed, {retried_throttles} throttles retried by the callers; instances {first:?} -> {claims:?}",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64(),
+        failures.len()
+    );
+    // Errors rather than panics: the caller tears the provider and its nodes down either way.
+    if !failures.is_empty() {
+        return Err(Error::Other(format!(
+            "{} of {total} failed, e.g. {:?}",
+            failures.len(),
+            failures.iter().take(5).collect::<Vec<_>>()
+        )));
+    }
+    if !lmi_e2e::operator_harness::has_provider_event(
+        &client,
+        KUBELET_PROVIDER,
+        "ReplacingInstance",
+    )
+    .await?
+    {
+        return Err(Error::Other(
+            "no ReplacingInstance Event: the provider does not tell why the instance went".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[tokio::test]

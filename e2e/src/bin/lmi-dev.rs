@@ -208,8 +208,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if !no_import {
                 let sockets = match containerd {
                     Some(socket) => vec![socket],
-                    None => lmi_e2e::node::NODES
-                        .iter()
+                    None => lmi_e2e::node::containerd_nodes()
                         .map(|n| n.containerd_address())
                         .collect(),
                 };

@@ -82,20 +82,30 @@ pub const PRODUCT_IMAGES: [(&str, &str); 3] = [
     (ROUTER_IMAGE, "lmi-router"),
 ];
 
-/// `cargo build --release` of the product's programs (for images meant for a registry); returns
-/// cargo's target directory.
-pub async fn build_release_binaries(workspace_root: &Path, log: &Path) -> Result<PathBuf> {
+/// `cargo build --release` of the programs of `images` (some of [`PRODUCT_IMAGES`]: for images
+/// meant for a registry); returns cargo's target directory.
+pub async fn build_release_binaries(
+    workspace_root: &Path,
+    log: &Path,
+    images: &[(&str, &str)],
+) -> Result<PathBuf> {
     let mut build = Command::new("cargo");
-    build.args([
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "lmi-operator",
-        "-p",
-        "lmi-router",
-    ]);
-    for (_, program) in PRODUCT_IMAGES {
+    build.args(["build", "--release", "--locked"]);
+    // The operator's program is in its own package; the router's and the sidecar's share one.
+    let packages: std::collections::BTreeSet<&str> = images
+        .iter()
+        .map(|(_, program)| {
+            if *program == "lmi-operator" {
+                "lmi-operator"
+            } else {
+                "lmi-router"
+            }
+        })
+        .collect();
+    for package in packages {
+        build.args(["-p", package]);
+    }
+    for (_, program) in images {
         build.args(["--bin", program]);
     }
     build.current_dir(workspace_root);
@@ -142,7 +152,14 @@ pub async fn specs(
     };
 
     let pause = pause_layer(cache, log).await?;
-    let programs = product_specs(cache, log, &base, &target_dir.join("debug")).await?;
+    let programs = product_specs(
+        cache,
+        log,
+        &base,
+        &target_dir.join("debug"),
+        &PRODUCT_IMAGES,
+    )
+    .await?;
     let rust_fn = file_layer(
         cache,
         log,
@@ -217,9 +234,10 @@ pub async fn product_specs(
     log: &Path,
     base: &Layer,
     bin_dir: &Path,
+    images: &[(&'static str, &'static str)],
 ) -> Result<Vec<ImageSpec>> {
     let mut specs = Vec::new();
-    for (image, program) in PRODUCT_IMAGES {
+    for &(image, program) in images {
         let dest = format!("usr/local/bin/{program}");
         let layer = file_layer(cache, log, &bin_dir.join(program), &dest).await?;
         specs.push(ImageSpec {

@@ -138,7 +138,7 @@ pub async fn export_product_images(
     std::fs::create_dir_all(paths.log_dir()).map_err(Error::io("creating", paths.log_dir()))?;
     let (target_dir, profile) = if release {
         (
-            catalog::build_release_binaries(workspace_root, &log).await?,
+            catalog::build_release_binaries(workspace_root, &log, &catalog::PRODUCT_IMAGES).await?,
             "release",
         )
     } else {
@@ -162,7 +162,8 @@ pub async fn write_product_archives(
     std::fs::create_dir_all(out).map_err(Error::io("creating", out))?;
     let cache = LayerCache::open(&dir)?;
     let (base, _) = base::ensure(&cache, &log).await?;
-    let specs = catalog::product_specs(&cache, &log, &base, bin_dir).await?;
+    let specs =
+        catalog::product_specs(&cache, &log, &base, bin_dir, &catalog::PRODUCT_IMAGES).await?;
     let archives = dir.join("archives");
     std::fs::create_dir_all(&archives).map_err(Error::io("creating", &archives))?;
     let mut exported = Vec::new();
@@ -180,6 +181,26 @@ pub async fn write_product_archives(
         });
     }
     Ok(exported)
+}
+
+/// The sidecar's image from a `--release` build (only its program is built), under the local
+/// image's name [`SIDECAR_IMAGE`], ready for [`import`].
+pub async fn release_sidecar_image(paths: &Paths, workspace_root: &Path) -> Result<BuiltImage> {
+    let log = log_file(paths);
+    std::fs::create_dir_all(paths.log_dir()).map_err(Error::io("creating", paths.log_dir()))?;
+    let images = [(SIDECAR_IMAGE, "lmi-sidecar")];
+    let target_dir = catalog::build_release_binaries(workspace_root, &log, &images).await?;
+    let dir = images_dir(paths);
+    let cache = LayerCache::open(&dir)?;
+    let (base, _) = base::ensure(&cache, &log).await?;
+    let specs =
+        catalog::product_specs(&cache, &log, &base, &target_dir.join("release"), &images).await?;
+    let archives = dir.join("archives");
+    std::fs::create_dir_all(&archives).map_err(Error::io("creating", &archives))?;
+    let spec = specs
+        .first()
+        .ok_or_else(|| Error::Other("no image spec for the sidecar".into()))?;
+    write_archive(&cache, &archives, spec, &log).await
 }
 
 fn prune(dir: &Path, keep: &HashSet<PathBuf>) {
