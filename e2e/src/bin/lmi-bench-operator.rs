@@ -235,7 +235,7 @@ async fn publish_to_active(client: &Client, name: &str, cp: &str, min: i32) -> R
     let mut polls = 0_u32;
     loop {
         // The pods are listed every fifth poll only: a label-selected list walks all 10,000.
-        if ees_created.is_none() && polls % 5 == 0 {
+        if ees_created.is_none() && polls.is_multiple_of(5) {
             let created = pods.list_metadata(&of_function).await?.items.len();
             if created >= usize::try_from(min).unwrap_or(0) {
                 ees_created = Some(started.elapsed().as_secs_f64());
