@@ -172,6 +172,17 @@ async fn release(name: &str, slot: Node, kubelet: &Tracked) {
     kubelet.stop(Duration::from_secs(10)).await;
     // Karpenter drained the node before deleting it; anything still running goes with it.
     node::kill_containers(slot).await;
+    // The kubelet bind-mounts its root directory onto itself (and pod volumes below it); the
+    // node is gone for good, so is its directory.
+    let root = slot.kubelet_root(&Paths::from_env()).join(name);
+    let _ = tokio::process::Command::new("umount")
+        .args(["--recursive", "--lazy"])
+        .arg(&root)
+        .status()
+        .await;
+    if let Err(e) = std::fs::remove_dir_all(&root) {
+        warn!(dir = %root.display(), "could not remove the node's kubelet directory: {e}");
+    }
     info!(node = %name, slot = %slot.kubelet_component(), "kubelet stopped: Karpenter's node is gone");
 }
 
