@@ -67,7 +67,24 @@ where
     F: FnOnce(TestEnv, Invoker) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
-    // One operator at a time, and one EE fits the node: these tests run one after the other.
+    with_operator(test, TEST_CAPACITY_PROVIDER, |env| async move {
+        apply_real_node_provider(&env.client).await?;
+        let invoker = Invoker::start(env.client.clone(), &env.namespace).await?;
+        let result = body(env.clone(), invoker.clone()).await;
+        invoker.stop();
+        result
+    })
+    .await
+}
+
+/// The operator (with the real utilization source), running while `body` does; then the
+/// namespace's functions and the provider `cp` are deleted while it still runs.
+async fn with_operator<F, Fut>(test: &'static str, cp: &'static str, body: F) -> Result<()>
+where
+    F: FnOnce(TestEnv) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    // One operator at a time, and one EE fits a node: these tests run one after the other.
     let _one_operator = exclusive().await;
     with_namespace(test, |env| async move {
         // The operator watches Karpenter's kinds too (for Karpenter-mode providers).
@@ -77,18 +94,11 @@ where
             test_settings(),
             Arc::new(HttpSource::new(Duration::from_secs(1))),
         )?;
-        let outcome = async {
-            apply_real_node_provider(&env.client).await?;
-            let invoker = Invoker::start(env.client.clone(), &env.namespace).await?;
-            let result = body(env.clone(), invoker.clone()).await;
-            invoker.stop();
-            result
-        }
-        .await;
-        let cleaned = tear_down(&env.client, &env.namespace, TEST_CAPACITY_PROVIDER).await;
+        let outcome = body(env.clone()).await;
+        let cleaned = tear_down(&env.client, &env.namespace, cp).await;
         operator.abort();
         if cleaned.is_err() {
-            force_remove(&env.client, TEST_CAPACITY_PROVIDER).await;
+            force_remove(&env.client, cp).await;
         }
         outcome.and(cleaned)
     })
@@ -605,28 +615,18 @@ const REPLACEMENT_RATE: u64 = 200;
 #[tokio::test]
 async fn an_instance_past_its_lifetime_is_replaced_under_load_and_no_invocation_fails() -> Result<()>
 {
-    let _one_operator = exclusive().await;
-    with_namespace("real-node-replaced", |env| async move {
-        prepare(&env.client).await?;
-        let operator = start_operator_with(
-            env.client.clone(),
-            test_settings(),
-            Arc::new(HttpSource::new(Duration::from_secs(1))),
-        )?;
+    with_operator("real-node-replaced", KUBELET_PROVIDER, |env| async move {
+        // Inside the tests' lock: the release build must not slow another test's load.
         lmi_e2e::adopt::use_release_sidecar(&lmi_e2e::paths::Paths::from_env()).await?;
         let adopter = lmi_e2e::adopt::start(env.client.clone()).await;
         let outcome = replaced_under_load(&env).await;
+        // The provider goes first (then Karpenter deletes its nodes, and their kubelets stop).
         let cleaned = tear_down(&env.client, &env.namespace, KUBELET_PROVIDER).await;
-        // Karpenter deletes the nodes once the provider's claims go; then their kubelets stop.
         let nodes_gone = eventually("the provider's nodes to go", WAIT, || async {
             Ok(adopter.adopted().await.is_empty().then_some(()))
         })
         .await;
         adopter.stop().await;
-        operator.abort();
-        if cleaned.is_err() {
-            force_remove(&env.client, KUBELET_PROVIDER).await;
-        }
         outcome.and(cleaned).and(nodes_gone)
     })
     .await
