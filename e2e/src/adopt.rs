@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::certs::Pki;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gobuild::Binaries;
 use crate::node::{self, KARPENTER_SLOTS, KUBELET_PROVIDER, Node};
 use crate::paths::Paths;
@@ -184,21 +184,6 @@ async fn release(name: &str, slot: Node, kubelet: &Tracked) {
         warn!(dir = %root.display(), "could not remove the node's kubelet directory: {e}");
     }
     info!(node = %name, slot = %slot.kubelet_component(), "kubelet stopped: Karpenter's node is gone");
-}
-
-/// Waits until `n` nodes have a kubelet here.
-pub async fn wait_adopted(adopter: &Adopter, n: usize, timeout: Duration) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while adopter.adopted().await.len() < n {
-        if tokio::time::Instant::now() > deadline {
-            return Err(Error::Timeout {
-                what: format!("{n} Karpenter nodes with a kubelet"),
-                seconds: timeout.as_secs(),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    Ok(())
 }
 
 /// Puts a release build of the sidecar into the Karpenter slots' containerds, under the local

@@ -463,6 +463,25 @@ struct Tally {
     retried_throttles: u64,
 }
 
+impl Tally {
+    fn total(&self) -> u64 {
+        self.by_version.values().sum::<u64>() + self.failures.len() as u64
+    }
+
+    /// One line for the test's output: how many, how fast, how many failed or were retried.
+    fn summary(&self, elapsed: Duration) -> String {
+        let total = self.total();
+        format!(
+            "{total} invocations in {:.1} s ({:.0}/s), by version {:?}, {} failed, {} throttles retried by the callers",
+            elapsed.as_secs_f64(),
+            total as f64 / elapsed.as_secs_f64(),
+            self.by_version,
+            self.failures.len(),
+            self.retried_throttles
+        )
+    }
+}
+
 type Calls = Vec<tokio::task::JoinHandle<std::result::Result<(String, u32), String>>>;
 
 /// Invokes `function` at `rate` a second (open loop) until `stop`, each call as an AWS SDK makes
@@ -562,7 +581,12 @@ async fn a_rolling_update_under_load_fails_no_invocation() -> Result<()> {
         let started = Instant::now();
         tokio::time::sleep(Duration::from_secs(3)).await;
         let functions: Api<Function> = Api::namespaced(env.client.clone(), &env.namespace);
-        patch_spec(&functions, "rolling", json!({"environment": {"variables": {"RELEASE": "2"}}})).await?;
+        patch_spec(
+            &functions,
+            "rolling",
+            json!({"environment": {"variables": {"RELEASE": "2"}}}),
+        )
+        .await?;
         let versions: Api<FunctionVersion> = Api::namespaced(env.client.clone(), &env.namespace);
         eventually("version 2 Active", WAIT, || async {
             Ok(version_state(&env.client, &env.namespace, "rolling-v2")
@@ -571,13 +595,20 @@ async fn a_rolling_update_under_load_fails_no_invocation() -> Result<()> {
         })
         .await?;
         eventually("version 1 retired (deleted)", WAIT, || async {
-            Ok(versions.get_opt("rolling-v1").await?.is_none().then_some(()))
+            Ok(versions
+                .get_opt("rolling-v1")
+                .await?
+                .is_none()
+                .then_some(()))
         })
         .await?;
         let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.namespace);
         eventually("no EE of version 1 left", WAIT, || async {
             let left = pods
-                .list(&kube::api::ListParams::default().labels("lmi.dev/function=rolling,lmi.dev/version=1"))
+                .list(
+                    &kube::api::ListParams::default()
+                        .labels("lmi.dev/function=rolling,lmi.dev/version=1"),
+                )
                 .await?;
             Ok(left.items.is_empty().then_some(()))
         })
@@ -586,16 +617,25 @@ async fn a_rolling_update_under_load_fails_no_invocation() -> Result<()> {
         tokio::time::sleep(Duration::from_secs(2)).await;
         stop.store(true, Ordering::Relaxed);
         let elapsed = started.elapsed();
-        let Tally { by_version, failures, retried_throttles } = tally(driver).await?;
-        let total = by_version.values().sum::<u64>() + failures.len() as u64;
-        println!(
-            "rolling update under load: {total} invocations in {:.1} s ({:.0}/s), by version {by_version:?}, {} failed, {retried_throttles} throttles retried by the callers",
-            elapsed.as_secs_f64(),
-            total as f64 / elapsed.as_secs_f64(),
-            failures.len()
+        let counted = tally(driver).await?;
+        println!("rolling update under load: {}", counted.summary(elapsed));
+        let total = counted.total();
+        let Tally {
+            by_version,
+            failures,
+            ..
+        } = counted;
+        assert!(
+            failures.is_empty(),
+            "{} of {total} failed, e.g. {:?}",
+            failures.len(),
+            failures.iter().take(5).collect::<Vec<_>>()
         );
-        assert!(failures.is_empty(), "{} of {total} failed, e.g. {:?}", failures.len(), failures.iter().take(5).collect::<Vec<_>>());
-        assert!(by_version.get("1").is_some_and(|n| *n > 0) && by_version.get("2").is_some_and(|n| *n > 0), "both versions served: {by_version:?}");
+        assert!(
+            by_version.get("1").is_some_and(|n| *n > 0)
+                && by_version.get("2").is_some_and(|n| *n > 0),
+            "both versions served: {by_version:?}"
+        );
         invoker.stop();
         Ok(())
     })
@@ -720,20 +760,15 @@ async fn replaced_under_load(env: &TestEnv) -> Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
     let elapsed = started.elapsed();
-    let Tally {
-        by_version,
-        failures,
-        retried_throttles,
-    } = tally(driver).await?;
+    let counted = tally(driver).await?;
     invoker.stop();
     let claims = replaced?;
-    let total = by_version.values().sum::<u64>() + failures.len() as u64;
     println!(
-        "replacement under load: {total} invocations in {:.1} s ({:.0}/s), {} failed, {retried_throttles} throttles retried by the callers; instances {first:?} -> {claims:?}",
-        elapsed.as_secs_f64(),
-        total as f64 / elapsed.as_secs_f64(),
-        failures.len()
+        "replacement under load: {}; instances {first:?} -> {claims:?}",
+        counted.summary(elapsed)
     );
+    let total = counted.total();
+    let Tally { failures, .. } = counted;
     // Errors rather than panics: the caller tears the provider and its nodes down either way.
     if !failures.is_empty() {
         return Err(Error::Other(format!(
