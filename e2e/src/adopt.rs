@@ -160,11 +160,14 @@ async fn adopt(
     }
 }
 
-/// The node is gone: its kubelet stops and the slot is free again.
+/// The node is gone: its kubelet stops and the slot is free again. The node stays listed until
+/// its slot is clean, so [`Adopter::adopted`] does not report it gone (and a caller stop the
+/// adopter, cancelling the clean-up) while its directory is still mounted.
 async fn forget(slots: &Mutex<Slots>, name: &str) {
-    let removed = slots.lock().await.running.remove(name);
-    if let Some((slot, kubelet)) = removed {
-        release(name, slot, &kubelet).await;
+    let mut slots = slots.lock().await;
+    if let Some((slot, kubelet)) = slots.running.get(name) {
+        release(name, *slot, kubelet).await;
+        slots.running.remove(name);
     }
 }
 
